@@ -1,0 +1,138 @@
+"""The provider-neutral event model: frozen dataclasses shared by normalizers, planning and the store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+from typing import Any, Literal
+
+EventStatus = Literal["confirmed", "tentative", "cancelled"]
+Moment = datetime | date
+
+
+@dataclass(frozen=True, slots=True)
+class Attendee:
+    """One invitee; status uses Google's vocabulary (needsAction, accepted, tentative, declined)."""
+
+    email: str
+    name: str = ""
+    status: str = "needsAction"
+    optional: bool = False
+    resource: bool = False
+    organizer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    """A reminder: method (popup, email) and minutes before start."""
+
+    method: str
+    minutes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file attached to an event; url is the provider's link, file_id its id where it has one."""
+
+    title: str
+    url: str = ""
+    mime_type: str = ""
+    file_id: str = ""
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Conference:
+    """Online meeting: type (hangoutsMeet, teamsForBusiness, …), join URI, and the provider's full data."""
+
+    type: str
+    uri: str
+    data_json: str = ""  # the provider's conference object, JSON text, stored verbatim
+
+
+@dataclass(frozen=True, slots=True)
+class Organizer:
+    """The organizer; the seed stores empty name and email when the calendar owner organizes."""
+
+    name: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One provider event, normalized.
+
+    Time rules (the same as the cal_event storage rule):
+    - timed events: ``start``/``end`` are tz-aware datetimes in UTC, ``end`` exclusive;
+    - all-day events (``all_day``): ``start``/``end`` are dates, ``end`` is the LAST day, inclusive
+      (the providers' exclusive end is converted by the normalizers, in both directions);
+    - ``start_tz``/``end_tz`` keep the original IANA zone names where the provider has them.
+    A cancelled tombstone may carry only ``ext_id`` (and ``recurring_event_id``/``original_start``).
+    """
+
+    ext_id: str
+    status: EventStatus = "confirmed"
+    summary: str = ""
+    description: str = ""
+    location: str = ""
+    all_day: bool = False
+    start: Moment | None = None
+    end: Moment | None = None
+    start_tz: str | None = None
+    end_tz: str | None = None
+    recurrence: tuple[str, ...] = ()  # RFC 5545 lines: RRULE/EXRULE/RDATE/EXDATE, no DTSTART
+    recurring_event_id: str | None = None
+    original_start: Moment | None = None
+    organizer: Organizer | None = None
+    attendees: tuple[Attendee, ...] = ()
+    reminders: tuple[Reminder, ...] = ()
+    reminders_use_default: bool = False
+    conference: Conference | None = None
+    html_link: str = ""
+    hangout_link: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    event_type: str = "default"
+    excluded_dates: tuple[date, ...] = ()  # Outlook series masters: dates with no occurrence
+    remove_child_instances: bool = False  # Outlook: the series' occurrences derive from the master
+    remove_cancelled_instances: bool = False  # Outlook: cancelled occurrences are removed, not shown
+    updated: datetime | None = None  # provider's last-modified time (UTC)
+    etag: str | None = None
+    raw: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True for a deleted event or a cancelled occurrence."""
+        return self.status == "cancelled"
+
+    @property
+    def is_instance(self) -> bool:
+        """True for a modified or cancelled occurrence of a recurring series."""
+        return self.recurring_event_id is not None
+
+    def content_hash(self) -> str:
+        """A hash of the normalized content, ignoring etag, updated and raw.
+
+        Change detection uses it so a provider that rewrites etags causes no spurious writes.
+        """
+        skip = {"etag", "updated", "raw"}
+        payload = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        text = json.dumps(payload, default=_jsonable, sort_keys=True, separators=(",", ":"))
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: getattr(value, f.name) for f in fields(value)}  # type: ignore[arg-type]
+    raise TypeError(f"not serializable: {type(value).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A provider item that could not be normalized: its id (if any) and why."""
+
+    ext_id: str
+    reason: str

@@ -1,0 +1,71 @@
+"""Provider adapters: one small interface for Google and Outlook (URLs, paging, status mapping)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """A refreshed access token; ``refresh_token`` is None when the provider kept the old one."""
+
+    access_token: str = field(repr=False)
+    expires_at: datetime
+    refresh_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class CalendarRef:
+    """What an adapter needs to address one calendar: ids, the mailbox/account and the token."""
+
+    calendar_id: int
+    ext_calendar_id: str | None
+    account: str
+    access_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of changes.
+
+    ``next_page`` continues this round (Google pageToken, Graph nextLink); ``sync_cursor`` is the
+    cursor for the next round and is only present on the last page (``complete``).
+    """
+
+    items: list[dict[str, Any]]
+    next_page: str | None
+    sync_cursor: str | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """True on the last page of a round."""
+        return self.next_page is None
+
+
+class Provider(Protocol):
+    """The operations the sync engine needs from a calendar provider."""
+
+    kind: int
+    name: str
+
+    def refresh(self, refresh_token: str) -> TokenGrant:
+        """Exchange a refresh token for a new access token."""
+
+    def list_changes(self, cal: CalendarRef, *, cursor: str | None, page: str | None,
+                     window: tuple[datetime, datetime]) -> Page:
+        """One page of changes since ``cursor`` (None: a full listing over ``window``)."""
+
+    def get(self, cal: CalendarRef, ext_id: str) -> dict[str, Any] | None:
+        """One event, or None when it is gone."""
+
+    def create(self, cal: CalendarRef, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """Create an event; retries with the same key never duplicate it."""
+
+    def update(self, cal: CalendarRef, ext_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Patch an event with the given fields."""
+
+    def delete(self, cal: CalendarRef, ext_id: str) -> None:
+        """Delete an event; an event already gone counts as success."""

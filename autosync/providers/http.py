@@ -1,0 +1,196 @@
+"""The HTTP edge shared by both adapters: session, timeouts, limits, short retries, error mapping."""
+
+from __future__ import annotations
+
+import contextvars
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from autosync.errors import ProviderError, RateLimited, Throttled, Transient
+from autosync.ratelimit import Limit, RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RequestStats:
+    """Provider requests made inside one unit of work (a task), for run records."""
+
+    count: int = 0
+
+
+_stats: contextvars.ContextVar[RequestStats | None] = contextvars.ContextVar("autosync_stats", default=None)
+
+
+@contextmanager
+def counting() -> Iterator[RequestStats]:
+    """Count provider requests made inside the block."""
+    stats = RequestStats()
+    token = _stats.set(stats)
+    try:
+        yield stats
+    finally:
+        _stats.reset(token)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: integer seconds, fractional seconds, or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+_local = threading.local()
+
+
+def session() -> requests.Session:
+    """A keep-alive session per thread (requests.Session is not thread-safe)."""
+    s: requests.Session | None = getattr(_local, "session", None)
+    if s is None:
+        s = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
+        _local.session = s
+    return s
+
+
+Classifier = Callable[[requests.Response], ProviderError | None]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The one retry and limit policy for provider calls."""
+
+    connect_timeout: float
+    read_timeout: float
+    retries: int  # short in-task retries; longer waits go back to Celery
+    backoff_cap: float
+    max_inline_wait: float
+
+
+def backoff(attempt: int, cap: float, base: float = 0.25) -> float:
+    """Full-jitter exponential backoff: uniform(0, min(cap, base * 2**attempt))."""
+    return random.uniform(0, min(cap, base * (2 ** attempt)))
+
+
+class HttpEdge:
+    """Sends provider requests under the cluster-wide limits, with short jittered retries."""
+
+    def __init__(self, policy: Policy, limiter: RateLimiter | None) -> None:
+        self.policy = policy
+        self.limiter = limiter
+
+    def _wait_for_limits(self, limits: list[Limit], cooldowns: list[str]) -> None:
+        if self.limiter is None:
+            return
+        deadline = time.monotonic() + self.policy.max_inline_wait
+        while True:
+            wait = self.limiter.try_acquire(limits, cooldowns)
+            if wait <= 0:
+                return
+            if time.monotonic() + wait > deadline:
+                raise RateLimited(",".join(cooldowns or [lim.key for lim in limits]), wait)
+            time.sleep(wait)
+
+    @contextmanager
+    def _slot(self, key: str | None, size: int) -> Iterator[None]:
+        if self.limiter is None or key is None:
+            yield
+            return
+        deadline = time.monotonic() + self.policy.max_inline_wait
+        while True:
+            token, wait = self.limiter.acquire_slot(key, size, lease=self.policy.read_timeout + 5)
+            if token is not None:
+                break
+            if time.monotonic() + wait > deadline:
+                raise RateLimited(key, max(wait, 0.5))
+            time.sleep(wait)
+        try:
+            yield
+        finally:
+            self.limiter.release_slot(key, token)
+
+    def send(self, method: str, url: str, *, classify: Classifier, limits: list[Limit],
+             cooldowns: list[str], slot: tuple[str, int] | None = None, verbatim: bool = False,
+             **kwargs: Any) -> requests.Response:
+        """Send one logical request; transient failures are retried a few times within the task.
+
+        With ``verbatim`` the URL goes on the wire exactly as given (stored delta links, trap 12):
+        requests would otherwise re-quote it.
+        """
+
+        def attempt() -> requests.Response:
+            self._wait_for_limits(limits, cooldowns)
+            with self._slot(*(slot or (None, 0))):
+                stats = _stats.get()
+                if stats is not None:
+                    stats.count += 1
+                try:
+                    resp = _send(method, url, verbatim, self.policy, kwargs)
+                except requests.Timeout as exc:
+                    raise Transient(f"timeout: {type(exc).__name__}") from None
+                except requests.ConnectionError as exc:
+                    raise Transient(f"connection error: {type(exc).__name__}") from None
+            error = classify(resp)
+            if error is None:
+                return resp
+            if isinstance(error, Throttled) and self.limiter is not None and cooldowns:
+                # Every worker honours the provider's wait for this account.
+                self.limiter.cool_down(cooldowns[-1], error.retry_after or backoff(2, self.policy.backoff_cap))
+            raise error
+
+        def short_enough(exc: BaseException) -> bool:
+            if not isinstance(exc, (Transient, Throttled)):
+                return False
+            wait = exc.retry_after
+            return wait is None or wait <= self.policy.max_inline_wait
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hinted = getattr(exc, "retry_after", None) or 0.0
+            return max(hinted, backoff(state.attempt_number, self.policy.backoff_cap))
+
+        retrying = Retrying(stop=stop_after_attempt(self.policy.retries + 1),
+                            retry=retry_if_exception(short_enough), wait=wait, reraise=True)
+        return retrying(attempt)
+
+
+def _send(method: str, url: str, verbatim: bool, policy: Policy, kwargs: dict[str, Any]) -> requests.Response:
+    timeout = (policy.connect_timeout, policy.read_timeout)
+    s = session()
+    if not verbatim:
+        return s.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
+    prepared = s.prepare_request(requests.Request(method, url, **kwargs))
+    prepared.url = url
+    return s.send(prepared, timeout=timeout, allow_redirects=False)
+
+
+def json_body(resp: requests.Response) -> Any:
+    """The response body as JSON; malformed JSON from a provider is a transient fault."""
+    try:
+        return resp.json()
+    except ValueError:
+        raise Transient("malformed JSON in provider response", status=resp.status_code) from None

@@ -1,0 +1,162 @@
+"""Microsoft Graph adapter: token refresh with rotation, calendarView delta rounds, writes, error mapping."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import requests
+
+from autosync import errors
+from autosync.providers import CalendarRef, Page, TokenGrant
+from autosync.providers.google import classify_token, grant_from
+from autosync.providers.http import HttpEdge, json_body, parse_retry_after
+from autosync.ratelimit import Limit
+from autosync.settings import Settings
+
+CURSOR_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
+
+
+def _code(body: Any) -> str:
+    try:
+        return str(body["error"].get("code", ""))
+    except (KeyError, TypeError, AttributeError):
+        return ""
+
+
+def classify_api(resp: requests.Response) -> errors.ProviderError | None:
+    """Map a Graph response to the error tree, branching on the OData error code."""
+    status = resp.status_code
+    if status < 400:
+        return None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    code = _code(body)
+    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+    msg = f"graph {status} {code}".strip()
+    if status == 429:
+        return errors.Throttled(msg, retry_after=retry_after, status=status, code=code)
+    if status >= 500 or status == 408:
+        return errors.Transient(msg, retry_after=retry_after, status=status, code=code)
+    if status == 410 or code.lower() in CURSOR_CODES:
+        return errors.CursorInvalid(msg, status=status, code=code)
+    if status == 401:
+        return errors.AuthInvalid(msg, status=status, code=code)
+    if status == 404:
+        return errors.NotFound(msg, status=status, code=code)
+    if status == 409:
+        return errors.Conflict(msg, status=status, code=code)
+    if status == 412:
+        # We send no If-Match; Outlook answers this transiently on plain requests (contract B5).
+        return errors.Transient(msg, retry_after=retry_after, status=status, code=code)
+    return errors.Permanent(msg, status=status, code=code)
+
+
+def graph_time(moment: datetime) -> str:
+    """UTC timestamp for startDateTime/endDateTime."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class OutlookProvider:
+    """Outlook / Microsoft Graph (calendarType 2)."""
+
+    kind = 2
+    name = "outlook"
+
+    def __init__(self, settings: Settings, edge: HttpEdge) -> None:
+        self.settings = settings
+        self.edge = edge
+
+    def _prefer(self) -> dict[str, str]:
+        # Prefer headers are not part of the delta token: send them on every request (trap 14).
+        return {"Prefer": f'outlook.timezone="UTC", odata.maxpagesize={self.settings.outlook_page_size}, '
+                          'IdType="ImmutableId"'}
+
+    def _call(self, method: str, cal: CalendarRef, url: str, *, verbatim: bool = False,
+              **kw: Any) -> requests.Response:
+        app_count, app_period = self.settings.outlook_rate
+        acc_count, acc_period = self.settings.outlook_account_rate
+        limits = [Limit("outlook:app", app_count, app_period),
+                  Limit(f"outlook:mbx:{cal.account}", acc_count, acc_period)]
+        headers = {"Authorization": f"Bearer {cal.access_token}", **self._prefer(), **kw.pop("headers", {})}
+        return self.edge.send(method, url, classify=classify_api, limits=limits,
+                              cooldowns=["outlook:app", f"outlook:mbx:{cal.account}"],
+                              slot=(f"outlook:mbx:{cal.account}", self.settings.outlook_mailbox_concurrency),
+                              verbatim=verbatim, headers=headers, **kw)
+
+    def _calendar_base(self, cal: CalendarRef) -> str:
+        base = self.settings.graph_api_url + "/me"
+        if cal.ext_calendar_id:
+            return f"{base}/calendars/{quote(cal.ext_calendar_id, safe='')}"
+        return base
+
+    def _event_url(self, ext_id: str) -> str:
+        return f"{self.settings.graph_api_url}/me/events/{quote(ext_id, safe='')}"
+
+    def refresh(self, refresh_token: str) -> TokenGrant:
+        """Refresh at the Microsoft token URL; the response carries a NEW refresh token (trap 15)."""
+        form = {"grant_type": "refresh_token", "client_id": self.settings.outlook_client_id,
+                "client_secret": self.settings.outlook_client_secret.reveal(),
+                "scope": self.settings.outlook_scope, "refresh_token": refresh_token}
+        sent = time.time()
+        resp = self.edge.send("POST", self.settings.outlook_token_url, classify=classify_token,
+                              limits=[], cooldowns=[], data=form)
+        return grant_from(json_body(resp), sent)
+
+    def initial_delta_url(self, cal: CalendarRef, window: tuple[datetime, datetime]) -> str:
+        """The first request of a round: the window goes only here (trap 13)."""
+        query = urlencode({"startDateTime": graph_time(window[0]), "endDateTime": graph_time(window[1])})
+        return f"{self._calendar_base(cal)}/calendarView/delta?{query}"
+
+    def list_changes(self, cal: CalendarRef, *, cursor: str | None, page: str | None,
+                     window: tuple[datetime, datetime]) -> Page:
+        """One delta page; links are replayed verbatim, never rebuilt (trap 12)."""
+        url = page or cursor or self.initial_delta_url(cal, window)
+        body = json_body(self._call("GET", cal, url, verbatim=True))
+        items = body.get("value")
+        if not isinstance(items, list):
+            raise errors.Transient("delta page without a value array")
+        next_link = body.get("@odata.nextLink")
+        delta_link = body.get("@odata.deltaLink") if not next_link else None
+        if not next_link and not delta_link:
+            raise errors.Transient("last delta page carried no @odata.deltaLink")
+        return Page(items=items, next_page=next_link, sync_cursor=delta_link)
+
+    def instances(self, cal: CalendarRef, master_id: str, window: tuple[datetime, datetime]) -> list[dict]:
+        """Every occurrence and exception of a series in the window (cancelled ones are absent)."""
+        query = urlencode({"startDateTime": graph_time(window[0]), "endDateTime": graph_time(window[1])})
+        url: str | None = f"{self._event_url(master_id)}/instances?{query}"
+        found: list[dict] = []
+        while url:
+            body = json_body(self._call("GET", cal, url, verbatim=True))
+            found.extend(body.get("value") or [])
+            url = body.get("@odata.nextLink")
+        return found
+
+    def get(self, cal: CalendarRef, ext_id: str) -> dict[str, Any] | None:
+        """GET one event; None when it is gone."""
+        try:
+            return dict(json_body(self._call("GET", cal, self._event_url(ext_id))))
+        except errors.NotFound:
+            return None
+
+    def create(self, cal: CalendarRef, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """POST with transactionId, so a retried create never duplicates (trap 31)."""
+        payload = {**body, "transactionId": idempotency_key}
+        resp = self._call("POST", cal, f"{self._calendar_base(cal)}/events", json=payload)
+        return dict(json_body(resp))
+
+    def update(self, cal: CalendarRef, ext_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PATCH the given properties (collections are replaced whole, so send merged ones)."""
+        return dict(json_body(self._call("PATCH", cal, self._event_url(ext_id), json=body)))
+
+    def delete(self, cal: CalendarRef, ext_id: str) -> None:
+        """DELETE; 404 ErrorItemNotFound counts as success (trap 32)."""
+        try:
+            self._call("DELETE", cal, self._event_url(ext_id))
+        except errors.NotFound:
+            return

@@ -1,0 +1,73 @@
+"""Both sides changed one event: one configurable policy decides, and the loser is recorded."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from autosync.model import Event
+from autosync.services.context import Context
+
+PENDING = (
+    'SELECT o."outboxId", o.op, o."changedAt", coalesce(e."extEventId", o."extEventId") AS ext, '
+    "to_jsonb(e) - 'providerData' AS app_version "
+    'FROM event_outbox o LEFT JOIN cal_event e ON e."eventId" = o."eventId" '
+    'WHERE o."calendarId" = %(c)s AND o."doneAt" IS NULL '
+    'AND coalesce(e."extEventId", o."extEventId") = ANY(%(ids)s)'
+)
+RECORD = (
+    'INSERT INTO sync_conflict ("calendarId", "eventId", "extEventId", policy, winner, "appVersion", '
+    '"providerVersion") SELECT %(c)s, o."eventId", %(ext)s, %(policy)s, %(winner)s, %(app)s::jsonb, '
+    '%(provider)s::jsonb FROM event_outbox o WHERE o."outboxId" = %(outbox)s'
+)
+SUPERSEDE = (
+    'UPDATE event_outbox SET "doneAt" = now(), outcome = \'superseded by provider change\' '
+    'WHERE "outboxId" = %(outbox)s'
+)
+
+
+def winner(policy: str, provider_updated: datetime | None, app_changed: datetime) -> str:
+    """Which side wins: 'app' or 'provider'.
+
+    ``latest`` (default) compares the provider's last-modified time with the time the app changed
+    the row; a provider change without a time (a deletion tombstone) loses to the app's edit, so
+    nothing the user typed is dropped.
+    """
+    if policy in {"app", "provider"}:
+        return policy
+    if provider_updated is None:
+        return "app"
+    return "provider" if provider_updated.astimezone(UTC) > app_changed.astimezone(UTC) else "app"
+
+
+def resolve(app: Context, conn: psycopg.Connection, ctx: dict[str, Any], live: list[Event],
+            deleted: list[str], cancelled: list[Event]) -> tuple[list[Event], list[str], list[Event]]:
+    """Drop the provider side of events the app changed too, when the app wins; record every loser."""
+    by_id: dict[str, Event | None] = {e.ext_id: e for e in live + cancelled}
+    by_id.update({d: None for d in deleted})
+    if not by_id:
+        return live, deleted, cancelled
+    rows = conn.execute(PENDING, {"c": ctx["calendarId"], "ids": list(by_id)}).fetchall()
+    if not rows:
+        return live, deleted, cancelled
+    policy = app.settings.conflict_policy
+    app_wins: set[str] = set()
+    for row in rows:
+        event = by_id.get(row["ext"])
+        who = winner(policy, event.updated if event else None, row["changedAt"])
+        provider_version = json.dumps(event.raw if event and event.raw else {"id": row["ext"], "status":
+                                      "cancelled"}, default=str)
+        app_version = json.dumps(row["app_version"] or {"deleted": True, "op": row["op"]}, default=str)
+        conn.execute(RECORD, {"c": ctx["calendarId"], "ext": row["ext"], "policy": policy, "winner": who,
+                              "app": app_version if who == "provider" else None,
+                              "provider": provider_version if who == "app" else None,
+                              "outbox": row["outboxId"]})
+        if who == "app":
+            app_wins.add(row["ext"])
+        else:
+            conn.execute(SUPERSEDE, {"outbox": row["outboxId"]})
+    return ([e for e in live if e.ext_id not in app_wins], [d for d in deleted if d not in app_wins],
+            [e for e in cancelled if e.ext_id not in app_wins])

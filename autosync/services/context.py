@@ -1,0 +1,57 @@
+"""Per-process wiring: settings, the rate limiter and one adapter per provider, built once."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import redis
+
+from autosync.providers import Provider
+from autosync.providers.google import GoogleProvider
+from autosync.providers.http import HttpEdge, Policy
+from autosync.providers.outlook import OutlookProvider
+from autosync.ratelimit import RateLimiter
+from autosync.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Context:
+    """What services need from the outside world."""
+
+    settings: Settings
+    limiter: RateLimiter
+    google: GoogleProvider
+    outlook: OutlookProvider
+
+    def provider(self, kind: int) -> Provider:
+        """The adapter for a calendarType."""
+        if kind == 1:
+            return self.google
+        if kind == 2:
+            return self.outlook
+        raise ValueError(f"unknown calendarType {kind}")
+
+
+_ctx: Context | None = None
+_pid: int | None = None
+_lock = threading.Lock()
+
+
+def build(settings: Settings) -> Context:
+    """Wire a context from settings."""
+    limiter = RateLimiter(redis.Redis.from_url(settings.redis, health_check_interval=30))
+    edge = HttpEdge(Policy(settings.http_connect_timeout, settings.http_read_timeout, settings.http_retries,
+                           settings.http_backoff_cap, settings.max_inline_wait), limiter)
+    return Context(settings, limiter, GoogleProvider(settings, edge), OutlookProvider(settings, edge))
+
+
+def context() -> Context:
+    """The process-wide context (re-built after a fork)."""
+    global _ctx, _pid
+    with _lock:
+        if _ctx is None or _pid != os.getpid():
+            _ctx = build(get_settings())
+            _pid = os.getpid()
+        return _ctx

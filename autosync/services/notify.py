@@ -1,0 +1,78 @@
+"""User notifications (sync finished, needs re-auth): a pluggable sender, an outbox until delivered."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Protocol
+
+import redis
+
+from autosync.services.context import Context
+from autosync.store.db import transaction
+
+log = logging.getLogger(__name__)
+
+CLAIM = (
+    'SELECT "notificationId", "userId", kind, payload, "createdAt" FROM notification '
+    'WHERE "deliveredAt" IS NULL ORDER BY "notificationId" LIMIT %(limit)s FOR UPDATE SKIP LOCKED'
+)
+DELIVERED = 'UPDATE notification SET "deliveredAt" = now(), attempts = attempts + 1 WHERE "notificationId" = ANY(%(ids)s)'
+FAILED = 'UPDATE notification SET attempts = attempts + 1 WHERE "notificationId" = ANY(%(ids)s)'
+
+
+class Sender(Protocol):
+    """Delivers one notification to the app backend; raises on failure."""
+
+    def send(self, notification: dict[str, Any]) -> None:
+        """Deliver, or raise."""
+
+
+class RedisSender:
+    """Publishes each notification as JSON on a Redis pub/sub channel for the app backend to forward."""
+
+    def __init__(self, url: str, channel: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.channel = channel
+
+    def send(self, notification: dict[str, Any]) -> None:
+        """PUBLISH; a notification nobody listened to stays pending (0 receivers = not delivered)."""
+        receivers = self.client.publish(self.channel, json.dumps(notification, default=str))
+        if receivers == 0:
+            raise ConnectionError("no subscriber on the notification channel")
+
+
+class LogSender:
+    """Writes notifications to the log (for deployments without a listener)."""
+
+    def send(self, notification: dict[str, Any]) -> None:
+        """Log it."""
+        log.info("notification", extra={"notification": notification})
+
+
+def sender_for(app: Context) -> Sender:
+    """The configured sender."""
+    if app.settings.notification_sender == "log":
+        return LogSender()
+    return RedisSender(app.settings.redis, app.settings.notification_channel)
+
+
+def deliver_pending(app: Context, sender: Sender | None = None, limit: int = 200) -> int:
+    """Send pending notifications; returns how many were delivered."""
+    sender = sender or sender_for(app)
+    with transaction() as conn:
+        rows = conn.execute(CLAIM, {"limit": limit}).fetchall()
+        ok, failed = [], []
+        for row in rows:
+            try:
+                sender.send({"notificationId": row["notificationId"], "userId": row["userId"],
+                             "kind": row["kind"], "payload": row["payload"], "createdAt": row["createdAt"]})
+                ok.append(row["notificationId"])
+            except Exception as exc:  # a sender failure must not lose the notification
+                log.warning("notification not delivered", extra={"error": f"{type(exc).__name__}: {exc}"})
+                failed.append(row["notificationId"])
+        if ok:
+            conn.execute(DELIVERED, {"ids": ok})
+        if failed:
+            conn.execute(FAILED, {"ids": failed})
+    return len(ok)

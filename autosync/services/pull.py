@@ -1,0 +1,331 @@
+"""Pull sync: fetch a page of changes, stage it, import it with its cursor in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from autosync import errors
+from autosync.model import Event, Skipped
+from autosync.providers import CalendarRef, Page
+from autosync.providers.http import counting
+from autosync.services import conflicts, runs
+from autosync.services.context import Context
+from autosync.services.runs import Next
+from autosync.services.series import expected_slots
+from autosync.services.tokens import ensure_token
+from autosync.store import events as ev_sql
+from autosync.store import runs as sql
+from autosync.store.db import transaction
+
+log = logging.getLogger(__name__)
+
+
+class MassDeleteBlocked(errors.AutosyncError):
+    """A run would delete more of a calendar than the guard allows; nothing was applied."""
+
+
+@dataclass
+class Prepared:
+    """A page turned into writes: everything decided before the transaction opens."""
+
+    live: list[Event] = field(default_factory=list)
+    cancelled_instances: list[Event] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+    series_instances: dict[str, list[str]] = field(default_factory=dict)  # master -> live exception ids
+
+
+def window_for(app: Context, ctx: dict[str, Any], full: bool) -> tuple[datetime, datetime]:
+    """The run's window: fixed for the run once chosen, the stored one for Outlook deltas."""
+    if ctx.get("windowStart") and ctx.get("windowEnd"):
+        return ctx["windowStart"], ctx["windowEnd"]
+    if not full and ctx["calendarType"] == 2 and ctx["syncWindowStart"] and ctx["syncWindowEnd"]:
+        return ctx["syncWindowStart"], ctx["syncWindowEnd"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    return (now - timedelta(days=app.settings.sync_past_days),
+            now + timedelta(days=app.settings.sync_future_days))
+
+
+def needs_full(app: Context, ctx: dict[str, Any]) -> bool:
+    """Full listing: no cursor, an invalidated one, or an Outlook window that must roll forward."""
+    if ctx["fullSync"] or not ctx["deltaLink"]:
+        return True
+    if ctx["calendarType"] == 2:
+        end = ctx["syncWindowEnd"]
+        roll_at = timedelta(days=app.settings.sync_future_days - app.settings.window_roll_days)
+        if end is None or end - datetime.now(UTC) < roll_at:
+            return True
+    return False
+
+
+def fetch_step(app: Context, run_id: int) -> Next:
+    """Fetch one page; stage it for import, or apply an empty page right here."""
+    with counting() as stats:
+        ctx = _load(run_id)
+        if ctx is None:
+            return Next("done", run_id)
+        provider = app.provider(ctx["calendarType"])
+        cal = ensure_token(app, ctx)
+        full = needs_full(app, ctx)
+        window = window_for(app, ctx, full)
+        if full and not ctx["fullSync"]:
+            _begin_full(run_id, window, drop_cursor=False, calendar_id=ctx["calendarId"])
+            ctx = {**ctx, "fullSync": True, "pageCursor": None}
+        try:
+            page = _list(app, ctx, cal, full, window)
+        except errors.CursorInvalid as exc:
+            # One handler for an invalid cursor: drop it, full sync, tombstone what is not seen.
+            log.warning("cursor invalid, full resync", extra={"calendar": ctx["calendarId"],
+                                                              "reason": exc.describe()})
+            window = window_for(app, {**ctx, "windowStart": None, "windowEnd": None}, True)
+            _begin_full(run_id, window, drop_cursor=True, calendar_id=ctx["calendarId"])
+            ctx = {**ctx, "fullSync": True, "pageCursor": None, "deltaLink": None}
+            page = _list(app, ctx, cal, True, window)
+    if page.items:
+        with transaction() as conn:
+            sql.touch(conn, run_id, "import", stats.count)
+            page_id = sql.stage_page(conn, run_id, {"items": page.items, "meta": page.meta},
+                                     page.next_page, page.complete)
+            if page_id is None:
+                return Next("done", run_id)  # a duplicate delivery already staged this page
+            conn.execute(sql.SET_PAGE_CURSOR, {"run_id": run_id, "cursor": page.next_page})
+        return Next("import", run_id, page_id)
+    return _apply(app, ctx, Prepared(), page, stats.count, window)
+
+
+def import_step(app: Context, run_id: int, page_id: int) -> Next:
+    """Normalize a staged page and write it, with its cursor, in one transaction."""
+    with counting() as stats:
+        ctx = _load(run_id)
+        if ctx is None:
+            return Next("done", run_id)
+        with transaction() as conn:
+            staged = conn.execute(sql.LOAD_PAGE, {"page_id": page_id, "run_id": run_id}).fetchone()
+        if staged is None:
+            return Next("done", run_id)  # already imported (duplicate delivery)
+        window = window_for(app, ctx, bool(ctx["fullSync"]))
+        body = staged["body"]
+        page = Page(items=body["items"], next_page=None if staged["isFinal"] else staged["nextCursor"],
+                    sync_cursor=staged["nextCursor"] if staged["isFinal"] else None, meta=body.get("meta") or {})
+        prepared = prepare(app, ctx, page, window)
+    return _apply(app, ctx, prepared, page, stats.count, window, page_id=page_id)
+
+
+def _load(run_id: int) -> dict[str, Any] | None:
+    with transaction() as conn:
+        ctx = sql.run_context(conn, run_id)
+        if ctx is None or ctx["finishedAt"] is not None:
+            return None
+        if not ctx["calendar_active"]:
+            runs.finish(conn, run_id, "failed", "calendar is not active")
+            return None
+        return ctx
+
+
+def _begin_full(run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool, calendar_id: int) -> None:
+    with transaction() as conn:
+        conn.execute(sql.START_FULL_SYNC, {"run_id": run_id})
+        conn.execute('UPDATE sync_run SET "windowStart" = %(s)s, "windowEnd" = %(e)s WHERE "runId" = %(r)s',
+                     {"s": window[0], "e": window[1], "r": run_id})
+        conn.execute('DELETE FROM sync_seen WHERE "runId" = %(run_id)s', {"run_id": run_id})
+        if drop_cursor:
+            conn.execute(sql.DROP_CURSOR, {"calendar_id": calendar_id})
+
+
+def _list(app: Context, ctx: dict[str, Any], cal: CalendarRef, full: bool,
+          window: tuple[datetime, datetime]) -> Page:
+    provider = app.provider(ctx["calendarType"])
+    cursor = None if full else ctx["deltaLink"]
+    try:
+        return provider.list_changes(cal, cursor=cursor, page=ctx["pageCursor"], window=window)
+    except errors.AuthInvalid:
+        fresh = ensure_token(app, ctx, stale=cal.access_token)
+        return provider.list_changes(fresh, cursor=cursor, page=ctx["pageCursor"], window=window)
+
+
+def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetime, datetime]) -> Prepared:
+    """Normalize a page (and, for Outlook, check changed series through /instances)."""
+    out = Prepared()
+    if ctx["calendarType"] == 1:
+        from autosync.normalize.google import page_from_google
+
+        events, out.skipped = page_from_google(page.items, default_reminders=page.meta.get("defaultReminders")
+                                               or (), calendar_tz=page.meta.get("timeZone"))
+        removed: list[str] = []
+    else:
+        from autosync.normalize.outlook import page_from_graph
+
+        events, out.skipped, removed = page_from_graph(page.items)
+    for e in events:
+        if not e.cancelled:
+            out.live.append(e)
+        elif e.recurring_event_id:
+            out.cancelled_instances.append(e)
+        else:
+            out.deleted.append(e.ext_id)
+    out.seen = [e.ext_id for e in events] + [s.ext_id for s in out.skipped if s.ext_id]
+    if ctx["calendarType"] == 2:
+        _outlook_details(app, ctx, out, page, removed, window)
+    return out
+
+
+def _outlook_details(app: Context, ctx: dict[str, Any], out: Prepared, page: Page, removed: list[str],
+                     window: tuple[datetime, datetime]) -> None:
+    from autosync.normalize.outlook import event_from_graph
+
+    provider = app.outlook
+    cal = ensure_token(app, ctx)
+    masters = {e.ext_id: e for e in out.live if e.recurrence and not e.recurring_event_id}
+    # Series touched by this page: changed masters, and masters of changed occurrences/exceptions.
+    touched = set(masters)
+    for item in page.items:
+        if isinstance(item, dict) and item.get("seriesMasterId") and "@removed" not in item:
+            touched.add(str(item["seriesMasterId"]))
+    for master_id in sorted(touched):
+        master = masters.get(master_id)
+        if master is None:
+            raw = provider.get(cal, master_id)
+            if raw is None:
+                out.deleted.append(master_id)
+                continue
+            try:
+                master = event_from_graph(raw)
+            except errors.NormalizeError as exc:
+                out.skipped.append(Skipped(master_id, exc.reason))
+                continue
+            out.live.append(master)
+            masters[master_id] = master
+        _reconcile_series(provider.instances(cal, master_id, window), master, out, window, event_from_graph)
+    # @removed also covers events that only left the window (trap 22): check before deleting.
+    for ext_id in removed:
+        if provider.get(cal, ext_id) is None:
+            out.deleted.append(ext_id)
+
+
+def _reconcile_series(instances: list[dict], master: Event, out: Prepared, window: tuple[datetime, datetime],
+                      normalize: Any) -> None:
+    """Exceptions become instances; occurrences the rule promises but /instances lacks are cancelled."""
+    present: set[datetime | date] = set()
+    exception_ids: list[str] = []
+    for item in instances:
+        kind = item.get("type")
+        try:
+            event = normalize(item)
+        except errors.NormalizeError as exc:
+            out.skipped.append(Skipped(str(item.get("id", "")), exc.reason))
+            continue
+        slot = event.original_start or event.start
+        if slot is not None:
+            present.add(slot)
+        if kind == "exception":
+            event = replace(event, recurring_event_id=master.ext_id)
+            out.live = [e for e in out.live if e.ext_id != event.ext_id] + [event]
+            exception_ids.append(event.ext_id)
+    missing = [s for s in expected_slots(master, window) if s not in present]
+    for slot in missing:
+        stamp = slot.strftime("%Y%m%dT%H%M%SZ") if isinstance(slot, datetime) else slot.strftime("%Y%m%d")
+        out.cancelled_instances.append(Event(ext_id=f"{master.ext_id}#{stamp}", status="cancelled",
+                                             recurring_event_id=master.ext_id, original_start=slot))
+    if missing:
+        dates = tuple(sorted({s.date() if isinstance(s, datetime) else s for s in missing}
+                             | set(master.excluded_dates)))
+        updated = replace(master, excluded_dates=dates)
+        out.live = [updated if e.ext_id == master.ext_id else e for e in out.live]
+    out.series_instances[master.ext_id] = exception_ids + [f"{master.ext_id}#" + (
+        s.strftime("%Y%m%dT%H%M%SZ") if isinstance(s, datetime) else s.strftime("%Y%m%d")) for s in missing]
+
+
+def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, requests: int,
+           window: tuple[datetime, datetime], page_id: int | None = None) -> Next:
+    run_id, calendar_id = ctx["runId"], ctx["calendarId"]
+    try:
+        with transaction() as conn:
+            counts = _write(app, conn, ctx, prepared, page, window)
+            if page_id is not None:
+                conn.execute(sql.DROP_PAGE, {"page_id": page_id})
+            sql.touch(conn, run_id, "fetch" if not page.complete else "push", requests)
+            conn.execute(sql.ADD_COUNTS, {"run_id": run_id, **counts})
+            if not page.complete:
+                conn.execute(sql.SET_PAGE_CURSOR, {"run_id": run_id, "cursor": page.next_page})
+                return Next("fetch", run_id, calendar_type=ctx["calendarType"])
+            pending = conn.execute('SELECT 1 FROM event_outbox WHERE "calendarId" = %(c)s AND "doneAt" IS NULL '
+                                   'AND "nextAttemptAt" <= now() LIMIT 1', {"c": calendar_id}).fetchone()
+            if pending:
+                return Next("push", run_id, calendar_type=ctx["calendarType"])
+            finished = runs.finish(conn, run_id, "ok")
+    except MassDeleteBlocked as exc:
+        with transaction() as conn:
+            conn.execute(sql.TOUCH_RUN, {"run_id": run_id, "step": "blocked", "requests": requests})
+            finished = runs.finish(conn, run_id, "blocked", str(exc))
+        log.error("mass delete blocked", extra={"calendar": calendar_id, "reason": str(exc)})
+    follow = runs.rerun_if_requested(app, finished)
+    return follow[0] if follow else Next("done", run_id)
+
+
+def _write(app: Context, conn: psycopg.Connection, ctx: dict[str, Any], prepared: Prepared, page: Page,
+           window: tuple[datetime, datetime]) -> dict[str, int]:
+    calendar_id, user_id, run_id = ctx["calendarId"], ctx["userId"], ctx["runId"]
+    live, deleted, cancelled = conflicts.resolve(app, conn, ctx, prepared.live, prepared.deleted,
+                                                 prepared.cancelled_instances)
+    n_conflicts = len(prepared.live) + len(prepared.deleted) + len(prepared.cancelled_instances) - (
+        len(live) + len(deleted) + len(cancelled))
+    to_delete = list(deleted)
+    for master_id, keep in prepared.series_instances.items():
+        gone = conn.execute('SELECT "extEventId" FROM cal_event WHERE "calendarId" = %(c)s AND status '
+                            'AND "recurringEventId" = %(m)s AND NOT ("extEventId" = ANY(%(k)s))',
+                            {"c": calendar_id, "m": master_id, "k": keep}).fetchall()
+        to_delete += [r["extEventId"] for r in gone]
+    if page.complete and ctx["fullSync"]:
+        if prepared.seen:
+            ev_sql.record_seen(conn, run_id, prepared.seen)
+        since: date = window[0].date()
+        to_delete += ev_sql.unseen(conn, calendar_id, run_id, since)
+    elif ctx["fullSync"] and prepared.seen:
+        ev_sql.record_seen(conn, run_id, prepared.seen)
+    _guard(app, conn, ctx, to_delete)
+    inserted, updated = ev_sql.upsert(conn, calendar_id, user_id, live)
+    cancelled_n = ev_sql.cancel_instances(conn, calendar_id, user_id, cancelled)
+    deleted_n = ev_sql.delete(conn, calendar_id, to_delete)
+    sql.record_skips(conn, run_id, calendar_id, prepared.skipped)
+    for s in prepared.skipped:
+        log.warning("skipped malformed event", extra={"calendar": calendar_id, "event": s.ext_id,
+                                                      "reason": s.reason})
+    if page.complete and page.sync_cursor:
+        sql.commit_cursor(conn, calendar_id, page.sync_cursor,
+                          window if ctx["calendarType"] == 2 else (None, None))
+    return {"upserted": inserted + updated, "unchanged": len(live) - inserted - updated,
+            "deleted": deleted_n + cancelled_n, "skipped": len(prepared.skipped), "conflicts": n_conflicts}
+
+
+def _guard(app: Context, conn: psycopg.Connection, ctx: dict[str, Any], to_delete: list[str]) -> None:
+    """Refuse a run that would delete more than the configured share of a calendar (either side)."""
+    if not to_delete or ctx.get("allowMassDelete"):
+        return
+    n = ev_sql.count_deletable(conn, ctx["calendarId"], to_delete)
+    run = conn.execute('SELECT "eventsDeleted" FROM sync_run WHERE "runId" = %(r)s', {"r": ctx["runId"]}).fetchone()
+    already = int(run["eventsDeleted"]) if run else 0
+    live = ev_sql.count_live(conn, ctx["calendarId"]) + already
+    total = n + already
+    if total >= max(1, app.settings.mass_delete_min) and total > app.settings.mass_delete_ratio * live:
+        raise MassDeleteBlocked(
+            f"import would delete {total} of {live} events (> {app.settings.mass_delete_ratio:.0%}); "
+            "nothing applied — check the provider side, then run `autosync sync --calendar "
+            f"{ctx['calendarId']} --allow-mass-delete`")
+
+
+def token_step(app: Context, run_id: int) -> Next:
+    """Make sure the calendar has a usable access token (refreshing once per account)."""
+    ctx = _load(run_id)
+    if ctx is None:
+        return Next("done", run_id)
+    with counting() as stats:
+        ensure_token(app, ctx)
+    with transaction() as conn:
+        sql.touch(conn, run_id, "fetch", stats.count)
+    return Next("fetch", run_id, calendar_type=ctx["calendarType"])

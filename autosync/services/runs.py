@@ -1,0 +1,119 @@
+"""Run lifecycle: open (coalescing per calendar), decide the next step, finish and notify."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from autosync.services.context import Context
+from autosync.services.tokens import fresh_enough
+from autosync.store import runs as sql
+from autosync.store.db import transaction
+
+log = logging.getLogger("autosync.run")
+
+
+@dataclass(frozen=True)
+class Next:
+    """The step a task should enqueue after it: token, fetch, import, push or done."""
+
+    step: str
+    run_id: int
+    page_id: int | None = None
+    calendar_type: int | None = None
+
+
+def first_step(row: dict[str, Any], margin: int) -> str:
+    """Skip the token step when the stored token is still good."""
+    if row.get("has_token") and fresh_enough("x", row.get("accessTokenExpirationDate"), margin):
+        return "fetch"
+    return "token"
+
+
+def open_runs(app: Context, types: list[int], *, reason: str, user_id: int | None = None,
+              calendar_id: int | None = None, request_id: int | None = None,
+              allow_mass_delete: bool = False) -> tuple[list[Next], int]:
+    """Open runs for the selected calendars; returns (first steps of new runs, coalesced count).
+
+    A calendar with a run in progress is not run twice: the request joins that run, and an ad-hoc
+    request asks for one more run after it, because the change it wants may have come later.
+    """
+    with transaction() as conn:
+        due = sql.select_due(conn, types, user_id=user_id, calendar_id=calendar_id)
+        by_id = {r["calendarId"]: r for r in due}
+        created, coalesced = sql.start_runs(conn, list(by_id), reason=reason, request_id=request_id,
+                                            rerun=reason != "beat")
+        if allow_mass_delete:
+            conn.execute('UPDATE sync_run SET "allowMassDelete" = true WHERE "finishedAt" IS NULL '
+                         'AND "calendarId" = ANY(%(c)s)', {"c": list(by_id)})
+        if request_id is not None:
+            conn.execute(sql.SET_REQUEST_PENDING, {"request_id": request_id,
+                                                   "pending": len(created) + len(coalesced)})
+        margin = app.settings.token_refresh_margin
+        steps = [Next(first_step(by_id[r["calendarId"]], margin), r["runId"],
+                      calendar_type=by_id[r["calendarId"]]["calendarType"]) for r in created]
+    return steps, len(coalesced)
+
+
+def resume_stale(app: Context) -> list[Next]:
+    """Re-enqueue runs whose worker died mid-run; their steps are idempotent."""
+    with transaction() as conn:
+        stale = sql.stale_runs(conn, app.settings.run_stale_after)
+        steps = []
+        for r in stale:
+            step = r["step"] if r["step"] in {"token", "fetch", "push"} else "fetch"
+            if r["step"] == "import":
+                page = conn.execute('SELECT "pageId" FROM sync_page WHERE "runId" = %(r)s ORDER BY "pageNo" '
+                                    "LIMIT 1", {"r": r["runId"]}).fetchone()
+                if page:
+                    steps.append(Next("import", r["runId"], page["pageId"]))
+                    continue
+            steps.append(Next(step, r["runId"]))
+            conn.execute(sql.TOUCH_RUN, {"run_id": r["runId"], "step": step, "requests": 0})
+    for s in steps:
+        log.warning("resuming stale run", extra={"run": s.run_id, "step": s.step})
+    return steps
+
+
+def finish(conn: psycopg.Connection, run_id: int, outcome: str, error: str | None = None) -> dict[str, Any] | None:
+    """Close a run (once), record the outcome on the calendar and settle the requests waiting on it."""
+    run = conn.execute(sql.FINISH_RUN, {"run_id": run_id, "outcome": outcome, "error": error}).fetchone()
+    if run is None:
+        return None
+    conn.execute(sql.CALENDAR_OUTCOME, {"calendar_id": run["calendarId"], "outcome": outcome, "error": error})
+    conn.execute(sql.CLEAN_RUN, {"run_id": run_id})
+    if run["requestIds"] and not run["rerunRequested"]:
+        _settle_requests(conn, run, failed=outcome != "ok")
+    return run
+
+
+def _settle_requests(conn: psycopg.Connection, run: dict[str, Any], *, failed: bool) -> None:
+    done = conn.execute(sql.REQUEST_DONE, {"ids": run["requestIds"], "failed": int(failed)}).fetchall()
+    for req in done:
+        if req["finishedAt"] is not None and req["silentNotification"] and req["userId"] is not None:
+            sql.notify(conn, req["userId"], "sync_complete",
+                       {"requestId": req["requestId"], "silentNotification": 1,
+                        "failed": req["failed"], "calendarType": req["calendarType"]})
+
+
+def rerun_if_requested(app: Context, run: dict[str, Any] | None) -> list[Next]:
+    """Start the extra run a coalesced ad-hoc request asked for, handing it the waiting requests."""
+    if run is None or not run["rerunRequested"]:
+        return []
+    with transaction() as conn:
+        due = sql.select_due(conn, [1, 2], calendar_id=run["calendarId"])
+        if not due:
+            _settle_requests(conn, run, failed=True)
+            return []
+        created = conn.execute(
+            'INSERT INTO sync_run ("calendarId", reason, "requestIds") VALUES (%(c)s, \'rerun\', %(r)s) '
+            'ON CONFLICT ("calendarId") WHERE "finishedAt" IS NULL DO UPDATE SET '
+            '"requestIds" = sync_run."requestIds" || EXCLUDED."requestIds" RETURNING "runId", (xmax = 0) AS new',
+            {"c": run["calendarId"], "r": run["requestIds"]}).fetchone()
+        if created is None or not created["new"]:
+            return []
+        return [Next(first_step(due[0], app.settings.token_refresh_margin), created["runId"],
+                     calendar_type=due[0]["calendarType"])]

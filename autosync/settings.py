@@ -1,0 +1,199 @@
+"""Settings: the one place that reads the environment, into one frozen, validated object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from autosync.errors import ConfigError
+
+
+class Secret:
+    """A string that never shows itself in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret value, for the one place that must send it."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not (parts.netloc or parts.path):
+            raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL")
+        return raw.rstrip("/") if parts.scheme.startswith("http") else raw
+
+    return parse
+
+
+def _http_url(name: str, raw: str) -> str:
+    return _url(("http", "https"))(name, raw)
+
+
+def _number(kind: type, minimum: float, maximum: float | None = None) -> Callable[[str, str], Any]:
+    def parse(name: str, raw: str) -> Any:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+            raise ConfigError(f"{name} must be {bound}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def _choice(*options: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        if raw not in options:
+            raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
+        return raw
+
+    return parse
+
+
+def _rate(name: str, raw: str) -> tuple[int, float]:
+    """'N/S' requests per S seconds, e.g. '600/60'; '0' disables the limit."""
+    if raw.strip() in {"0", ""}:
+        return (0, 1.0)
+    try:
+        count, _, per = raw.partition("/")
+        value = (int(count), float(per or "1"))
+    except ValueError:
+        raise ConfigError(f"{name} must look like COUNT/SECONDS (e.g. 600/60), got {raw!r}") from None
+    if value[0] < 0 or value[1] <= 0:
+        raise ConfigError(f"{name} must have COUNT >= 0 and SECONDS > 0, got {raw!r}")
+    return value
+
+
+def _secret(name: str, raw: str) -> Secret:
+    return Secret(raw)
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def env(name: str, default: str, parse: Callable[[str, str], Any] = _text) -> Any:
+    """Declare a settings field read from environment variable ``name``."""
+    return field(default=None, metadata={"env": name, "default": default, "parse": parse})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting autosync has; the environment variable names are a public contract."""
+
+    database_url: str = env("AUTOSYNC_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/autosync",
+                            _url(("postgresql", "postgres")))
+    broker_url: str = env("AUTOSYNC_BROKER_URL", "redis://127.0.0.1:6379/0", _url(("redis", "rediss")))
+    redis_url: str = env("AUTOSYNC_REDIS_URL", "", _text)  # rate limits/locks; default: the broker
+    google_client_id: str = env("MIPLANIT_GOOGLE_CLIENT_ID", "")
+    google_client_secret: Secret = env("MIPLANIT_GOOGLE_CLIENT_SECRET", "", _secret)
+    outlook_client_id: str = env("MIPLANIT_OUTLOOK_CLIENT_ID", "")
+    outlook_client_secret: Secret = env("MIPLANIT_OUTLOOK_CLIENT_SECRET", "", _secret)
+    outlook_scope: str = env("MIPLANIT_OUTLOOK_SCOPE",
+                             "offline_access https://graph.microsoft.com/Calendars.ReadWrite")
+    google_token_url: str = env("AUTOSYNC_GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token",
+                                _http_url)
+    google_api_url: str = env("AUTOSYNC_GOOGLE_API_URL", "https://www.googleapis.com/calendar/v3",
+                              _http_url)
+    outlook_token_url: str = env("AUTOSYNC_OUTLOOK_TOKEN_URL",
+                                 "https://login.microsoftonline.com/common/oauth2/v2.0/token", _http_url)
+    graph_api_url: str = env("AUTOSYNC_GRAPH_API_URL", "https://graph.microsoft.com/v1.0", _http_url)
+    sync_interval: int = env("AUTOSYNC_SYNC_INTERVAL", "300", _number(int, 1))
+    sync_past_days: int = env("AUTOSYNC_SYNC_PAST_DAYS", "28", _number(int, 0, 3650))
+    sync_future_days: int = env("AUTOSYNC_SYNC_FUTURE_DAYS", "365", _number(int, 1, 3650))
+    window_roll_days: int = env("AUTOSYNC_WINDOW_ROLL_DAYS", "7", _number(int, 1, 365))
+    token_refresh_margin: int = env("AUTOSYNC_TOKEN_REFRESH_MARGIN", "225", _number(int, 0, 3600))
+    http_connect_timeout: float = env("AUTOSYNC_HTTP_CONNECT_TIMEOUT", "5", _number(float, 0.05, 120))
+    http_read_timeout: float = env("AUTOSYNC_HTTP_READ_TIMEOUT", "30", _number(float, 0.05, 600))
+    http_retries: int = env("AUTOSYNC_HTTP_RETRIES", "3", _number(int, 0, 10))
+    http_backoff_cap: float = env("AUTOSYNC_HTTP_BACKOFF_CAP", "8", _number(float, 0, 120))
+    google_page_size: int = env("AUTOSYNC_GOOGLE_PAGE_SIZE", "250", _number(int, 1, 2500))
+    outlook_page_size: int = env("AUTOSYNC_OUTLOOK_PAGE_SIZE", "100", _number(int, 1, 1000))
+    google_rate: tuple[int, float] = env("AUTOSYNC_GOOGLE_RATE", "10000/60", _rate)
+    google_account_rate: tuple[int, float] = env("AUTOSYNC_GOOGLE_ACCOUNT_RATE", "600/60", _rate)
+    outlook_rate: tuple[int, float] = env("AUTOSYNC_OUTLOOK_RATE", "2000/1", _rate)
+    outlook_account_rate: tuple[int, float] = env("AUTOSYNC_OUTLOOK_ACCOUNT_RATE", "10000/600", _rate)
+    outlook_mailbox_concurrency: int = env("AUTOSYNC_OUTLOOK_MAILBOX_CONCURRENCY", "4", _number(int, 1, 64))
+    max_inline_wait: float = env("AUTOSYNC_MAX_INLINE_WAIT", "2", _number(float, 0, 30))
+    task_retry_max: int = env("AUTOSYNC_TASK_RETRY_MAX", "8", _number(int, 0, 100))
+    task_backoff_cap: int = env("AUTOSYNC_TASK_BACKOFF_CAP", "600", _number(int, 1, 86400))
+    task_soft_time_limit: int = env("AUTOSYNC_TASK_SOFT_TIME_LIMIT", "120", _number(int, 1, 86400))
+    task_time_limit: int = env("AUTOSYNC_TASK_TIME_LIMIT", "150", _number(int, 1, 86400))
+    run_stale_after: int = env("AUTOSYNC_RUN_STALE_AFTER", "900", _number(int, 10, 86400))
+    handle_wait: float = env("AUTOSYNC_HANDLE_WAIT", "60", _number(float, 0, 3600))
+    send_updates: str = env("AUTOSYNC_SEND_UPDATES", "none", _choice("none", "externalOnly", "all"))
+    conflict_policy: str = env("AUTOSYNC_CONFLICT_POLICY", "latest",
+                               _choice("latest", "provider", "app"))
+    mass_delete_ratio: float = env("AUTOSYNC_MASS_DELETE_RATIO", "0.5", _number(float, 0, 1))
+    mass_delete_min: int = env("AUTOSYNC_MASS_DELETE_MIN", "10", _number(int, 0))
+    worker_concurrency: int = env("AUTOSYNC_WORKER_CONCURRENCY", "0", _number(int, 0, 512))
+    worker_max_tasks_per_child: int = env("AUTOSYNC_WORKER_MAX_TASKS_PER_CHILD", "1000", _number(int, 1))
+    worker_max_memory_per_child: int = env("AUTOSYNC_WORKER_MAX_MEMORY_PER_CHILD", "300000",
+                                           _number(int, 1000))  # KiB
+    notification_channel: str = env("AUTOSYNC_NOTIFICATION_CHANNEL", "autosync:notifications")
+    notification_sender: str = env("AUTOSYNC_NOTIFICATION_SENDER", "redis", _choice("redis", "log"))
+    log_level: str = env("AUTOSYNC_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raises ConfigError naming the bad variable."""
+        source = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            meta = f.metadata
+            raw = source.get(meta["env"], meta["default"])
+            values[f.name] = meta["parse"](meta["env"], raw)
+        settings = cls(**values)
+        if settings.task_time_limit <= settings.task_soft_time_limit:
+            raise ConfigError("AUTOSYNC_TASK_TIME_LIMIT must be greater than AUTOSYNC_TASK_SOFT_TIME_LIMIT")
+        return settings
+
+    @property
+    def redis(self) -> str:
+        """The Redis URL for limits and locks (the broker's unless set)."""
+        return self.redis_url or self.broker_url
+
+    def secrets(self) -> list[str]:
+        """Configured secret values, so log filters can scrub them."""
+        return [s.reveal() for s in (self.google_client_secret, self.outlook_client_secret) if s]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings.from_env()

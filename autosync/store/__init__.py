@@ -1,0 +1,1 @@
+"""PostgreSQL access: connections, migrations and every SQL statement autosync runs."""

@@ -1,0 +1,62 @@
+"""Connections to PostgreSQL: one pool per process, and a helper for autosync's own write transactions."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from autosync.settings import get_settings
+
+_pool: ConnectionPool | None = None
+_pool_pid: int | None = None
+_lock = threading.Lock()
+
+
+def connect(url: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
+    """A new connection (dict rows) outside the pool, for the CLI and migrations."""
+    return psycopg.connect(url or get_settings().database_url, autocommit=autocommit, row_factory=dict_row)
+
+
+def pool() -> ConnectionPool:
+    """The process-wide pool, created lazily and re-created after a fork."""
+    global _pool, _pool_pid
+    with _lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ConnectionPool(
+                get_settings().database_url,
+                min_size=1,
+                max_size=8,
+                kwargs={"row_factory": dict_row, "autocommit": False},
+                open=True,
+                name="autosync",
+            )
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def close_pool() -> None:
+    """Close the pool (worker shutdown, tests)."""
+    global _pool
+    with _lock:
+        if _pool is not None and _pool_pid == os.getpid():
+            _pool.close()
+        _pool = None
+
+
+@contextmanager
+def transaction(*, origin_sync: bool = True) -> Iterator[psycopg.Connection]:
+    """One transaction on a pooled connection.
+
+    With ``origin_sync`` the transaction is marked as autosync's own (``autosync.origin = 'sync'``),
+    so the outbox trigger does not mistake imports for app changes.
+    """
+    with pool().connection() as conn, conn.transaction():
+        if origin_sync:
+            conn.execute("SELECT set_config('autosync.origin', 'sync', true)")
+        yield conn

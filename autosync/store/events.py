@@ -1,0 +1,188 @@
+"""SQL for cal_event writes by the importer: COPY into a staging table, then one merge statement."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import psycopg
+
+from autosync.model import Event
+
+# Columns the importer owns, in COPY order.
+COLUMNS = (
+    "extEventId", "eventName", "description", "location", "startDate", "endDate", "startTime",
+    "endTime", "linkAllDay", "status", "recurrence", "recurringEventId", "originalStartDate",
+    "originalStartTime", "organizerName", "organizerEmail", "conferenceType", "conferenceUri",
+    "conferenceData", "htmlLink", "hangoutLink", "startTimeZone", "endTimeZone", "attendees",
+    "attachments", "reminders", "remindersUseDefault", "eventStatus", "eventType", "excludedDates",
+    "removeChildInstances", "removeCancelledInstances", "extUpdatedAt", "extEtag", "providerData",
+    "contentHash",
+)
+_TYPES = (
+    "text", "text", "text", "text", "date", "date", "time", "time", "boolean", "boolean", "text[]",
+    "text", "date", "time", "text", "text", "text", "text", "jsonb", "text", "text", "text", "text",
+    "jsonb", "jsonb", "jsonb", "boolean", "text", "text", "date[]", "boolean", "boolean",
+    "timestamptz", "text", "jsonb", "text",
+)
+
+_q = ", ".join(f'"{c}"' for c in COLUMNS)
+CREATE_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS import_rows ("
+    + ", ".join(f'"{c}" {t}' for c, t in zip(COLUMNS, _TYPES, strict=True))
+    + ") ON COMMIT DELETE ROWS"
+)
+COPY_STAGING = f"COPY import_rows ({_q}) FROM STDIN"
+MERGE = (
+    f'INSERT INTO cal_event ("calendarId", "createdBy", "syncedAt", {_q}) '
+    f"SELECT %(calendar_id)s, %(user_id)s, now(), {_q} FROM import_rows "
+    'ON CONFLICT ("calendarId", "extEventId") DO UPDATE SET '
+    + ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in COLUMNS if c != "extEventId")
+    + ', "syncedAt" = now() '
+    'WHERE cal_event."contentHash" IS DISTINCT FROM EXCLUDED."contentHash" '
+    "   OR cal_event.status IS DISTINCT FROM EXCLUDED.status "
+    "RETURNING (xmax = 0) AS inserted"
+)
+# Cancelled occurrences: keep whatever the row knew, mark it cancelled (insert if new).
+CANCEL_INSTANCES = (
+    'INSERT INTO cal_event ("calendarId", "createdBy", "syncedAt", "extEventId", "recurringEventId", '
+    '"originalStartDate", "originalStartTime", status, "eventStatus", "extEtag", "contentHash", '
+    '"providerData") '
+    "SELECT %(calendar_id)s, %(user_id)s, now(), x.ext, x.master, x.odate, x.otime, false, 'cancelled', "
+    "x.etag, x.hash, x.raw::jsonb "
+    "FROM unnest(%(ext)s::text[], %(master)s::text[], %(odate)s::date[], %(otime)s::time[], "
+    "%(etag)s::text[], %(hash)s::text[], %(raw)s::text[]) AS x(ext, master, odate, otime, etag, hash, raw) "
+    'ON CONFLICT ("calendarId", "extEventId") DO UPDATE SET status = false, "eventStatus" = \'cancelled\', '
+    '"extEtag" = EXCLUDED."extEtag", "contentHash" = EXCLUDED."contentHash", "syncedAt" = now(), '
+    '"recurringEventId" = coalesce(EXCLUDED."recurringEventId", cal_event."recurringEventId"), '
+    '"originalStartDate" = coalesce(EXCLUDED."originalStartDate", cal_event."originalStartDate"), '
+    '"originalStartTime" = coalesce(EXCLUDED."originalStartTime", cal_event."originalStartTime") '
+    "WHERE cal_event.status OR cal_event.\"contentHash\" IS DISTINCT FROM EXCLUDED.\"contentHash\" "
+    "RETURNING (xmax = 0) AS inserted"
+)
+# Deleted events (and, for a deleted series master, all of its instances).
+DELETE_EVENTS = (
+    "UPDATE cal_event SET status = false, \"eventStatus\" = 'cancelled', \"syncedAt\" = now() "
+    'WHERE "calendarId" = %(calendar_id)s AND status '
+    'AND ("extEventId" = ANY(%(ext)s) OR "recurringEventId" = ANY(%(ext)s))'
+)
+COUNT_DELETABLE = (
+    'SELECT count(*) AS n FROM cal_event WHERE "calendarId" = %(calendar_id)s AND status '
+    'AND ("extEventId" = ANY(%(ext)s) OR "recurringEventId" = ANY(%(ext)s))'
+)
+COUNT_LIVE = 'SELECT count(*) AS n FROM cal_event WHERE "calendarId" = %(calendar_id)s AND status'
+RECORD_SEEN = 'COPY sync_seen ("runId", "extEventId") FROM STDIN'
+# Live provider events of the calendar, inside the full sync's window, that the run did not list.
+UNSEEN = (
+    'SELECT e."extEventId" FROM cal_event e WHERE e."calendarId" = %(calendar_id)s AND e.status '
+    'AND e."extEventId" IS NOT NULL AND coalesce(e."endDate", e."startDate") >= %(since)s '
+    'AND NOT EXISTS (SELECT 1 FROM sync_seen s WHERE s."runId" = %(run_id)s '
+    'AND s."extEventId" = e."extEventId")'
+)
+
+
+def _date_time(moment: date | datetime | None) -> tuple[date | None, time | None]:
+    if moment is None:
+        return None, None
+    if isinstance(moment, datetime):
+        utc = moment.astimezone(UTC)
+        return utc.date(), utc.time().replace(tzinfo=None)
+    return moment, None
+
+
+def _j(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def row_of(event: Event) -> tuple[Any, ...]:
+    """The cal_event column values for one normalized event (storage rule in migration 0001)."""
+    start_d, start_t = _date_time(event.start)
+    end_d, end_t = _date_time(event.end)
+    orig_d, orig_t = _date_time(event.original_start)
+    org = event.organizer
+    conf = event.conference
+    return (
+        event.ext_id, event.summary, event.description, event.location, start_d, end_d, start_t, end_t,
+        event.all_day, not event.cancelled, list(event.recurrence) or None, event.recurring_event_id,
+        orig_d, orig_t, org.name if org else None, org.email if org else None,
+        conf.type if conf else None, conf.uri if conf else None,
+        conf.data_json if conf and conf.data_json else None, event.html_link or None,
+        event.hangout_link or None, event.start_tz, event.end_tz,
+        _j([asdict(a) for a in event.attendees]), _j([asdict(a) for a in event.attachments]),
+        _j([asdict(r) for r in event.reminders]), event.reminders_use_default, event.status,
+        event.event_type, list(event.excluded_dates) or None, event.remove_child_instances,
+        event.remove_cancelled_instances, event.updated, event.etag,
+        _j(event.raw) if event.raw is not None else None, event.content_hash(),
+    )
+
+
+def upsert(conn: psycopg.Connection, calendar_id: int, user_id: int, events: Sequence[Event]) -> tuple[int, int]:
+    """Merge live events; returns (inserted, updated). Unchanged rows are not written."""
+    if not events:
+        return 0, 0
+    conn.execute(CREATE_STAGING)
+    with conn.cursor() as cur:
+        with cur.copy(COPY_STAGING) as copy:
+            for event in events:
+                copy.write_row(row_of(event))
+        cur.execute(MERGE, {"calendar_id": calendar_id, "user_id": user_id})
+        flags = [r["inserted"] for r in cur.fetchall()]
+        cur.execute("TRUNCATE import_rows")
+    inserted = sum(1 for f in flags if f)
+    return inserted, len(flags) - inserted
+
+
+def cancel_instances(conn: psycopg.Connection, calendar_id: int, user_id: int,
+                     events: Sequence[Event]) -> int:
+    """Record cancelled occurrences of live series; returns rows written."""
+    if not events:
+        return 0
+    cols: dict[str, list[Any]] = {k: [] for k in ("ext", "master", "odate", "otime", "etag", "hash", "raw")}
+    for e in events:
+        d, t = _date_time(e.original_start)
+        cols["ext"].append(e.ext_id)
+        cols["master"].append(e.recurring_event_id)
+        cols["odate"].append(d)
+        cols["otime"].append(t)
+        cols["etag"].append(e.etag)
+        cols["hash"].append(e.content_hash())
+        cols["raw"].append(_j(e.raw) if e.raw is not None else None)
+    rows = conn.execute(CANCEL_INSTANCES, {"calendar_id": calendar_id, "user_id": user_id, **cols}).fetchall()
+    return len(rows)
+
+
+def count_deletable(conn: psycopg.Connection, calendar_id: int, ext_ids: Sequence[str]) -> int:
+    """How many live rows deleting these ids would remove."""
+    if not ext_ids:
+        return 0
+    row = conn.execute(COUNT_DELETABLE, {"calendar_id": calendar_id, "ext": list(ext_ids)}).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def count_live(conn: psycopg.Connection, calendar_id: int) -> int:
+    """Live events of a calendar."""
+    row = conn.execute(COUNT_LIVE, {"calendar_id": calendar_id}).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def delete(conn: psycopg.Connection, calendar_id: int, ext_ids: Sequence[str]) -> int:
+    """Mark events (and instances of deleted series) deleted; returns rows changed."""
+    if not ext_ids:
+        return 0
+    return conn.execute(DELETE_EVENTS, {"calendar_id": calendar_id, "ext": list(ext_ids)}).rowcount
+
+
+def record_seen(conn: psycopg.Connection, run_id: int, ext_ids: Iterable[str]) -> None:
+    """Remember the ids a full-sync run listed."""
+    with conn.cursor() as cur, cur.copy(RECORD_SEEN) as copy:
+        for ext in ext_ids:
+            copy.write_row((run_id, ext))
+
+
+def unseen(conn: psycopg.Connection, calendar_id: int, run_id: int, since: date) -> list[str]:
+    """Live events in the window that a full-sync run did not list."""
+    rows = conn.execute(UNSEEN, {"calendar_id": calendar_id, "run_id": run_id, "since": since}).fetchall()
+    return [r["extEventId"] for r in rows]

@@ -1,0 +1,62 @@
+"""SQL for sync-back: pending app changes, the event rows and share attendees they push, the push log."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+
+PENDING = (
+    'SELECT o.* FROM event_outbox o WHERE o."calendarId" = %(c)s AND o."doneAt" IS NULL '
+    'AND o."nextAttemptAt" <= now() ORDER BY o."outboxId" LIMIT %(limit)s'
+)
+EVENT_ROW = 'SELECT * FROM cal_event WHERE "eventId" = %(e)s'
+# Registered users (status true, not declined, never the creator) and non-registered e-mails.
+SHARE_ATTENDEES = (
+    'SELECT u.email, trim(coalesce(u."firstName", \'\') || \' \' || coalesce(u."lastName", \'\')) AS name, '
+    's."sharedStatus" AS shared_status FROM cal_event_share s JOIN user_main u ON u."userId" = s."sharedUser" '
+    'JOIN cal_event e ON e."eventId" = s."eventId" WHERE s."eventId" = %(e)s AND s.status '
+    'AND s."sharedStatus" <> 2 AND s."sharedUser" IS DISTINCT FROM e."createdBy" AND u.email IS NOT NULL '
+    "UNION ALL SELECT n.email, '' AS name, n.\"sharedStatus\" AS shared_status FROM non_reg_user_share n "
+    'WHERE n."activityType" = 2 AND n."activityId" = %(e)s'
+)
+DONE = (
+    'UPDATE event_outbox SET "doneAt" = now(), outcome = %(outcome)s, attempts = attempts + 1, '
+    '"lastError" = %(error)s WHERE "outboxId" = %(o)s'
+)
+RETRY_LATER = (
+    'UPDATE event_outbox SET attempts = attempts + 1, "lastError" = %(error)s, '
+    '"nextAttemptAt" = now() + make_interval(secs => %(delay)s) WHERE "outboxId" = %(o)s'
+)
+# What the provider now has, written as autosync's own (origin 'sync': no echo).
+STORE_PUSHED = (
+    'UPDATE cal_event SET "extEventId" = %(ext)s, "extEtag" = %(etag)s, "providerData" = %(raw)s::jsonb, '
+    '"contentHash" = %(hash)s, "extUpdatedAt" = %(updated)s, "htmlLink" = coalesce(%(html)s, "htmlLink"), '
+    '"syncedAt" = now() WHERE "eventId" = %(e)s'
+)
+LOG = 'INSERT INTO temp_log ("userId", data) VALUES (%(u)s, %(data)s::jsonb)'
+COUNT_SYNCED = (
+    'SELECT count(*) AS n FROM cal_event WHERE "calendarId" = %(c)s AND "extEventId" IS NOT NULL '
+    'AND (status OR "eventId" = ANY(%(ids)s))'
+)
+
+
+def pending(conn: psycopg.Connection, calendar_id: int, limit: int = 500) -> list[dict[str, Any]]:
+    """App changes due for a push, oldest first."""
+    return conn.execute(PENDING, {"c": calendar_id, "limit": limit}).fetchall()
+
+
+def event_row(conn: psycopg.Connection, event_id: int) -> dict[str, Any] | None:
+    """The cal_event row (None when the app deleted it)."""
+    return conn.execute(EVENT_ROW, {"e": event_id}).fetchone()
+
+
+def share_attendees(conn: psycopg.Connection, event_id: int) -> list[dict[str, Any]]:
+    """Attendees from cal_event_share and non_reg_user_share, as the seed selects them."""
+    return conn.execute(SHARE_ATTENDEES, {"e": event_id}).fetchall()
+
+
+def log_push(conn: psycopg.Connection, user_id: int, data: dict[str, Any]) -> None:
+    """One temp_log row per push, as the seed wrote them, with the outcome."""
+    conn.execute(LOG, {"u": user_id, "data": json.dumps(data, default=str)})

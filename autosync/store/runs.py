@@ -1,0 +1,177 @@
+"""SQL for calendars, tokens, sync runs, staged pages, requests and notifications."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from autosync.model import Skipped
+
+# Active calendars of the requested types. A needs-reauth calendar is skipped until its tokens
+# change (the stored hash no longer matches the current refresh token).
+SELECT_DUE = (
+    'SELECT c."calendarId", c."calendarType", c."userId", c."accessTokenExpirationDate", '
+    "c.token IS NOT NULL AS has_token "
+    "FROM calendar c WHERE c.status AND c.\"calendarType\" = ANY(%(types)s) "
+    'AND (%(user_id)s::bigint IS NULL OR c."userId" = %(user_id)s) '
+    'AND (%(calendar_id)s::bigint IS NULL OR c."calendarId" = %(calendar_id)s) '
+    'AND (NOT c."needsReauth" OR c."reauthTokenHash" IS DISTINCT FROM md5(coalesce(c."refreshToken", \'\'))) '
+    'ORDER BY c."calendarId"'
+)
+START_RUNS = (
+    'INSERT INTO sync_run ("calendarId", reason, "requestIds") '
+    "SELECT unnest(%(calendar_ids)s::bigint[]), %(reason)s, %(request_ids)s::bigint[] "
+    'ON CONFLICT ("calendarId") WHERE "finishedAt" IS NULL DO NOTHING '
+    'RETURNING "runId", "calendarId"'
+)
+COALESCE_RUNS = (
+    'UPDATE sync_run SET "rerunRequested" = "rerunRequested" OR %(rerun)s, '
+    '"requestIds" = "requestIds" || %(request_ids)s::bigint[] '
+    'WHERE "calendarId" = ANY(%(calendar_ids)s) AND "finishedAt" IS NULL RETURNING "runId", "calendarId"'
+)
+STALE_RUNS = (
+    'SELECT "runId", "calendarId", step FROM sync_run WHERE "finishedAt" IS NULL '
+    'AND "heartbeatAt" < now() - make_interval(secs => %(stale)s) ORDER BY "runId"'
+)
+RUN_CONTEXT = (
+    'SELECT r.*, c."userId", c."calendarType", c."extCalendarId", c."socialAccountId", c.token, '
+    'c."refreshToken", c."accessTokenExpirationDate", c."deltaLink", c."syncWindowStart", '
+    'c."syncWindowEnd", c.status AS calendar_active '
+    'FROM sync_run r JOIN calendar c ON c."calendarId" = r."calendarId" WHERE r."runId" = %(run_id)s'
+)
+LOCK_RUN = 'SELECT * FROM sync_run WHERE "runId" = %(run_id)s FOR UPDATE'
+TOUCH_RUN = (
+    'UPDATE sync_run SET step = %(step)s, "heartbeatAt" = now(), '
+    '"providerRequests" = "providerRequests" + %(requests)s WHERE "runId" = %(run_id)s'
+)
+ADD_COUNTS = (
+    'UPDATE sync_run SET "eventsUpserted" = "eventsUpserted" + %(upserted)s, '
+    '"eventsUnchanged" = "eventsUnchanged" + %(unchanged)s, '
+    '"eventsDeleted" = "eventsDeleted" + %(deleted)s, "eventsSkipped" = "eventsSkipped" + %(skipped)s, '
+    'conflicts = conflicts + %(conflicts)s, "heartbeatAt" = now() WHERE "runId" = %(run_id)s'
+)
+SET_PAGE_CURSOR = (
+    'UPDATE sync_run SET "pageCursor" = %(cursor)s, "heartbeatAt" = now() WHERE "runId" = %(run_id)s'
+)
+START_FULL_SYNC = (
+    'UPDATE sync_run SET "fullSync" = true, "pageCursor" = NULL, "heartbeatAt" = now() '
+    'WHERE "runId" = %(run_id)s'
+)
+STAGE_PAGE = (
+    'INSERT INTO sync_page ("runId", "pageNo", body, "nextCursor", "isFinal") '
+    'SELECT %(run_id)s, "pagesFetched" + 1, %(body)s::jsonb, %(next)s, %(final)s '
+    'FROM sync_run WHERE "runId" = %(run_id)s '
+    'ON CONFLICT ("runId", "pageNo") DO NOTHING RETURNING "pageId"'
+)
+BUMP_PAGES = 'UPDATE sync_run SET "pagesFetched" = "pagesFetched" + 1 WHERE "runId" = %(run_id)s'
+LOAD_PAGE = 'SELECT * FROM sync_page WHERE "pageId" = %(page_id)s AND "runId" = %(run_id)s FOR UPDATE'
+DROP_PAGE = 'DELETE FROM sync_page WHERE "pageId" = %(page_id)s'
+# The cursor and the events of the page that produced it commit together.
+COMMIT_CURSOR = (
+    'UPDATE calendar SET "deltaLink" = %(cursor)s, "lastSyncDate" = (now() AT TIME ZONE \'UTC\'), '
+    '"cursorUpdatedAt" = now(), "syncWindowStart" = %(window_start)s, "syncWindowEnd" = %(window_end)s '
+    'WHERE "calendarId" = %(calendar_id)s'
+)
+DROP_CURSOR = (
+    'UPDATE calendar SET "deltaLink" = NULL, "cursorUpdatedAt" = now() WHERE "calendarId" = %(calendar_id)s'
+)
+FINISH_RUN = (
+    'UPDATE sync_run SET outcome = %(outcome)s, error = %(error)s, step = \'done\', "finishedAt" = now(), '
+    '"heartbeatAt" = now(), "pageCursor" = NULL WHERE "runId" = %(run_id)s AND "finishedAt" IS NULL '
+    "RETURNING *"
+)
+CALENDAR_OUTCOME = (
+    'UPDATE calendar SET "lastOutcome" = %(outcome)s, "lastError" = %(error)s WHERE "calendarId" = %(calendar_id)s'
+)
+CLEAN_RUN = 'DELETE FROM sync_seen WHERE "runId" = %(run_id)s; DELETE FROM sync_page WHERE "runId" = %(run_id)s'
+REQUEST_DONE = (
+    'UPDATE sync_request SET pending = pending - 1, failed = failed + %(failed)s, '
+    '"finishedAt" = CASE WHEN pending - 1 <= 0 THEN now() END '
+    'WHERE "requestId" = ANY(%(ids)s) RETURNING *'
+)
+RECORD_SKIPS = (
+    'INSERT INTO sync_skip ("runId", "calendarId", "extEventId", reason) '
+    "SELECT %(run_id)s, %(calendar_id)s, unnest(%(ids)s::text[]), unnest(%(reasons)s::text[])"
+)
+NOTIFY = 'INSERT INTO notification ("userId", kind, payload) VALUES (%(user_id)s, %(kind)s, %(payload)s::jsonb)'
+CREATE_REQUEST = (
+    'INSERT INTO sync_request ("userId", "calendarType", "silentNotification", source) '
+    'VALUES (%(user_id)s, %(calendar_type)s, %(silent)s, %(source)s) RETURNING "requestId"'
+)
+SET_REQUEST_PENDING = (
+    'UPDATE sync_request SET pending = %(pending)s, "finishedAt" = CASE WHEN %(pending)s = 0 THEN now() END '
+    'WHERE "requestId" = %(request_id)s'
+)
+REQUEST_STATUS = 'SELECT * FROM sync_request WHERE "requestId" = %(request_id)s'
+RUNS_OF_REQUEST = 'SELECT * FROM sync_run WHERE %(request_id)s = ANY("requestIds") ORDER BY "runId"'
+
+
+def select_due(conn: psycopg.Connection, types: Sequence[int], *, user_id: int | None = None,
+               calendar_id: int | None = None) -> list[dict[str, Any]]:
+    """Calendars to sync now."""
+    return conn.execute(SELECT_DUE, {"types": list(types), "user_id": user_id,
+                                     "calendar_id": calendar_id}).fetchall()
+
+
+def start_runs(conn: psycopg.Connection, calendar_ids: Sequence[int], *, reason: str,
+               request_id: int | None, rerun: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Open one run per calendar; calendars with a run in progress are coalesced into it.
+
+    Returns (new runs, coalesced runs).
+    """
+    req = [request_id] if request_id is not None else []
+    params = {"calendar_ids": list(calendar_ids), "reason": reason, "request_ids": req}
+    created = conn.execute(START_RUNS, params).fetchall()
+    rest = sorted(set(calendar_ids) - {r["calendarId"] for r in created})
+    coalesced = conn.execute(COALESCE_RUNS, {"calendar_ids": rest, "rerun": rerun, "request_ids": req}
+                             ).fetchall() if rest else []
+    return created, coalesced
+
+
+def stale_runs(conn: psycopg.Connection, stale_after: int) -> list[dict[str, Any]]:
+    """Runs whose worker stopped reporting (killed mid-run): to be resumed."""
+    return conn.execute(STALE_RUNS, {"stale": stale_after}).fetchall()
+
+
+def run_context(conn: psycopg.Connection, run_id: int) -> dict[str, Any] | None:
+    """A run joined with its calendar."""
+    return conn.execute(RUN_CONTEXT, {"run_id": run_id}).fetchone()
+
+
+def touch(conn: psycopg.Connection, run_id: int, step: str, requests: int = 0) -> None:
+    """Record the step a run is in, a heartbeat and the provider requests just made."""
+    conn.execute(TOUCH_RUN, {"run_id": run_id, "step": step, "requests": requests})
+
+
+def stage_page(conn: psycopg.Connection, run_id: int, body: dict[str, Any], next_cursor: str | None,
+               final: bool) -> int | None:
+    """Stage a fetched page; returns its id (None if this page number was already staged)."""
+    row = conn.execute(STAGE_PAGE, {"run_id": run_id, "body": json.dumps(body), "next": next_cursor,
+                                    "final": final}).fetchone()
+    if row is None:
+        return None
+    conn.execute(BUMP_PAGES, {"run_id": run_id})
+    return int(row["pageId"])
+
+
+def record_skips(conn: psycopg.Connection, run_id: int, calendar_id: int, skipped: Sequence[Skipped]) -> None:
+    """Record malformed provider items with their id and reason."""
+    if skipped:
+        conn.execute(RECORD_SKIPS, {"run_id": run_id, "calendar_id": calendar_id,
+                                    "ids": [s.ext_id for s in skipped], "reasons": [s.reason for s in skipped]})
+
+
+def commit_cursor(conn: psycopg.Connection, calendar_id: int, cursor: str,
+                  window: tuple[datetime | None, datetime | None]) -> None:
+    """Store the provider's cursor verbatim, with the window it covers."""
+    conn.execute(COMMIT_CURSOR, {"calendar_id": calendar_id, "cursor": cursor,
+                                 "window_start": window[0], "window_end": window[1]})
+
+
+def notify(conn: psycopg.Connection, user_id: int, kind: str, payload: dict[str, Any]) -> None:
+    """Queue a user-level notification for the sender."""
+    conn.execute(NOTIFY, {"user_id": user_id, "kind": kind, "payload": json.dumps(payload, default=str)})

@@ -1,0 +1,166 @@
+"""Celery tasks: thin, idempotent, ids in; they call a service and map errors to the retry policy.
+
+Task names are a wire contract (Flower, the app backend, queued messages): never rename them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from autosync import errors
+from autosync.celery import app
+from autosync.services import runs
+from autosync.services.context import context
+from autosync.services.runs import Next
+from autosync.store.db import transaction
+
+log = logging.getLogger("autosync.tasks")
+
+QUEUES = {1: "autosync.google", 2: "autosync.outlook"}
+
+
+def enqueue(step: Next, queue: str | None = None) -> None:
+    """Send the task for a step, on its provider's queue."""
+    if step.step == "done":
+        return
+    target = QUEUES.get(step.calendar_type or 0, queue or "autosync")
+    task = {"token": refresh_token, "fetch": fetch_page, "import": import_page, "push": push_changes}[step.step]
+    args: tuple[Any, ...] = (step.run_id, step.page_id) if step.step == "import" else (step.run_id,)
+    task.apply_async(args=args, queue=target)
+
+
+def _retry_delay(task: Task, hinted: float | None) -> float:
+    cap = context().settings.task_backoff_cap
+    expo = min(cap, 2 ** (task.request.retries + 1))
+    return max(hinted or 0.0, random.uniform(expo / 2, expo))  # noqa: S311
+
+
+def _fail(run_id: int, outcome: str, error: str) -> None:
+    with transaction() as conn:
+        finished = runs.finish(conn, run_id, outcome, error[:2000])
+    for step in runs.rerun_if_requested(context(), finished):
+        enqueue(step)
+
+
+def run_step(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> None:
+    """Run one step of a run under the single retry policy, then enqueue the next step."""
+    settings = context().settings
+    queue = (task.request.delivery_info or {}).get("routing_key")
+    try:
+        nxt = fn(context(), run_id, *args)
+    except errors.RateLimited as exc:
+        # Our own cluster limiter: wait without holding a worker slot.
+        raise task.retry(countdown=exc.wait + random.uniform(0, 0.5), max_retries=None) from None  # noqa: S311
+    except (errors.Transient, errors.Throttled, errors.AuthInvalid, SoftTimeLimitExceeded) as exc:
+        if task.request.retries >= settings.task_retry_max:
+            _fail(run_id, "failed", f"gave up after {task.request.retries} retries: {_describe(exc)}")
+            return
+        hinted = getattr(exc, "retry_after", None)
+        log.info("step retry", extra={"run": run_id, "task": task.name, "error": _describe(exc)})
+        raise task.retry(countdown=_retry_delay(task, hinted), max_retries=None) from None
+    except errors.AuthRevoked as exc:
+        _fail(run_id, "needs_reauth", _describe(exc))
+        return
+    except errors.NotFound as exc:
+        _calendar_gone(run_id, _describe(exc))
+        return
+    except errors.ProviderError as exc:
+        _fail(run_id, "failed", _describe(exc))
+        return
+    except Exception as exc:
+        log.exception("step crashed", extra={"run": run_id, "task": task.name})
+        _fail(run_id, "failed", f"internal error: {type(exc).__name__}: {exc}")
+        return
+    enqueue(nxt, queue)
+
+
+def _describe(exc: BaseException) -> str:
+    return exc.describe() if isinstance(exc, errors.ProviderError) else f"{type(exc).__name__}: {exc}"
+
+
+def _calendar_gone(run_id: int, reason: str) -> None:
+    """The provider says the calendar itself is gone: deactivate it with the reason, no retries."""
+    with transaction() as conn:
+        conn.execute('UPDATE calendar SET status = false, "deactivatedReason" = %(r)s WHERE "calendarId" = '
+                     '(SELECT "calendarId" FROM sync_run WHERE "runId" = %(run)s)', {"r": reason, "run": run_id})
+    _fail(run_id, "failed", f"calendar gone at the provider, deactivated: {reason}")
+
+
+STEP = {"bind": True, "acks_late": True, "ignore_result": True}
+
+
+@app.task(name="autosync.refresh_token", **STEP)
+def refresh_token(self: Task, run_id: int) -> None:
+    """Step 1: make sure the run's calendar has a usable access token."""
+    from autosync.services.pull import token_step
+
+    run_step(self, token_step, run_id)
+
+
+@app.task(name="autosync.fetch_page", **STEP)
+def fetch_page(self: Task, run_id: int) -> None:
+    """Step 2: fetch one page of changes and stage it."""
+    from autosync.services.pull import fetch_step
+
+    run_step(self, fetch_step, run_id)
+
+
+@app.task(name="autosync.import_page", **STEP)
+def import_page(self: Task, run_id: int, page_id: int) -> None:
+    """Steps 3 and 4: normalize a staged page and import it with its cursor."""
+    from autosync.services.pull import import_step
+
+    run_step(self, import_step, run_id, page_id)
+
+
+@app.task(name="autosync.push_changes", **STEP)
+def push_changes(self: Task, run_id: int) -> None:
+    """Step 5: push the app's changes for the run's calendar back to the provider."""
+    from autosync.services.push import push_step
+
+    run_step(self, push_step, run_id)
+
+
+@app.task(name="autosync.fan_out", bind=True, ignore_result=True)
+def fan_out(self: Task, types: list[int] | None = None) -> int:
+    """Beat: open one run per active calendar and enqueue its first step."""
+    steps, _ = runs.open_runs(context(), types or [1, 2], reason="beat")
+    for step in steps:
+        enqueue(step)
+    return len(steps)
+
+
+@app.task(name="autosync.sync_user", bind=True, ignore_result=True)
+def sync_user(self: Task, user_id: int | None, calendar_type: int | None = None,
+              request_id: int | None = None, calendar_id: int | None = None,
+              allow_mass_delete: bool = False) -> int:
+    """Ad-hoc: sync one user's calendars (all users when user_id is None)."""
+    types = [calendar_type] if calendar_type else [1, 2]
+    steps, _ = runs.open_runs(context(), types, reason="adhoc", user_id=user_id, request_id=request_id,
+                              calendar_id=calendar_id, allow_mass_delete=allow_mass_delete)
+    for step in steps:
+        enqueue(step)
+    return len(steps)
+
+
+@app.task(name="autosync.resume_stale", bind=True, ignore_result=True)
+def resume_stale(self: Task) -> int:
+    """Beat: resume runs whose worker died mid-run."""
+    steps = runs.resume_stale(context())
+    for step in steps:
+        enqueue(step)
+    return len(steps)
+
+
+@app.task(name="autosync.deliver_notifications", bind=True, ignore_result=True)
+def deliver_notifications(self: Task) -> int:
+    """Beat: hand pending user notifications to the configured sender."""
+    from autosync.services.notify import deliver_pending
+
+    return deliver_pending(context())

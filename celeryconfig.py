@@ -1,0 +1,69 @@
+"""Celery settings for autosync, built from the one Settings object (lowercase Celery names)."""
+
+from __future__ import annotations
+
+from kombu import Exchange, Queue
+
+from autosync.settings import get_settings
+
+_s = get_settings()
+
+broker_url = _s.broker_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    "visibility_timeout": max(3600, _s.task_time_limit * 4),  # unacked tasks come back after this
+    "health_check_interval": 30,
+    "socket_keepalive": True,
+    "socket_timeout": 30,
+    "socket_connect_timeout": 10,
+    "retry_on_timeout": True,
+}
+broker_heartbeat = 30
+redis_socket_keepalive = True
+redis_backend_health_check_interval = 30
+
+# No result backend: runs are recorded in PostgreSQL (sync_run), which is what callers poll.
+result_backend = None
+task_ignore_result = True
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+# Flower needs events.
+worker_send_task_events = True
+task_send_sent_event = True
+
+# A task is acknowledged after it ran, one message at a time per process, so a killed worker's
+# step is redelivered; every step is idempotent.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_soft_time_limit = _s.task_soft_time_limit
+task_time_limit = _s.task_time_limit
+worker_max_tasks_per_child = _s.worker_max_tasks_per_child
+worker_max_memory_per_child = _s.worker_max_memory_per_child
+worker_cancel_long_running_tasks_on_connection_loss = True
+if _s.worker_concurrency:
+    worker_concurrency = _s.worker_concurrency
+
+QUEUE_DEFAULT = "autosync"
+QUEUE_GOOGLE = "autosync.google"
+QUEUE_OUTLOOK = "autosync.outlook"
+task_default_queue = QUEUE_DEFAULT
+_exchange = Exchange("autosync", type="direct")
+task_queues = (
+    Queue(QUEUE_DEFAULT, _exchange, routing_key=QUEUE_DEFAULT),
+    Queue(QUEUE_GOOGLE, _exchange, routing_key=QUEUE_GOOGLE),
+    Queue(QUEUE_OUTLOOK, _exchange, routing_key=QUEUE_OUTLOOK),
+)
+task_default_exchange = "autosync"
+task_default_routing_key = QUEUE_DEFAULT
+
+beat_schedule = {
+    "fan-out": {"task": "autosync.fan_out", "schedule": float(_s.sync_interval), "args": ([1, 2],)},
+    "resume-stale-runs": {"task": "autosync.resume_stale", "schedule": 60.0},
+    "deliver-notifications": {"task": "autosync.deliver_notifications", "schedule": 10.0},
+}
