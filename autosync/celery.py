@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import worker_process_shutdown
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_shutdown
 
 app = Celery("autosync")
 
@@ -28,3 +28,14 @@ def _close_pool(**_: object) -> None:
     from autosync.store.db import close_pool
 
     close_pool()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _structured_logs(logger: object, **_: object) -> None:
+    """JSON lines with secrets scrubbed on every handler Celery sets up."""
+    from autosync.log import install
+    from autosync.settings import get_settings
+
+    for handler in getattr(logger, "handlers", []):
+        install(handler, get_settings().secrets())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
@@ -107,6 +108,11 @@ def _text(name: str, raw: str) -> str:
     return raw
 
 
+def mask_url(value: str) -> str:
+    """A URL with its password replaced by ***, for reprs and logs."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", value)
+
+
 def env(name: str, default: str, parse: Callable[[str, str], Any] = _text) -> Any:
     """Declare a settings field read from environment variable ``name``."""
     return field(default=None, metadata={"env": name, "default": default, "parse": parse})
@@ -182,6 +188,13 @@ class Settings:
         if settings.task_time_limit <= settings.task_soft_time_limit:
             raise ConfigError("AUTOSYNC_TASK_TIME_LIMIT must be greater than AUTOSYNC_TASK_SOFT_TIME_LIMIT")
         return settings
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            shown.append(f"{f.name}={mask_url(value)!r}" if isinstance(value, str) else f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def redis(self) -> str:

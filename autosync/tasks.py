@@ -56,14 +56,14 @@ def run_step(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
         nxt = fn(context(), run_id, *args)
     except errors.RateLimited as exc:
         # Our own cluster limiter: wait without holding a worker slot.
-        raise task.retry(countdown=exc.wait + random.uniform(0, 0.5), max_retries=None) from None  # noqa: S311
+        raise task.retry(countdown=exc.wait + random.uniform(0, 0.5)) from None  # noqa: S311
     except (errors.Transient, errors.Throttled, errors.AuthInvalid, SoftTimeLimitExceeded) as exc:
         if task.request.retries >= settings.task_retry_max:
             _fail(run_id, "failed", f"gave up after {task.request.retries} retries: {_describe(exc)}")
             return
         hinted = getattr(exc, "retry_after", None)
         log.info("step retry", extra={"run": run_id, "task": task.name, "error": _describe(exc)})
-        raise task.retry(countdown=_retry_delay(task, hinted), max_retries=None) from None
+        raise task.retry(countdown=_retry_delay(task, hinted)) from None
     except errors.AuthRevoked as exc:
         _fail(run_id, "needs_reauth", _describe(exc))
         return
@@ -92,7 +92,7 @@ def _calendar_gone(run_id: int, reason: str) -> None:
     _fail(run_id, "failed", f"calendar gone at the provider, deactivated: {reason}")
 
 
-STEP = {"bind": True, "acks_late": True, "ignore_result": True}
+STEP = {"bind": True, "acks_late": True, "ignore_result": True, "max_retries": None}
 
 
 @app.task(name="autosync.refresh_token", **STEP)

@@ -84,6 +84,7 @@ def finish(conn: psycopg.Connection, run_id: int, outcome: str, error: str | Non
     if run is None:
         return None
     conn.execute(sql.CALENDAR_OUTCOME, {"calendar_id": run["calendarId"], "outcome": outcome, "error": error})
+    _log_run(conn, run)
     conn.execute(sql.CLEAN_RUN, {"run_id": run_id})
     if run["requestIds"] and not run["rerunRequested"]:
         _settle_requests(conn, run, failed=outcome != "ok")
@@ -117,3 +118,18 @@ def rerun_if_requested(app: Context, run: dict[str, Any] | None) -> list[Next]:
             return []
         return [Next(first_step(due[0], app.settings.token_refresh_margin), created["runId"],
                      calendar_type=due[0]["calendarType"])]
+
+
+def _log_run(conn: psycopg.Connection, run: dict[str, Any]) -> None:
+    """The one structured line per run."""
+    cal = conn.execute('SELECT "userId", "calendarType" FROM calendar WHERE "calendarId" = %(c)s',
+                       {"c": run["calendarId"]}).fetchone() or {}
+    duration = (run["finishedAt"] - run["startedAt"]).total_seconds()
+    log.info("run finished", extra={
+        "run": run["runId"], "calendar": run["calendarId"], "user": cal.get("userId"),
+        "provider": {1: "google", 2: "outlook"}.get(cal.get("calendarType") or 0), "outcome": run["outcome"],
+        "error": run["error"], "full_sync": run["fullSync"], "pages": run["pagesFetched"],
+        "upserted": run["eventsUpserted"], "unchanged": run["eventsUnchanged"], "deleted": run["eventsDeleted"],
+        "skipped": run["eventsSkipped"], "pushed": run["pushCreated"] + run["pushUpdated"] + run["pushDeleted"],
+        "push_failed": run["pushFailed"], "conflicts": run["conflicts"], "requests": run["providerRequests"],
+        "duration_s": round(duration, 3)})
