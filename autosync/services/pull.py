@@ -91,7 +91,7 @@ def fetch_step(app: Context, run_id: int) -> Next:
         with transaction() as conn:
             sql.touch(conn, run_id, "import", stats.count)
             page_id = sql.stage_page(conn, run_id, {"items": page.items, "meta": page.meta},
-                                     page.next_page, page.complete)
+                                     page.sync_cursor if page.complete else page.next_page, page.complete)
             if page_id is None:
                 return Next("done", run_id)  # a duplicate delivery already staged this page
             conn.execute(sql.SET_PAGE_CURSOR, {"run_id": run_id, "cursor": page.next_page})

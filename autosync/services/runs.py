@@ -85,7 +85,8 @@ def finish(conn: psycopg.Connection, run_id: int, outcome: str, error: str | Non
         return None
     conn.execute(sql.CALENDAR_OUTCOME, {"calendar_id": run["calendarId"], "outcome": outcome, "error": error})
     _log_run(conn, run)
-    conn.execute(sql.CLEAN_RUN, {"run_id": run_id})
+    conn.execute(sql.CLEAN_SEEN, {"run_id": run_id})
+    conn.execute(sql.CLEAN_PAGES, {"run_id": run_id})
     if run["requestIds"] and not run["rerunRequested"]:
         _settle_requests(conn, run, failed=outcome != "ok")
     return run

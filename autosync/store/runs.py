@@ -87,7 +87,8 @@ FINISH_RUN = (
 CALENDAR_OUTCOME = (
     'UPDATE calendar SET "lastOutcome" = %(outcome)s, "lastError" = %(error)s WHERE "calendarId" = %(calendar_id)s'
 )
-CLEAN_RUN = 'DELETE FROM sync_seen WHERE "runId" = %(run_id)s; DELETE FROM sync_page WHERE "runId" = %(run_id)s'
+CLEAN_SEEN = 'DELETE FROM sync_seen WHERE "runId" = %(run_id)s'
+CLEAN_PAGES = 'DELETE FROM sync_page WHERE "runId" = %(run_id)s'
 REQUEST_DONE = (
     'UPDATE sync_request SET pending = pending - 1, failed = failed + %(failed)s, '
     '"finishedAt" = CASE WHEN pending - 1 <= 0 THEN now() END '
