@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -93,13 +94,14 @@ class RateLimiter:
         """Every worker stops sending for ``key`` for ``seconds`` (longer cool-downs win)."""
         ms = max(1, int(seconds * 1000))
         name = self._k("cooldown", key)
-        current = self.redis.pttl(name)
+        current: Any = self.redis.pttl(name)
         if current is None or int(current) < ms:
             self.redis.set(name, "1", px=ms)
 
     def cooldown_left(self, key: str) -> float:
         """Seconds left in a cool-down (0 when none)."""
-        ttl = int(self.redis.pttl(self._k("cooldown", key)))
+        left: Any = self.redis.pttl(self._k("cooldown", key))
+        ttl = int(left)
         return max(ttl, 0) / 1000.0
 
     def acquire_slot(self, key: str, size: int, lease: float = 60.0) -> tuple[str | None, float]:

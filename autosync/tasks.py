@@ -38,7 +38,7 @@ def enqueue(step: Next, queue: str | None = None) -> None:
 def _retry_delay(task: Task, hinted: float | None) -> float:
     cap = context().settings.task_backoff_cap
     expo = min(cap, 2 ** (task.request.retries + 1))
-    return max(hinted or 0.0, random.uniform(expo / 2, expo))  # noqa: S311
+    return max(hinted or 0.0, random.uniform(expo / 2, expo))
 
 
 def _fail(run_id: int, outcome: str, error: str) -> None:
@@ -56,7 +56,7 @@ def run_step(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
         nxt = fn(context(), run_id, *args)
     except errors.RateLimited as exc:
         # Our own cluster limiter: wait without holding a worker slot.
-        raise task.retry(countdown=exc.wait + random.uniform(0, 0.5)) from None  # noqa: S311
+        raise task.retry(countdown=exc.wait + random.uniform(0, 0.5)) from None
     except (errors.Transient, errors.Throttled, errors.AuthInvalid, SoftTimeLimitExceeded) as exc:
         if task.request.retries >= settings.task_retry_max:
             _fail(run_id, "failed", f"gave up after {task.request.retries} retries: {_describe(exc)}")

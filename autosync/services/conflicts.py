@@ -6,10 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-
 from autosync.model import Event
 from autosync.services.context import Context
+from autosync.store.db import Conn
 
 PENDING = (
     'SELECT o."outboxId", o.op, o."changedAt", coalesce(e."extEventId", o."extEventId") AS ext, '
@@ -43,7 +42,7 @@ def winner(policy: str, provider_updated: datetime | None, app_changed: datetime
     return "provider" if provider_updated.astimezone(UTC) > app_changed.astimezone(UTC) else "app"
 
 
-def resolve(app: Context, conn: psycopg.Connection, ctx: dict[str, Any], live: list[Event],
+def resolve(app: Context, conn: Conn, ctx: dict[str, Any], live: list[Event],
             deleted: list[str], cancelled: list[Event]) -> tuple[list[Event], list[str], list[Event]]:
     """Drop the provider side of events the app changed too, when the app wins; record every loser."""
     by_id: dict[str, Event | None] = {e.ext_id: e for e in live + cancelled}

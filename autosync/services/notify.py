@@ -17,7 +17,9 @@ CLAIM = (
     'SELECT "notificationId", "userId", kind, payload, "createdAt" FROM notification '
     'WHERE "deliveredAt" IS NULL ORDER BY "notificationId" LIMIT %(limit)s FOR UPDATE SKIP LOCKED'
 )
-DELIVERED = 'UPDATE notification SET "deliveredAt" = now(), attempts = attempts + 1 WHERE "notificationId" = ANY(%(ids)s)'
+DELIVERED = (
+    'UPDATE notification SET "deliveredAt" = now(), attempts = attempts + 1 WHERE "notificationId" = ANY(%(ids)s)'
+)
 FAILED = 'UPDATE notification SET attempts = attempts + 1 WHERE "notificationId" = ANY(%(ids)s)'
 
 

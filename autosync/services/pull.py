@@ -7,8 +7,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import psycopg
-
 from autosync import errors
 from autosync.model import Event, Skipped
 from autosync.providers import CalendarRef, Page
@@ -20,7 +18,7 @@ from autosync.services.series import expected_slots
 from autosync.services.tokens import ensure_token
 from autosync.store import events as ev_sql
 from autosync.store import runs as sql
-from autosync.store.db import transaction
+from autosync.store.db import Conn, transaction
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +68,6 @@ def fetch_step(app: Context, run_id: int) -> Next:
         ctx = _load(run_id)
         if ctx is None:
             return Next("done", run_id)
-        provider = app.provider(ctx["calendarType"])
         cal = ensure_token(app, ctx)
         full = needs_full(app, ctx)
         window = window_for(app, ctx, full)
@@ -268,7 +265,7 @@ def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, re
     return follow[0] if follow else Next("done", run_id)
 
 
-def _write(app: Context, conn: psycopg.Connection, ctx: dict[str, Any], prepared: Prepared, page: Page,
+def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, page: Page,
            window: tuple[datetime, datetime]) -> dict[str, int]:
     calendar_id, user_id, run_id = ctx["calendarId"], ctx["userId"], ctx["runId"]
     live, deleted, cancelled = conflicts.resolve(app, conn, ctx, prepared.live, prepared.deleted,
@@ -303,7 +300,7 @@ def _write(app: Context, conn: psycopg.Connection, ctx: dict[str, Any], prepared
             "deleted": deleted_n + cancelled_n, "skipped": len(prepared.skipped), "conflicts": n_conflicts}
 
 
-def _guard(app: Context, conn: psycopg.Connection, ctx: dict[str, Any], to_delete: list[str]) -> None:
+def _guard(app: Context, conn: Conn, ctx: dict[str, Any], to_delete: list[str]) -> None:
     """Refuse a run that would delete more than the configured share of a calendar (either side)."""
     if not to_delete or ctx.get("allowMassDelete"):
         return

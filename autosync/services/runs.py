@@ -6,12 +6,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from autosync.services.context import Context
 from autosync.services.tokens import fresh_enough
 from autosync.store import runs as sql
-from autosync.store.db import transaction
+from autosync.store.db import Conn, transaction
 
 log = logging.getLogger("autosync.run")
 
@@ -78,7 +76,7 @@ def resume_stale(app: Context) -> list[Next]:
     return steps
 
 
-def finish(conn: psycopg.Connection, run_id: int, outcome: str, error: str | None = None) -> dict[str, Any] | None:
+def finish(conn: Conn, run_id: int, outcome: str, error: str | None = None) -> dict[str, Any] | None:
     """Close a run (once), record the outcome on the calendar and settle the requests waiting on it."""
     run = conn.execute(sql.FINISH_RUN, {"run_id": run_id, "outcome": outcome, "error": error}).fetchone()
     if run is None:
@@ -92,7 +90,7 @@ def finish(conn: psycopg.Connection, run_id: int, outcome: str, error: str | Non
     return run
 
 
-def _settle_requests(conn: psycopg.Connection, run: dict[str, Any], *, failed: bool) -> None:
+def _settle_requests(conn: Conn, run: dict[str, Any], *, failed: bool) -> None:
     done = conn.execute(sql.REQUEST_DONE, {"ids": run["requestIds"], "failed": int(failed)}).fetchall()
     for req in done:
         if req["finishedAt"] is not None and req["silentNotification"] and req["userId"] is not None:
@@ -121,7 +119,7 @@ def rerun_if_requested(app: Context, run: dict[str, Any] | None) -> list[Next]:
                      calendar_type=due[0]["calendarType"])]
 
 
-def _log_run(conn: psycopg.Connection, run: dict[str, Any]) -> None:
+def _log_run(conn: Conn, run: dict[str, Any]) -> None:
     """The one structured line per run."""
     cal = conn.execute('SELECT "userId", "calendarType" FROM calendar WHERE "calendarId" = %(c)s',
                        {"c": run["calendarId"]}).fetchone() or {}

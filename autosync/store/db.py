@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -13,23 +14,27 @@ from psycopg_pool import ConnectionPool
 
 from autosync.settings import get_settings
 
-_pool: ConnectionPool | None = None
+DictRow = dict[str, Any]
+Conn = psycopg.Connection[DictRow]
+
+_pool: ConnectionPool[Conn] | None = None
 _pool_pid: int | None = None
 _lock = threading.Lock()
 
 
-def connect(url: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
+def connect(url: str | None = None, *, autocommit: bool = False) -> Conn:
     """A new connection (dict rows) outside the pool, for the CLI and migrations."""
     return psycopg.connect(url or get_settings().database_url, autocommit=autocommit, row_factory=dict_row)
 
 
-def pool() -> ConnectionPool:
+def pool() -> ConnectionPool[Conn]:
     """The process-wide pool, created lazily and re-created after a fork."""
     global _pool, _pool_pid
     with _lock:
         if _pool is None or _pool_pid != os.getpid():
             _pool = ConnectionPool(
                 get_settings().database_url,
+                connection_class=psycopg.Connection[DictRow],
                 min_size=1,
                 max_size=8,
                 kwargs={"row_factory": dict_row, "autocommit": False},
@@ -50,7 +55,7 @@ def close_pool() -> None:
 
 
 @contextmanager
-def transaction(*, origin_sync: bool = True) -> Iterator[psycopg.Connection]:
+def transaction(*, origin_sync: bool = True) -> Iterator[Conn]:
     """One transaction on a pooled connection.
 
     With ``origin_sync`` the transaction is marked as autosync's own (``autosync.origin = 'sync'``),

@@ -8,9 +8,8 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-import psycopg
-
 from autosync.model import Event
+from autosync.store.db import Conn
 
 # Columns the importer owns, in COPY order.
 COLUMNS = (
@@ -119,7 +118,7 @@ def row_of(event: Event) -> tuple[Any, ...]:
     )
 
 
-def upsert(conn: psycopg.Connection, calendar_id: int, user_id: int, events: Sequence[Event]) -> tuple[int, int]:
+def upsert(conn: Conn, calendar_id: int, user_id: int, events: Sequence[Event]) -> tuple[int, int]:
     """Merge live events; returns (inserted, updated). Unchanged rows are not written."""
     if not events:
         return 0, 0
@@ -135,7 +134,7 @@ def upsert(conn: psycopg.Connection, calendar_id: int, user_id: int, events: Seq
     return inserted, len(flags) - inserted
 
 
-def cancel_instances(conn: psycopg.Connection, calendar_id: int, user_id: int,
+def cancel_instances(conn: Conn, calendar_id: int, user_id: int,
                      events: Sequence[Event]) -> int:
     """Record cancelled occurrences of live series; returns rows written."""
     if not events:
@@ -154,7 +153,7 @@ def cancel_instances(conn: psycopg.Connection, calendar_id: int, user_id: int,
     return len(rows)
 
 
-def count_deletable(conn: psycopg.Connection, calendar_id: int, ext_ids: Sequence[str]) -> int:
+def count_deletable(conn: Conn, calendar_id: int, ext_ids: Sequence[str]) -> int:
     """How many live rows deleting these ids would remove."""
     if not ext_ids:
         return 0
@@ -162,27 +161,27 @@ def count_deletable(conn: psycopg.Connection, calendar_id: int, ext_ids: Sequenc
     return int(row["n"]) if row else 0
 
 
-def count_live(conn: psycopg.Connection, calendar_id: int) -> int:
+def count_live(conn: Conn, calendar_id: int) -> int:
     """Live events of a calendar."""
     row = conn.execute(COUNT_LIVE, {"calendar_id": calendar_id}).fetchone()
     return int(row["n"]) if row else 0
 
 
-def delete(conn: psycopg.Connection, calendar_id: int, ext_ids: Sequence[str]) -> int:
+def delete(conn: Conn, calendar_id: int, ext_ids: Sequence[str]) -> int:
     """Mark events (and instances of deleted series) deleted; returns rows changed."""
     if not ext_ids:
         return 0
     return conn.execute(DELETE_EVENTS, {"calendar_id": calendar_id, "ext": list(ext_ids)}).rowcount
 
 
-def record_seen(conn: psycopg.Connection, run_id: int, ext_ids: Iterable[str]) -> None:
+def record_seen(conn: Conn, run_id: int, ext_ids: Iterable[str]) -> None:
     """Remember the ids a full-sync run listed."""
     with conn.cursor() as cur, cur.copy(RECORD_SEEN) as copy:
         for ext in ext_ids:
             copy.write_row((run_id, ext))
 
 
-def unseen(conn: psycopg.Connection, calendar_id: int, run_id: int, since: date) -> list[str]:
+def unseen(conn: Conn, calendar_id: int, run_id: int, since: date) -> list[str]:
     """Live events in the window that a full-sync run did not list."""
     rows = conn.execute(UNSEEN, {"calendar_id": calendar_id, "run_id": run_id, "since": since}).fetchall()
     return [r["extEventId"] for r in rows]

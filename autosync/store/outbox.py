@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import psycopg
+from autosync.store.db import Conn
 
 PENDING = (
     'SELECT o.* FROM event_outbox o WHERE o."calendarId" = %(c)s AND o."doneAt" IS NULL '
@@ -42,21 +42,21 @@ COUNT_SYNCED = (
 )
 
 
-def pending(conn: psycopg.Connection, calendar_id: int, limit: int = 500) -> list[dict[str, Any]]:
+def pending(conn: Conn, calendar_id: int, limit: int = 500) -> list[dict[str, Any]]:
     """App changes due for a push, oldest first."""
     return conn.execute(PENDING, {"c": calendar_id, "limit": limit}).fetchall()
 
 
-def event_row(conn: psycopg.Connection, event_id: int) -> dict[str, Any] | None:
+def event_row(conn: Conn, event_id: int) -> dict[str, Any] | None:
     """The cal_event row (None when the app deleted it)."""
     return conn.execute(EVENT_ROW, {"e": event_id}).fetchone()
 
 
-def share_attendees(conn: psycopg.Connection, event_id: int) -> list[dict[str, Any]]:
+def share_attendees(conn: Conn, event_id: int) -> list[dict[str, Any]]:
     """Attendees from cal_event_share and non_reg_user_share, as the seed selects them."""
     return conn.execute(SHARE_ATTENDEES, {"e": event_id}).fetchall()
 
 
-def log_push(conn: psycopg.Connection, user_id: int, data: dict[str, Any]) -> None:
+def log_push(conn: Conn, user_id: int, data: dict[str, Any]) -> None:
     """One temp_log row per push, as the seed wrote them, with the outcome."""
     conn.execute(LOG, {"u": user_id, "data": json.dumps(data, default=str)})

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
 from autosync.model import Skipped
+from autosync.store.db import Conn
 
 # Active calendars of the requested types. A needs-reauth calendar is skipped until its tokens
 # change (the stored hash no longer matches the current refresh token).
@@ -111,14 +110,14 @@ REQUEST_STATUS = 'SELECT * FROM sync_request WHERE "requestId" = %(request_id)s'
 RUNS_OF_REQUEST = 'SELECT * FROM sync_run WHERE %(request_id)s = ANY("requestIds") ORDER BY "runId"'
 
 
-def select_due(conn: psycopg.Connection, types: Sequence[int], *, user_id: int | None = None,
+def select_due(conn: Conn, types: Sequence[int], *, user_id: int | None = None,
                calendar_id: int | None = None) -> list[dict[str, Any]]:
     """Calendars to sync now."""
     return conn.execute(SELECT_DUE, {"types": list(types), "user_id": user_id,
                                      "calendar_id": calendar_id}).fetchall()
 
 
-def start_runs(conn: psycopg.Connection, calendar_ids: Sequence[int], *, reason: str,
+def start_runs(conn: Conn, calendar_ids: Sequence[int], *, reason: str,
                request_id: int | None, rerun: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Open one run per calendar; calendars with a run in progress are coalesced into it.
 
@@ -133,22 +132,22 @@ def start_runs(conn: psycopg.Connection, calendar_ids: Sequence[int], *, reason:
     return created, coalesced
 
 
-def stale_runs(conn: psycopg.Connection, stale_after: int) -> list[dict[str, Any]]:
+def stale_runs(conn: Conn, stale_after: int) -> list[dict[str, Any]]:
     """Runs whose worker stopped reporting (killed mid-run): to be resumed."""
     return conn.execute(STALE_RUNS, {"stale": stale_after}).fetchall()
 
 
-def run_context(conn: psycopg.Connection, run_id: int) -> dict[str, Any] | None:
+def run_context(conn: Conn, run_id: int) -> dict[str, Any] | None:
     """A run joined with its calendar."""
     return conn.execute(RUN_CONTEXT, {"run_id": run_id}).fetchone()
 
 
-def touch(conn: psycopg.Connection, run_id: int, step: str, requests: int = 0) -> None:
+def touch(conn: Conn, run_id: int, step: str, requests: int = 0) -> None:
     """Record the step a run is in, a heartbeat and the provider requests just made."""
     conn.execute(TOUCH_RUN, {"run_id": run_id, "step": step, "requests": requests})
 
 
-def stage_page(conn: psycopg.Connection, run_id: int, body: dict[str, Any], next_cursor: str | None,
+def stage_page(conn: Conn, run_id: int, body: dict[str, Any], next_cursor: str | None,
                final: bool) -> int | None:
     """Stage a fetched page; returns its id (None if this page number was already staged)."""
     row = conn.execute(STAGE_PAGE, {"run_id": run_id, "body": json.dumps(body), "next": next_cursor,
@@ -159,20 +158,20 @@ def stage_page(conn: psycopg.Connection, run_id: int, body: dict[str, Any], next
     return int(row["pageId"])
 
 
-def record_skips(conn: psycopg.Connection, run_id: int, calendar_id: int, skipped: Sequence[Skipped]) -> None:
+def record_skips(conn: Conn, run_id: int, calendar_id: int, skipped: Sequence[Skipped]) -> None:
     """Record malformed provider items with their id and reason."""
     if skipped:
         conn.execute(RECORD_SKIPS, {"run_id": run_id, "calendar_id": calendar_id,
                                     "ids": [s.ext_id for s in skipped], "reasons": [s.reason for s in skipped]})
 
 
-def commit_cursor(conn: psycopg.Connection, calendar_id: int, cursor: str,
+def commit_cursor(conn: Conn, calendar_id: int, cursor: str,
                   window: tuple[datetime | None, datetime | None]) -> None:
     """Store the provider's cursor verbatim, with the window it covers."""
     conn.execute(COMMIT_CURSOR, {"calendar_id": calendar_id, "cursor": cursor,
                                  "window_start": window[0], "window_end": window[1]})
 
 
-def notify(conn: psycopg.Connection, user_id: int, kind: str, payload: dict[str, Any]) -> None:
+def notify(conn: Conn, user_id: int, kind: str, payload: dict[str, Any]) -> None:
     """Queue a user-level notification for the sender."""
     conn.execute(NOTIFY, {"user_id": user_id, "kind": kind, "payload": json.dumps(payload, default=str)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import psycopg
+from autosync.store.db import Conn
 
 # Calendars of one account share its tokens: same socialAccountId, type and user.
 _ACCOUNT = (
@@ -33,25 +33,25 @@ def account_params(ctx: dict[str, Any]) -> dict[str, Any]:
             "account": ctx["socialAccountId"]}
 
 
-def lock_account(conn: psycopg.Connection, ctx: dict[str, Any]) -> None:
+def lock_account(conn: Conn, ctx: dict[str, Any]) -> None:
     """Serialize token refreshes of one account across all workers (held until commit)."""
     key = f"token:{ctx['calendarType']}:{ctx['userId']}:{ctx['socialAccountId'] or 'cal' + str(ctx['calendarId'])}"
     conn.execute(LOCK_ACCOUNT, {"key": key})
 
 
-def read_token(conn: psycopg.Connection, calendar_id: int) -> dict[str, Any]:
+def read_token(conn: Conn, calendar_id: int) -> dict[str, Any]:
     """The current token columns of a calendar."""
     row = conn.execute(READ_TOKEN, {"calendar_id": calendar_id}).fetchone()
     return row or {}
 
 
-def save_token(conn: psycopg.Connection, ctx: dict[str, Any], token: str, expires: datetime,
+def save_token(conn: Conn, ctx: dict[str, Any], token: str, expires: datetime,
                refresh: str | None) -> None:
     """Save a refreshed token on every calendar row of the account, in one statement."""
     conn.execute(SAVE_TOKEN, {**account_params(ctx), "token": token, "expires": expires, "refresh": refresh})
 
 
-def mark_needs_reauth(conn: psycopg.Connection, ctx: dict[str, Any], reason: str) -> list[int]:
+def mark_needs_reauth(conn: Conn, ctx: dict[str, Any], reason: str) -> list[int]:
     """Put every calendar of the account into needs-reauth; returns their ids."""
     rows = conn.execute(NEEDS_REAUTH, {**account_params(ctx), "reason": reason}).fetchall()
     return [r["calendarId"] for r in rows]
