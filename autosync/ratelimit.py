@@ -9,38 +9,34 @@ from typing import Any
 
 import redis
 
-# Token bucket: KEYS = bucket keys...; ARGV = now_ms, then (capacity, refill_per_ms) per key,
-# then the cool-down keys count and cool-down keys are passed after the buckets.
-# Returns 0 when a token was taken from every bucket, else the milliseconds to wait.
+# Sliding-window log: KEYS = one zset per limit, then the cool-down keys; ARGV = now_ms, number of
+# limits, then (count, period_ms) per limit, then a unique member. At most `count` requests enter
+# any window of `period_ms` (strict, unlike a token bucket that allows a double burst at edges).
+# Returns 0 when the request was admitted by every limit, else the milliseconds to wait.
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
 local nb = tonumber(ARGV[2])
 local wait = 0
-for i = 1, #KEYS - nb do
-  local ttl = redis.call('PTTL', KEYS[nb + i])
+for i = nb + 1, #KEYS do
+  local ttl = redis.call('PTTL', KEYS[i])
   if ttl > wait then wait = ttl end
 end
 if wait > 0 then return wait end
-local state = {}
 for i = 1, nb do
-  local cap = tonumber(ARGV[1 + 2 * i])
-  local rate = tonumber(ARGV[2 + 2 * i])
-  local v = redis.call('HMGET', KEYS[i], 't', 'ts')
-  local tokens = tonumber(v[1]) or cap
-  local ts = tonumber(v[2]) or now
-  tokens = math.min(cap, tokens + (now - ts) * rate)
-  if tokens < 1 then
-    local need = math.ceil((1 - tokens) / rate)
+  local count = tonumber(ARGV[1 + 2 * i])
+  local period = tonumber(ARGV[2 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - period)
+  if redis.call('ZCARD', KEYS[i]) >= count then
+    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    local need = tonumber(oldest[2]) + period - now + 1
     if need > wait then wait = need end
   end
-  state[i] = tokens
 end
 if wait > 0 then return wait end
+local member = ARGV[3 + 2 * nb]
 for i = 1, nb do
-  local cap = tonumber(ARGV[1 + 2 * i])
-  local rate = tonumber(ARGV[2 + 2 * i])
-  redis.call('HSET', KEYS[i], 't', state[i] - 1, 'ts', now)
-  redis.call('PEXPIRE', KEYS[i], math.ceil(cap / rate) + 1000)
+  redis.call('ZADD', KEYS[i], now, member)
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2 + 2 * i]) + 1000)
 end
 return 0
 """
@@ -69,7 +65,7 @@ class Limit:
 
 
 class RateLimiter:
-    """Token buckets and cool-downs shared by every worker process and host through Redis."""
+    """Sliding-window limits, cool-downs shared by every worker process and host through Redis."""
 
     def __init__(self, client: redis.Redis, prefix: str = "autosync") -> None:
         self.redis = client
@@ -84,9 +80,10 @@ class RateLimiter:
         """Take one request from every bucket, or return the seconds to wait (nothing taken)."""
         active = [lim for lim in limits if lim.count > 0]
         keys = [self._k("bucket", lim.key) for lim in active] + [self._k("cooldown", k) for k in cooldown_keys]
-        args: list[float] = [int(time.time() * 1000), len(active)]
+        args: list[float | str] = [int(time.time() * 1000), len(active)]
         for lim in active:
-            args += [lim.count, lim.count / (lim.period * 1000.0)]
+            args += [lim.count, int(lim.period * 1000)]
+        args.append(uuid.uuid4().hex)
         wait_ms = int(self._acquire(keys=keys, args=args))
         return wait_ms / 1000.0
 
