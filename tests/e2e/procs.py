@@ -1,0 +1,75 @@
+"""Real worker and Flower processes for operations tests, on a broker database of their own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def ops_env(**overrides: str) -> dict[str, str]:
+    """The test environment with a separate broker DB, so the in-process test worker stays out of it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    n = int(worker[2:]) if worker[2:].isdigit() else 0
+    env = dict(os.environ)
+    env["AUTOSYNC_BROKER_URL"] = os.environ["AUTOSYNC_BROKER_URL"].rsplit("/", 1)[0] + f"/{3 + n}"
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def workers(count: int, env: dict[str, str], *, concurrency: int = 2) -> Iterator[list[subprocess.Popen]]:
+    """``count`` separate `celery -A autosync worker` processes; stopped (TERM, then KILL) on exit."""
+    redis.Redis.from_url(env["AUTOSYNC_BROKER_URL"]).flushdb()
+    procs = [subprocess.Popen([str(BIN / "celery"), "-A", "autosync", "worker", "-P", "threads", "-c",
+                               str(concurrency), "-n", f"ops{i}-{os.getpid()}@%h", "--loglevel", "WARNING",
+                               "--without-gossip", "--without-mingle"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for i in range(count)]
+    try:
+        _wait_ready(env, count)
+        yield procs
+    finally:
+        stop(procs)
+
+
+def _wait_ready(env: dict[str, str], count: int, timeout: float = 30) -> None:
+    from celery import Celery
+
+    probe = Celery(broker=env["AUTOSYNC_BROKER_URL"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = probe.control.ping(timeout=0.5) or []
+        if len(replies) >= count:
+            return
+    raise RuntimeError("workers did not start")
+
+
+def stop(procs: list[subprocess.Popen], timeout: float = 20) -> None:
+    """TERM (warm shutdown), then KILL what is left."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Run the autosync CLI in a subprocess with this environment."""
+    return subprocess.run([str(BIN / "autosync"), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
