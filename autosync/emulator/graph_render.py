@@ -1,0 +1,308 @@
+"""Rendering of stored Graph items to event JSON: full, bare occurrence, tombstone, $select (§B3, §B4)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from autosync.emulator.graph_errors import bad_request
+from autosync.emulator.graph_model import Calendar, StoredEvent, occurrence_ical_uid
+from autosync.emulator.graph_time import (
+    NEVER,
+    graph_date_stamp,
+    graph_dt,
+    graph_stamp,
+    resolve_zone,
+    windows_name,
+)
+from autosync.emulator.graph_write import text_of
+
+EVENT_TYPE = "#microsoft.graph.event"
+_PREFER_RE = re.compile(r'([\w.\-]+)\s*=\s*("([^"]*)"|[^,\s]+)')
+SELECTABLE = {
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "changeKey",
+    "categories",
+    "transactionId",
+    "originalStartTimeZone",
+    "originalEndTimeZone",
+    "iCalUId",
+    "reminderMinutesBeforeStart",
+    "isReminderOn",
+    "hasAttachments",
+    "subject",
+    "bodyPreview",
+    "importance",
+    "sensitivity",
+    "isAllDay",
+    "isCancelled",
+    "isOrganizer",
+    "responseRequested",
+    "seriesMasterId",
+    "showAs",
+    "type",
+    "webLink",
+    "onlineMeetingUrl",
+    "isOnlineMeeting",
+    "onlineMeetingProvider",
+    "allowNewTimeProposals",
+    "isDraft",
+    "hideAttendees",
+    "recurrence",
+    "onlineMeeting",
+    "responseStatus",
+    "body",
+    "start",
+    "end",
+    "location",
+    "locations",
+    "attendees",
+    "organizer",
+    "originalStart",
+    "id",
+}
+
+
+@dataclass
+class Prefs:
+    """The Prefer header values of one request (they are never part of a token, trap 14)."""
+
+    zone_name: str | None = None
+    zone: ZoneInfo | None = None
+    max_page_size: int | None = None
+    text_body: bool = False
+
+    def applied(self) -> dict[str, str]:
+        """The Preference-Applied header echo."""
+        parts = []
+        if self.max_page_size is not None:
+            parts.append(f"odata.maxpagesize={self.max_page_size}")
+        if self.zone_name is not None:
+            parts.append(f'outlook.timezone="{self.zone_name}"')
+        if self.text_body:
+            parts.append('outlook.body-content-type="text"')
+        return {"Preference-Applied": ", ".join(parts)} if parts else {}
+
+
+def parse_prefs(headers: Mapping[str, str]) -> Prefs:
+    """Read every ``Prefer`` header (separate headers or comma-joined)."""
+    getter = getattr(headers, "get_all", None)
+    values = getter("Prefer") or [] if getter else [headers.get("Prefer") or ""]
+    prefs = Prefs()
+    for value in values:
+        for name, raw, quoted in _PREFER_RE.findall(value or ""):
+            text = quoted if raw.startswith('"') else raw
+            if name.lower() == "odata.maxpagesize":
+                if not text.isdigit() or int(text) < 1:
+                    raise bad_request(f"Invalid odata.maxpagesize '{text}'.")
+                prefs.max_page_size = int(text)
+            elif name.lower() == "outlook.timezone":
+                prefs.zone, prefs.zone_name = resolve_zone(text), text
+            elif name.lower() == "outlook.body-content-type":
+                prefs.text_body = text.lower() == "text"
+    return prefs
+
+
+@dataclass
+class Ctx:
+    """What rendering needs from the request."""
+
+    base_url: str
+    prefs: Prefs
+    calendars: Mapping[str, Calendar]
+
+    def dtz(self, value: datetime, all_day: bool) -> dict[str, str]:
+        """A dateTimeTimeZone; all-day values stay midnight-to-midnight whatever the zone (trap 10)."""
+        label = self.prefs.zone_name or "UTC"
+        if all_day:
+            return {"dateTime": graph_dt(value), "timeZone": label}
+        local = value.astimezone(self.prefs.zone or ZoneInfo("UTC")).replace(tzinfo=None)
+        return {"dateTime": graph_dt(local), "timeZone": label}
+
+
+def _online_meeting(ev_key: str, props: dict[str, Any]) -> dict[str, Any] | None:
+    if not props.get("isOnlineMeeting") or props.get("onlineMeetingProvider") != "teamsForBusiness":
+        return None
+    digest = hashlib.sha1(ev_key.encode(), usedforsecurity=False).hexdigest()
+    return {
+        "joinUrl": f"https://teams.microsoft.com/l/meetup-join/19%3ameeting_{digest}%40thread.v2/0"
+        f"?context=%7b%22Tid%22%3a%22{digest[:8]}%22%7d",
+        "conferenceId": str(int(digest[:8], 16))[:9],
+        "tollNumber": "+1 425 555 0123",
+    }
+
+
+def _body(props: dict[str, Any], prefs: Prefs) -> tuple[dict[str, str], str]:
+    content = props["body"]["content"]
+    preview = text_of(content)[:255]
+    if prefs.text_body:
+        return {"contentType": "text", "content": text_of(content)}, preview
+    return {"contentType": "html", "content": content}, preview
+
+
+def render_full(
+    ev: StoredEvent,
+    ctx: Ctx,
+    *,
+    slot: tuple[datetime, datetime] | None = None,
+    occurrence: tuple[str, datetime] | None = None,
+    master: StoredEvent | None = None,
+    delta: bool = False,
+) -> dict[str, Any]:
+    """Full event JSON; for an occurrence pass the master as ``ev`` plus ``occurrence=(id, original)``."""
+    props = ev.props
+    calendar = ctx.calendars.get(ev.calendar_id)
+    owner = calendar.email.lower() if calendar else ""
+    organizer = props.get("organizer") or {
+        "emailAddress": {
+            "name": calendar.display_name if calendar else "",
+            "address": calendar.email if calendar else "",
+        }
+    }
+    is_organizer = organizer.get("emailAddress", {}).get("address", "").lower() == owner
+    response = (
+        {"response": "organizer", "time": NEVER}
+        if is_organizer
+        else props.get("responseStatus") or {"response": "none", "time": NEVER}
+    )
+    body, preview = _body(props, ctx.prefs)
+    item_id, kind, uid = ev.id, ev.kind, ev.ical_uid
+    start, end = slot or (ev.start, ev.end)
+    series_id, original = ev.series_master_id, ev.original_start
+    if occurrence is not None:
+        item_id, original = occurrence
+        kind, series_id, uid = "occurrence", ev.id, occurrence_ical_uid(ev.ical_uid, original)
+    elif ev.kind == "exception" and original is not None:
+        uid = occurrence_ical_uid(master.ical_uid if master else ev.ical_uid, original)
+    out: dict[str, Any] = {"@odata.type": EVENT_TYPE} if delta else {}
+    out.update(
+        {
+            "@odata.etag": f'W/"{ev.change_key}"',
+            "id": item_id,
+            "createdDateTime": graph_stamp(ev.created),
+            "lastModifiedDateTime": graph_stamp(ev.modified),
+            "changeKey": ev.change_key,
+            "categories": list(props.get("categories", [])),
+        }
+    )
+    if props.get("transactionId") and occurrence is None:
+        out["transactionId"] = props["transactionId"]
+    out.update(
+        {
+            "originalStartTimeZone": _win(ev.start_zone),
+            "originalEndTimeZone": _win(ev.end_zone),
+            "iCalUId": uid,
+            "reminderMinutesBeforeStart": props["reminderMinutesBeforeStart"],
+            "isReminderOn": props["isReminderOn"],
+            "hasAttachments": bool(ev.attachments),
+            "subject": props["subject"],
+            "bodyPreview": preview,
+            "importance": props["importance"],
+            "sensitivity": props["sensitivity"],
+            "isAllDay": ev.all_day,
+            "isCancelled": props.get("isCancelled", False),
+            "isOrganizer": is_organizer,
+            "responseRequested": props["responseRequested"],
+            "seriesMasterId": series_id,
+            "showAs": props["showAs"],
+            "type": kind,
+            "webLink": f"{ctx.base_url}/owa/?itemid={quote(item_id, safe='')}&exvsurl=1&path=/calendar/item",
+            "onlineMeetingUrl": None,
+            "isOnlineMeeting": props["isOnlineMeeting"],
+            "onlineMeetingProvider": props["onlineMeetingProvider"],
+            "allowNewTimeProposals": props["allowNewTimeProposals"],
+            "isDraft": props["isDraft"],
+            "hideAttendees": props["hideAttendees"],
+            "recurrence": ev.recurrence if kind == "seriesMaster" else None,
+            "onlineMeeting": _online_meeting(ev.key, props),
+            "responseStatus": response,
+            "body": body,
+            "start": ctx.dtz(start, ev.all_day),
+            "end": ctx.dtz(end, ev.all_day),
+            "location": props["location"],
+            "locations": props["locations"],
+            "attendees": props["attendees"],
+            "organizer": organizer,
+        }
+    )
+    if original is not None:
+        out["originalStart"] = graph_date_stamp(original)
+    return out
+
+
+def _win(zone_key: str) -> str:
+    return windows_name(resolve_zone(zone_key))
+
+
+def render_bare(
+    master: StoredEvent, occ_id: str, slot: tuple[datetime, datetime], ctx: Ctx
+) -> dict[str, Any]:
+    """A plain occurrence as calendarView/delta returns it: no subject, attendees... (trap 20)."""
+    return {
+        "@odata.type": EVENT_TYPE,
+        "@odata.etag": f'W/"{master.change_key}"',
+        "id": occ_id,
+        "seriesMasterId": master.id,
+        "type": "occurrence",
+        "start": ctx.dtz(slot[0], master.all_day),
+        "end": ctx.dtz(slot[1], master.all_day),
+    }
+
+
+def render_removed(item_id: str) -> dict[str, Any]:
+    """A delta tombstone."""
+    return {"@odata.type": EVENT_TYPE, "id": item_id, "@removed": {"reason": "deleted"}}
+
+
+def parse_select(value: str | None) -> list[str] | None:
+    """The ``$select`` list; 400 for a property the event type does not have."""
+    if value is None:
+        return None
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    for name in names:
+        if name not in SELECTABLE:
+            raise bad_request(
+                f"Could not find a property named '{name}' on type 'microsoft.graph.event'.",
+                "RequestBroker--ParseUri",
+            )
+    return names
+
+
+def apply_select(event: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+    """Keep ``@odata.*`` keys, ``id`` and the selected properties."""
+    if select is None:
+        return event
+    keep = set(select) | {"id"}
+    if "location" in keep:  # Graph returns locations along with a selected location (sample event-get.md)
+        keep.add("locations")
+    return {k: v for k, v in event.items() if k.startswith("@") or k in keep}
+
+
+def render_attachments(ev: StoredEvent) -> list[dict[str, Any]]:
+    """fileAttachment resources of an item."""
+    out = []
+    for index, att in enumerate(ev.attachments):
+        raw = att.get("contentBytes", "")
+        out.append(
+            {
+                "@odata.type": "#microsoft.graph.fileAttachment",
+                "@odata.mediaContentType": att["contentType"],
+                "id": f"{ev.id[:-1]}ATT{index}=",
+                "lastModifiedDateTime": att["lastModifiedDateTime"],
+                "name": att["name"],
+                "contentType": att["contentType"],
+                "size": len(raw) * 3 // 4,
+                "isInline": att["isInline"],
+                "contentId": None,
+                "contentLocation": None,
+                "contentBytes": raw,
+            }
+        )
+    return out
