@@ -174,6 +174,7 @@ class Settings:
     notification_channel: str = env("AUTOSYNC_NOTIFICATION_CHANNEL", "autosync:notifications")
     notification_sender: str = env("AUTOSYNC_NOTIFICATION_SENDER", "redis", _choice("redis", "log"))
     log_level: str = env("AUTOSYNC_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))
+    data_dir: str = env("AUTOSYNC_DATA_DIR", "")  # `autosync run`'s embedded services; default per user
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -204,6 +205,16 @@ class Settings:
     def secrets(self) -> list[str]:
         """Configured secret values, so log filters can scrub them."""
         return [s.reveal() for s in (self.google_client_secret, self.outlook_client_secret) if s]
+
+
+def is_set(name: str) -> bool:
+    """Whether an environment variable is explicitly set (`autosync run` picks services by it)."""
+    return bool(os.environ.get(name))
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of the environment, for the child processes `autosync run` starts."""
+    return dict(os.environ)
 
 
 @lru_cache(maxsize=1)

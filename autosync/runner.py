@@ -1,0 +1,215 @@
+"""`autosync run`: the whole system as one supervised process group (worker, beat, optional Flower).
+
+Uses AUTOSYNC_DATABASE_URL / AUTOSYNC_BROKER_URL when set, otherwise embedded PostgreSQL and Valkey.
+With --demo it also serves the provider emulator, links seeded users, keeps changing both sides
+and injecting faults between beat cycles, and ends with a convergence check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psycopg
+
+from autosync.embedded import EmbeddedError, Services, data_dir, free_port
+from autosync.settings import get_settings, is_set, process_environment
+
+
+class Runner:
+    """Starts, watches and stops the processes of one `autosync run`."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.root = data_dir(get_settings().data_dir)
+        self.services: Services | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = False
+        self.env = process_environment()
+
+    def say(self, line: str) -> None:
+        print(line, flush=True)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if not self.stopping:
+            self.say(f"received {signal.Signals(signum).name}: stopping ...")
+        self.stopping = True
+
+    def start_services(self) -> None:
+        need_pg, need_broker = not is_set("AUTOSYNC_DATABASE_URL"), not is_set("AUTOSYNC_BROKER_URL")
+        if not need_pg and not need_broker:
+            self.say("using AUTOSYNC_DATABASE_URL and AUTOSYNC_BROKER_URL")
+            return
+        self.services = Services(self.root).start(self.say, postgres=need_pg, broker=need_broker)
+        if need_pg:
+            self.env["AUTOSYNC_DATABASE_URL"] = self.services.database_url
+        if need_broker:
+            self.env["AUTOSYNC_BROKER_URL"] = self.services.broker_url
+
+    def spawn(self, name: str, argv: list[str]) -> None:
+        logs = self.root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(argv, env=self.env, stdout=out, stderr=out, start_new_session=True,
+                                preexec_fn=_die_with_parent)
+        self.procs[name] = proc
+        if self.services:
+            self.services.register(name, proc)
+
+    def start_app(self, interval: float) -> None:
+        celery = [sys.executable, "-m", "celery", "-A", "autosync"]
+        self.env["AUTOSYNC_SYNC_INTERVAL"] = str(max(1, int(interval)))
+        self.spawn("worker", [*celery, "worker", "-c", str(self.args.workers), "--loglevel", "INFO",
+                              "-n", f"autosync-run-{os.getpid()}@%h"])
+        self.spawn("beat", [*celery, "beat", "--loglevel", "INFO", "-s", str(self.root / "beat-schedule")])
+        if self.args.flower:
+            port = 5555
+            self.spawn("flower", [*celery, "flower", f"--port={port}", "--address=127.0.0.1"])
+            self.say(f"Flower on http://127.0.0.1:{port}")
+        self.say(f"worker ({self.args.workers} processes) and beat running; a cycle every {interval:g}s; "
+                 f"logs in {self.root / 'logs'}")
+
+    def check_children(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None and not self.stopping:
+                raise RuntimeError(f"{name} exited with code {proc.returncode}; see {self.root / 'logs'}")
+
+    def stop(self) -> None:
+        self.stopping = True
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown: running tasks finish
+        deadline = time.monotonic() + 60
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.services:
+            self.services.stop()
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
+class CycleWatch:
+    """Counts beat cycles from sync_run: a cycle is complete when new runs exist and none is open."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        self.seen = self._state()[0]
+
+    def _state(self) -> tuple[int, int]:
+        with psycopg.connect(self.url) as conn:
+            row = conn.execute('SELECT coalesce(max("runId"), 0), count(*) FILTER (WHERE "finishedAt" IS NULL) '
+                               "FROM sync_run").fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    def completed(self) -> bool:
+        latest, open_runs = self._state()
+        if latest > self.seen and open_runs == 0:
+            self.seen = latest
+            return True
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `autosync run`."""
+    runner = Runner(args)
+    signal.signal(signal.SIGINT, runner._on_signal)
+    signal.signal(signal.SIGTERM, runner._on_signal)
+    emulator = None
+    try:
+        runner.start_services()
+        from autosync.store.migrate import upgrade
+
+        upgrade(runner.env["AUTOSYNC_DATABASE_URL"], report=lambda line: None)
+        demo = None
+        if args.demo:
+            emulator, demo = _start_demo(runner)
+        interval = args.interval or (5.0 if args.demo else float(get_settings().sync_interval))
+        runner.start_app(interval)
+        return _loop(runner, demo, args.cycles)
+    except EmbeddedError as exc:
+        print(f"autosync run: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        runner.stop()
+        if emulator is not None:
+            emulator.stop()
+
+
+def _start_demo(runner: Runner) -> tuple[Any, Any]:
+    from autosync.demo import Demo
+    from autosync.emulator.server import Emulator
+
+    emulator = Emulator().start("127.0.0.1", free_port())
+    demo = Demo(runner.env["AUTOSYNC_DATABASE_URL"], emulator)
+    runner.env.update(demo.provider_env())
+    # A demo should show recovery within a few cycles, not after production back-offs.
+    runner.env.setdefault("AUTOSYNC_TASK_BACKOFF_CAP", "4")
+    runner.env.setdefault("AUTOSYNC_HTTP_BACKOFF_CAP", "1")
+    counts = demo.setup()
+    runner.say("demo: emulator on " + emulator.base_url + "; " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return emulator, demo
+
+
+def _loop(runner: Runner, demo: Any, cycles: int | None) -> int:
+    watch = CycleWatch(runner.env["AUTOSYNC_DATABASE_URL"])
+    cycle = 0
+    while not runner.stopping:
+        runner.check_children()
+        time.sleep(0.5)
+        if not watch.completed():
+            continue
+        cycle += 1
+        if demo is None:
+            runner.say(f"cycle {cycle} done")
+        else:
+            _progress(runner, demo, cycle)
+            if cycles is None or cycle < cycles:
+                for line in demo.step(cycle):
+                    runner.say("    " + line)
+        if cycles is not None and cycle >= cycles:
+            break
+    if demo is None:
+        return 0
+    return _finish_demo(runner, demo, watch)
+
+
+def _progress(runner: Runner, demo: Any, cycle: int) -> None:
+    p = demo.progress()
+    runner.say(f"cycle {cycle:>3} | " + " | ".join(f"{k} {v}" for k, v in p.items()))
+
+
+def _finish_demo(runner: Runner, demo: Any, watch: CycleWatch) -> int:
+    demo.quiesce()
+    runner.say("settling: no more changes; waiting for two quiet cycles ...")
+    quiet = 0
+    deadline = time.monotonic() + 120
+    while quiet < 2 and not runner.stopping and time.monotonic() < deadline:
+        runner.check_children()
+        time.sleep(0.5)
+        if watch.completed():
+            quiet += 1
+    converged, lines = demo.convergence()
+    p = demo.progress()
+    runner.say("")
+    runner.say("summary: " + ", ".join(f"{k} {v}" for k, v in p.items()))
+    if converged:
+        runner.say("convergence: OK — every live provider event matches its database row, and vice versa")
+        return 0
+    runner.say(f"convergence: FAILED — {len(lines)} mismatches")
+    for line in lines[:50]:
+        runner.say("  " + line)
+    return 1
