@@ -37,9 +37,8 @@ def _processes_under(data: Path) -> list[int]:
             env = (entry / "environ").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if str(data) in cmd or f"AUTOSYNC_DATA_DIR={data}" in env:
-            if int(entry.name) != os.getpid():
-                found.append(int(entry.name))
+        if (str(data) in cmd or f"AUTOSYNC_DATA_DIR={data}" in env) and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
     return found
 
 
