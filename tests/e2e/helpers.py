@@ -47,8 +47,8 @@ def sync(user_id: int, *, timeout: float = 30, calendar_type: int | None = None)
 def events(db: psycopg.Connection, calendar_id: int, *, live_only: bool = False) -> dict[str, dict[str, Any]]:
     """cal_event rows of a calendar keyed by extEventId."""
     with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        rows = cur.execute('SELECT * FROM cal_event WHERE "calendarId" = %s' + (" AND status" if live_only else ""),
-                           (calendar_id,)).fetchall()
+        rows = cur.execute('SELECT * FROM cal_event WHERE "calendarId" = %s AND (status OR NOT %s)',
+                           (calendar_id, live_only)).fetchall()
     return {r["extEventId"]: r for r in rows}
 
 
