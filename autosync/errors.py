@@ -73,6 +73,10 @@ class NotFound(ProviderError):
     """The event or calendar does not exist (404) or is already deleted (410 on delete)."""
 
 
+class CalendarGone(ProviderError):
+    """Listing the calendar itself answered 404: it was deleted or unshared at the provider."""
+
+
 class Conflict(ProviderError):
     """409: the client-chosen id already exists (an earlier attempt of the same insert succeeded)."""
 

@@ -15,6 +15,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from autosync import errors
 from autosync.celery import app
+from autosync.providers.http import RequestStats, counting
 from autosync.services import runs
 from autosync.services.context import context
 from autosync.services.runs import Next
@@ -49,15 +50,27 @@ def _fail(run_id: int, outcome: str, error: str) -> None:
 
 
 def run_step(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> None:
-    """Run one step of a run under the single retry policy, then enqueue the next step."""
-    settings = context().settings
+    """Run one step, counting its provider requests even when it fails, then enqueue the next step."""
     queue = (task.request.delivery_info or {}).get("routing_key")
+    stats = RequestStats()
     try:
-        nxt = fn(context(), run_id, *args)
+        with counting() as stats:
+            nxt = fn(context(), run_id, *args)
+    except BaseException:
+        _record_requests(run_id, stats)  # an attempt that failed still cost requests
+        raise
+    enqueue(nxt, queue)
+
+
+def _guarded(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> None:
+    """The single retry policy around one step."""
+    settings = context().settings
+    try:
+        run_step(task, fn, run_id, *args)
     except errors.RateLimited as exc:
         # Our own cluster limiter: wait without holding a worker slot.
         raise task.retry(countdown=exc.wait + random.uniform(0, 0.5)) from None
-    except (errors.Transient, errors.Throttled, errors.AuthInvalid, SoftTimeLimitExceeded) as exc:
+    except (errors.Transient, errors.Throttled, SoftTimeLimitExceeded) as exc:
         if task.request.retries >= settings.task_retry_max:
             _fail(run_id, "failed", f"gave up after {task.request.retries} retries: {_describe(exc)}")
             return
@@ -67,7 +80,11 @@ def run_step(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
     except errors.AuthRevoked as exc:
         _fail(run_id, "needs_reauth", _describe(exc))
         return
-    except errors.NotFound as exc:
+    except errors.AuthInvalid as exc:
+        # Refused again right after a refresh: retrying cannot help (contract: refresh once, retry once).
+        _fail(run_id, "failed", f"access token refused after a refresh: {_describe(exc)}")
+        return
+    except errors.CalendarGone as exc:
         _calendar_gone(run_id, _describe(exc))
         return
     except errors.ProviderError as exc:
@@ -77,7 +94,13 @@ def run_step(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
         log.exception("step crashed", extra={"run": run_id, "task": task.name})
         _fail(run_id, "failed", f"internal error: {type(exc).__name__}: {exc}")
         return
-    enqueue(nxt, queue)
+
+
+def _record_requests(run_id: int, stats: RequestStats) -> None:
+    if stats.count:
+        with transaction() as conn:
+            conn.execute('UPDATE sync_run SET "providerRequests" = "providerRequests" + %(n)s '
+                         'WHERE "runId" = %(r)s', {"n": stats.count, "r": run_id})
 
 
 def _describe(exc: BaseException) -> str:
@@ -100,7 +123,7 @@ def refresh_token(self: Task, run_id: int) -> None:
     """Step 1: make sure the run's calendar has a usable access token."""
     from autosync.services.pull import token_step
 
-    run_step(self, token_step, run_id)
+    _guarded(self, token_step, run_id)
 
 
 @app.task(name="autosync.fetch_page", **STEP)
@@ -108,7 +131,7 @@ def fetch_page(self: Task, run_id: int) -> None:
     """Step 2: fetch one page of changes and stage it."""
     from autosync.services.pull import fetch_step
 
-    run_step(self, fetch_step, run_id)
+    _guarded(self, fetch_step, run_id)
 
 
 @app.task(name="autosync.import_page", **STEP)
@@ -116,7 +139,7 @@ def import_page(self: Task, run_id: int, page_id: int) -> None:
     """Steps 3 and 4: normalize a staged page and import it with its cursor."""
     from autosync.services.pull import import_step
 
-    run_step(self, import_step, run_id, page_id)
+    _guarded(self, import_step, run_id, page_id)
 
 
 @app.task(name="autosync.push_changes", **STEP)
@@ -124,7 +147,7 @@ def push_changes(self: Task, run_id: int) -> None:
     """Step 5: push the app's changes for the run's calendar back to the provider."""
     from autosync.services.push import push_step
 
-    run_step(self, push_step, run_id)
+    _guarded(self, push_step, run_id)
 
 
 @app.task(name="autosync.fan_out", bind=True, ignore_result=True)

@@ -27,21 +27,46 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _redis_dbs() -> tuple[int, int]:
-    # A pair of Redis databases per xdist worker: broker, and limits/locks.
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    n = int(worker[2:]) if worker[2:].isdigit() else 0
-    return 10 + 2 * n, 11 + 2 * n
+OWNER_KEY = "autosync-test:owner"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_redis_db(exclude: tuple[int, ...] = ()) -> int:
+    """A Redis database no other live test session uses (several sessions may run at once)."""
+    for number in range(15, 0, -1):
+        if number in exclude:
+            continue
+        client = redis.Redis.from_url(f"{REDIS_HOST}/{number}")
+        owner = client.get(OWNER_KEY)
+        if owner is not None and _pid_alive(int(owner)):
+            continue
+        if owner is not None:
+            client.delete(OWNER_KEY)
+        if client.set(OWNER_KEY, os.getpid(), nx=True, ex=6 * 3600):
+            client.flushdb()
+            client.set(OWNER_KEY, os.getpid(), ex=6 * 3600)
+            return number
+    raise RuntimeError("no free Redis database for this test session")
 
 
 DB_NAME = f"autosync_test_{uuid.uuid4().hex[:10]}"
 EMULATOR_PORT = _free_port()
-_BROKER_DB, _LIMITS_DB = _redis_dbs()
+_BROKER_DB = claim_redis_db()
+OPS_REDIS_DB = claim_redis_db(exclude=(_BROKER_DB,))
 _EMU = f"http://127.0.0.1:{EMULATOR_PORT}"
 os.environ.update({
     "AUTOSYNC_DATABASE_URL": PG_ADMIN.rsplit("/", 1)[0] + "/" + DB_NAME,
     "AUTOSYNC_BROKER_URL": f"{REDIS_HOST}/{_BROKER_DB}",
-    "AUTOSYNC_REDIS_URL": f"{REDIS_HOST}/{_LIMITS_DB}",
+    "AUTOSYNC_REDIS_URL": f"{REDIS_HOST}/{_BROKER_DB}",
     "MIPLANIT_GOOGLE_CLIENT_ID": "google-client-id",
     "MIPLANIT_GOOGLE_CLIENT_SECRET": "google-secret",
     "MIPLANIT_OUTLOOK_CLIENT_ID": "outlook-client-id",
@@ -56,6 +81,8 @@ os.environ.update({
     "AUTOSYNC_HTTP_BACKOFF_CAP": "0.5",
     "AUTOSYNC_TASK_BACKOFF_CAP": "2",
     "AUTOSYNC_NOTIFICATION_SENDER": "log",
+    # The broker of worker *processes* started by operations tests (see tests/e2e/procs.py).
+    "AUTOSYNC_TEST_OPS_BROKER": f"{REDIS_HOST}/{OPS_REDIS_DB}",
 })
 
 TABLES = ("temp_log", "sync_conflict", "event_outbox", "notification", "sync_skip", "sync_seen", "sync_page",
@@ -113,11 +140,22 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture()
 def limits_redis() -> Iterator[redis.Redis]:
-    """The Redis database for limits and locks, emptied."""
+    """The Redis database for limits and locks, with autosync's keys removed (the broker's stay)."""
     client = redis.Redis.from_url(os.environ["AUTOSYNC_REDIS_URL"])
-    client.flushdb()
+    keys = list(client.scan_iter("autosync:*", count=1000))
+    if keys:
+        client.delete(*keys)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_redis_dbs() -> Iterator[None]:
+    yield
+    for number in (_BROKER_DB, OPS_REDIS_DB):
+        client = redis.Redis.from_url(f"{REDIS_HOST}/{number}")
+        if client.get(OWNER_KEY) == str(os.getpid()).encode():
+            client.flushdb()
 
 
 @pytest.fixture()

@@ -25,9 +25,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RequestStats:
-    """Provider requests made inside one unit of work (a task), for run records."""
+    """Provider requests made inside one unit of work (a task), for run records.
+
+    Counters nest: a request counts in every enclosing ``counting()`` block.
+    """
 
     count: int = 0
+    parent: RequestStats | None = None
+
+    def add(self) -> None:
+        """Count one request here and in the enclosing blocks."""
+        node: RequestStats | None = self
+        while node is not None:
+            node.count += 1
+            node = node.parent
 
 
 _stats: contextvars.ContextVar[RequestStats | None] = contextvars.ContextVar("autosync_stats", default=None)
@@ -36,7 +47,7 @@ _stats: contextvars.ContextVar[RequestStats | None] = contextvars.ContextVar("au
 @contextmanager
 def counting() -> Iterator[RequestStats]:
     """Count provider requests made inside the block."""
-    stats = RequestStats()
+    stats = RequestStats(parent=_stats.get())
     token = _stats.set(stats)
     try:
         yield stats
@@ -147,7 +158,7 @@ class HttpEdge:
             with self._slot(*(slot or (None, 0))):
                 stats = _stats.get()
                 if stats is not None:
-                    stats.count += 1
+                    stats.add()
                 try:
                     resp = _send(method, url, verbatim, self.policy, kwargs)
                 except requests.Timeout as exc:

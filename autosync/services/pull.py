@@ -140,10 +140,13 @@ def _list(app: Context, ctx: dict[str, Any], cal: CalendarRef, full: bool,
     provider = app.provider(ctx["calendarType"])
     cursor = None if full else ctx["deltaLink"]
     try:
-        return provider.list_changes(cal, cursor=cursor, page=ctx["pageCursor"], window=window)
-    except errors.AuthInvalid:
-        fresh = ensure_token(app, ctx, stale=cal.access_token)
-        return provider.list_changes(fresh, cursor=cursor, page=ctx["pageCursor"], window=window)
+        try:
+            return provider.list_changes(cal, cursor=cursor, page=ctx["pageCursor"], window=window)
+        except errors.AuthInvalid:
+            fresh = ensure_token(app, ctx, stale=cal.access_token)
+            return provider.list_changes(fresh, cursor=cursor, page=ctx["pageCursor"], window=window)
+    except errors.NotFound as exc:
+        raise errors.CalendarGone(str(exc), status=exc.status, code=exc.code) from None
 
 
 def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetime, datetime]) -> Prepared:
@@ -198,7 +201,12 @@ def _outlook_details(app: Context, ctx: dict[str, Any], out: Prepared, page: Pag
                 continue
             out.live.append(master)
             masters[master_id] = master
-        _reconcile_series(provider.instances(cal, master_id, window), master, out, window, event_from_graph)
+        try:
+            instances = provider.instances(cal, master_id, window)
+        except errors.NotFound:  # the series was deleted after this page was listed
+            out.deleted.append(master_id)
+            continue
+        _reconcile_series(instances, master, out, window, event_from_graph)
     # @removed also covers events that only left the window (trap 22): check before deleting.
     for ext_id in removed:
         if provider.get(cal, ext_id) is None:

@@ -54,6 +54,10 @@ def ensure_token(app: Context, ctx: dict[str, Any], *, stale: str | None = None)
         if token and token != stale and fresh_enough(token, current.get("accessTokenExpirationDate"), margin):
             return calendar_ref(ctx, token)
         refresh_token = current.get("refreshToken")
+        if current.get("known_dead"):
+            # Another chain of this account found this refresh token dead while we waited for the
+            # lock: do not send it again, do not notify twice.
+            raise errors.AuthRevoked(current.get("reauthReason") or "refresh token revoked")
         try:
             if not refresh_token:
                 raise errors.AuthRevoked("no refresh token stored")

@@ -14,7 +14,9 @@ _ACCOUNT = (
 )
 LOCK_ACCOUNT = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
 READ_TOKEN = (
-    'SELECT token, "refreshToken", "accessTokenExpirationDate" FROM calendar WHERE "calendarId" = %(calendar_id)s'
+    'SELECT token, "refreshToken", "accessTokenExpirationDate", '
+    '"needsReauth" AND "reauthTokenHash" IS NOT DISTINCT FROM md5(coalesce("refreshToken", \'\')) AS known_dead, '
+    '"reauthReason" FROM calendar WHERE "calendarId" = %(calendar_id)s'
 )
 SAVE_TOKEN = (
     'UPDATE calendar SET token = %(token)s, "accessTokenExpirationDate" = %(expires)s, '

@@ -19,28 +19,41 @@ BIN = Path(sys.executable).parent
 
 def ops_env(**overrides: str) -> dict[str, str]:
     """The test environment with a separate broker DB, so the in-process test worker stays out of it."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    n = int(worker[2:]) if worker[2:].isdigit() else 0
     env = dict(os.environ)
-    env["AUTOSYNC_BROKER_URL"] = os.environ["AUTOSYNC_BROKER_URL"].rsplit("/", 1)[0] + f"/{3 + n}"
+    env["AUTOSYNC_BROKER_URL"] = os.environ["AUTOSYNC_TEST_OPS_BROKER"]
     env.update(overrides)
     return env
 
 
 @contextmanager
-def workers(count: int, env: dict[str, str], *, concurrency: int = 2) -> Iterator[list[subprocess.Popen]]:
-    """``count`` separate `celery -A autosync worker` processes; stopped (TERM, then KILL) on exit."""
-    redis.Redis.from_url(env["AUTOSYNC_BROKER_URL"]).flushdb()
+def workers(count: int, env: dict[str, str], *, concurrency: int = 2,
+            fresh: bool = True) -> Iterator[list[subprocess.Popen]]:
+    """``count`` separate `celery -A autosync worker` processes; stopped (TERM, then KILL) on exit.
+
+    ``fresh`` empties the broker first; pass False to take over messages earlier workers left.
+    """
+    if fresh:
+        _empty(env["AUTOSYNC_BROKER_URL"])
     procs = [subprocess.Popen([str(BIN / "celery"), "-A", "autosync", "worker", "-P", "threads", "-c",
                                str(concurrency), "-n", f"ops{i}-{os.getpid()}@%h", "--loglevel", "WARNING",
                                "--without-gossip", "--without-mingle"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=open(f"/tmp/ops-worker-{i}.log", "ab"))  # noqa: SIM115
              for i in range(count)]
     try:
         _wait_ready(env, count)
         yield procs
     finally:
         stop(procs)
+
+
+def _empty(url: str) -> None:
+    """Empty the ops broker database but keep its owner mark."""
+    client = redis.Redis.from_url(url)
+    owner = client.get("autosync-test:owner")
+    client.flushdb()
+    if owner is not None:
+        client.set("autosync-test:owner", owner, ex=6 * 3600)
 
 
 def _wait_ready(env: dict[str, str], count: int, timeout: float = 30) -> None:

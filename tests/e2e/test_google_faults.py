@@ -161,10 +161,6 @@ def test_revoked_grant_needs_reauth_without_retries_until_a_new_refresh_token_is
     assert row["needsReauth"] is False and row["reauthReason"] is None and row["refreshToken"] == fresh
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: services/tokens.py ensure_token re-reads only the token under the account lock, not the "
-    "needs-reauth state; the second concurrent run of a revoked account sends the same dead refresh token "
-    "again (2 token calls) and queues a second needs_reauth notification (contract trap 16/17)."))
 def test_concurrent_runs_of_a_revoked_account_try_the_dead_refresh_token_once(worker, db, emu) -> None:
     from autosync.services import adhoc
 
@@ -193,11 +189,6 @@ def test_refused_access_token_is_refreshed_once_then_the_listing_succeeds(worker
     assert [e["eventName"] for e in events(db, cal.calendar_id).values()] == ["Late addition"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: autosync/tasks.py run_step retries AuthInvalid like a transient error, so a 401 that persists "
-    "after a successful refresh costs task_retry_max (8) task retries, each refreshing the token again "
-    "(9 token calls, 18 list calls here) instead of 'refresh once, then give up' (errors.AuthInvalid, "
-    "contract §A 401 row)."))
 def test_access_token_refused_again_after_a_refresh_fails_the_run_without_a_refresh_loop(worker, db, emu) -> None:
     cal = link(db, emu, "google")
     sync(cal.user_id)

@@ -128,10 +128,9 @@ def test_no_token_or_secret_appears_in_any_log_line(db, emu, limits_redis) -> No
     env = ops_env(AUTOSYNC_LOG_LEVEL="DEBUG")
     logfile = ROOT / f".pytest_cache/worker-{os.getpid()}.log"
     logfile.parent.mkdir(exist_ok=True)
-    redis_env = env
-    import redis as redis_mod
+    from tests.e2e.procs import _empty
 
-    redis_mod.Redis.from_url(redis_env["AUTOSYNC_BROKER_URL"]).flushdb()
+    _empty(env["AUTOSYNC_BROKER_URL"])
     proc = subprocess.Popen([str(BIN / "celery"), "-A", "autosync", "worker", "-P", "threads", "-c", "2",
                              "--loglevel", "DEBUG", "-n", f"logs-{os.getpid()}@%h", "-f", str(logfile)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,0 +1,77 @@
+"""Worker hygiene: a warm shutdown loses no run; a worker killed mid-run leaves a state the next one completes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+
+from celery import Celery
+
+from tests.e2e.helpers import events, link, run_rows
+from tests.e2e.procs import BIN, cli, ops_env, workers
+
+
+def _seed(emu, cal_id: str, n: int = 3) -> None:
+    day = datetime.now(UTC).date()
+    for i in range(n):
+        d = (day + timedelta(days=1 + i)).isoformat()
+        emu.google_insert(cal_id, {"summary": f"E{i}", "start": {"dateTime": f"{d}T09:00:00Z"},
+                                   "end": {"dateTime": f"{d}T10:00:00Z"}})
+
+
+def _wait_for_request(emu, endpoint: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if emu.requests(provider="google", endpoint=endpoint)["total"]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {endpoint} request")
+
+
+def test_warm_shutdown_mid_run_loses_nothing(db, emu, limits_redis) -> None:
+    cal = link(db, emu, "google")
+    _seed(emu, cal.ext_calendar_id)
+    # The list call hangs 2 s (under the 3 s read timeout): the worker is mid-task when TERM arrives.
+    emu.add_fault(provider="google", endpoint="google.events.list", kind="slow", delay=2, count=1)
+    env = ops_env()
+    with workers(1, env) as procs:
+        sync = subprocess.Popen([str(BIN / "autosync"), "sync", "--user", str(cal.user_id), "--wait", "60"], env=env,
+                                stdout=subprocess.PIPE, text=True)
+        _wait_for_request(emu, "google.token")
+        time.sleep(0.3)
+        procs[0].send_signal(signal.SIGTERM)  # warm shutdown: the running step finishes first
+        procs[0].wait(30)
+        with workers(1, env, fresh=False):
+            out, _ = sync.communicate(timeout=90)
+    summary = json.loads(out)
+    assert [r["outcome"] for r in summary["runs"]] == ["ok"]
+    assert len(events(db, cal.calendar_id, live_only=True)) == 3
+
+
+def test_a_worker_killed_mid_run_leaves_a_run_the_next_worker_completes(db, emu, limits_redis) -> None:
+    cal = link(db, emu, "google")
+    _seed(emu, cal.ext_calendar_id)
+    emu.add_fault(provider="google", endpoint="google.events.list", kind="slow", delay=2.5, count=1)
+    env = ops_env(AUTOSYNC_RUN_STALE_AFTER="10")
+    with workers(1, env) as procs:
+        out = cli("sync", "--user", str(cal.user_id), env=env)
+        assert out.returncode == 0
+        _wait_for_request(emu, "google.token")
+        time.sleep(0.5)
+        procs[0].kill()  # SIGKILL mid-fetch: its unacked message stays in the broker's unacked set
+        procs[0].wait(10)
+    open_run = run_rows(db, cal.calendar_id)[-1]
+    assert open_run["finishedAt"] is None  # left open, visibly, not lost
+    db.execute('UPDATE sync_run SET "heartbeatAt" = now() - interval \'1 hour\' WHERE "runId" = %s',
+               (open_run["runId"],))
+    with workers(1, env, fresh=False):
+        Celery(broker=env["AUTOSYNC_BROKER_URL"]).send_task("autosync.resume_stale", queue="autosync")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and run_rows(db, cal.calendar_id)[-1]["finishedAt"] is None:
+            time.sleep(0.2)
+    final = run_rows(db, cal.calendar_id)
+    assert len(final) == 1 and final[0]["outcome"] == "ok"
+    assert len(events(db, cal.calendar_id, live_only=True)) == 3
