@@ -29,8 +29,9 @@ class RequestLog:
         calendar: str | None,
         headers: Mapping[str, str],
         fault: str | None = None,
+        received: float | None = None,
     ) -> None:
-        """Append one request."""
+        """Append one request; ``received`` is when it arrived, ``time`` when it was answered."""
         query = {k: v[0] if len(v) == 1 else v for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
         entry = {
             "provider": provider,
@@ -45,6 +46,7 @@ class RequestLog:
             "headers": header_subset(headers),
             "fault": fault,
             "time": time.time(),
+            "received": received if received is not None else time.time(),
         }
         with self._lock:
             self._entries.append(entry)

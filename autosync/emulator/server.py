@@ -211,6 +211,7 @@ class Emulator:
     def _token(
         self, method: str, path: str, raw_query: str, headers: Mapping[str, str], body: bytes, base_url: str
     ) -> Response | object:
+        received = time.time()
         provider = "google" if path.startswith("/google") else "outlook"
         endpoint = f"{provider}.token"
         account = self.oauth.account_for_form(body)
@@ -220,15 +221,18 @@ class Emulator:
                 outcome = Response(405, {"error": "invalid_request", "error_description": "POST required"})
             else:
                 outcome = self.oauth.token_endpoint(provider, body)
-        self._record(provider, endpoint, method, path, raw_query, outcome, account, None, headers)
+        self._record(provider, endpoint, method, path, raw_query, outcome, account, None, headers, received)
         return outcome
 
     def _api(self, provider: str, full_path: str, req: Request) -> Response | object:
+        received = time.time()
         account = self._authenticate(provider, req.headers)
         endpoint, calendar = self._describe(provider, req, account)
         if account is None:
             outcome: Response | object = _unauthorized(provider)
-            self._record(provider, endpoint, req.method, full_path, req.raw_query, outcome, None, calendar, req.headers)
+            self._record(
+                provider, endpoint, req.method, full_path, req.raw_query, outcome, None, calendar, req.headers, received
+            )
             return outcome
         req.account = account
         slot = provider == "outlook"
@@ -257,6 +261,7 @@ class Emulator:
             account.id,
             calendar,
             req.headers,
+            received,
         )
         return outcome
 
@@ -323,9 +328,11 @@ class Emulator:
         account: str | None,
         calendar: str | None,
         headers: Mapping[str, str],
+        received: float | None = None,
     ) -> None:
         status = outcome.status if isinstance(outcome, Response) else None
         self.log.record(
+            received=received,
             provider=provider,
             endpoint=endpoint,
             method=method,
