@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dateutil.rrule import rruleset, rrulestr
+from dateutil.rrule import rrulestr
 
 from autosync.model import Event
 
@@ -19,14 +19,47 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def _dates(line: str, zone: tzinfo | None) -> list[datetime]:
+    """The values of an EXDATE/RDATE line as naive datetimes on the series' own wall clock."""
+    head, _, values = line.partition(":")
+    params = dict(p.split("=", 1) for p in head.split(";")[1:] if "=" in p)
+    source = _zone(params["TZID"]) if "TZID" in params else None
+    out = []
+    for value in filter(None, values.split(",")):
+        value = value.strip()
+        if len(value) == 8:  # VALUE=DATE
+            out.append(datetime.strptime(value, "%Y%m%d"))
+            continue
+        utc = value.endswith("Z")
+        moment = datetime.strptime(value.rstrip("Z"), "%Y%m%dT%H%M%S")
+        if zone is not None and (utc or source is not None):
+            aware = moment.replace(tzinfo=UTC if utc else source)
+            moment = aware.astimezone(zone).replace(tzinfo=None)
+        out.append(moment)
+    return out
+
+
+def _until_local(line: str, zone: tzinfo | None) -> str:
+    """RRULE UNTIL in UTC (…Z) rewritten on the series' wall clock, so a naive expansion compares right."""
+    parts = line.split(";")
+    for i, part in enumerate(parts):
+        if part.startswith("UNTIL=") and part.endswith("Z") and len(part) == 22:
+            moment = datetime.strptime(part[6:-1], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+            local = moment.astimezone(zone).replace(tzinfo=None) if zone else moment.replace(tzinfo=None)
+            parts[i] = "UNTIL=" + local.strftime("%Y%m%dT%H%M%S")
+    return ";".join(parts)
+
+
 def expected_slots(master: Event, window: tuple[datetime, datetime]) -> list[datetime | date]:
     """Original start slots of a master's occurrences that overlap ``window``.
 
-    Timed series expand in the master's own zone (so a 09:00 meeting stays 09:00 across DST) and
-    come back in UTC; all-day series come back as dates.
+    Timed series expand on their own zone's wall clock (a 09:00 meeting stays 09:00 across DST) and
+    come back in UTC; all-day series come back as dates. EXDATE/RDATE values given in UTC or another
+    TZID are converted to that wall clock first.
     """
     if not master.recurrence or master.start is None:
         return []
+    zone: ZoneInfo | None
     if isinstance(master.start, datetime):
         zone = _zone(master.start_tz)
         local_start = master.start.astimezone(zone).replace(tzinfo=None)
@@ -35,26 +68,25 @@ def expected_slots(master: Event, window: tuple[datetime, datetime]) -> list[dat
         zone = None
         local_start = datetime.combine(master.start, datetime.min.time())
         duration = timedelta(days=((master.end - master.start).days + 1) if isinstance(master.end, date) else 1)
-    rules = rrulestr("\n".join(_local_lines(master.recurrence)), dtstart=local_start, forceset=True,
-                     ignoretz=True)
-    assert isinstance(rules, rruleset)
+    rules = [_until_local(line, zone) for line in master.recurrence if line.upper().startswith(("RRULE", "EXRULE"))]
+    if not rules:
+        return []
+    ruleset = rrulestr("\n".join(rules), dtstart=local_start, forceset=True, ignoretz=True)
+    for line in master.recurrence:
+        kind = line.split(":", 1)[0].split(";", 1)[0].upper()
+        if kind == "EXDATE":
+            for moment in _dates(line, zone):
+                ruleset.exdate(moment if zone is not None or moment.time() != datetime.min.time()
+                               else moment.replace(hour=local_start.hour, minute=local_start.minute))
+        elif kind == "RDATE":
+            for moment in _dates(line, zone):
+                ruleset.rdate(moment)
     lo, hi = window
     lo_local = (lo.astimezone(zone).replace(tzinfo=None) if zone else lo.replace(tzinfo=None)) - duration
     hi_local = hi.astimezone(zone).replace(tzinfo=None) if zone else hi.replace(tzinfo=None)
     slots: list[datetime | date] = []
-    for occurrence in rules.between(lo_local, hi_local, inc=True):
-        if zone is None:
-            slots.append(occurrence.date())
-        else:
-            slots.append(occurrence.replace(tzinfo=zone).astimezone(UTC))
+    for occurrence in ruleset.between(lo_local, hi_local, inc=True):
+        slots.append(occurrence.date() if zone is None else occurrence.replace(tzinfo=zone).astimezone(UTC))
         if len(slots) >= MAX_SLOTS:
             break
     return slots
-
-
-def _local_lines(lines: tuple[str, ...]) -> list[str]:
-    """RRULE UNTIL in UTC must compare against naive local datetimes: drop the Z (ignoretz)."""
-    out = []
-    for line in lines:
-        out.append(line)
-    return out
