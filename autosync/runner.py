@@ -188,8 +188,17 @@ def _loop(runner: Runner, demo: Any, cycles: int | None) -> int:
 
 
 def _progress(runner: Runner, demo: Any, cycle: int) -> None:
-    p = demo.progress()
-    runner.say(f"cycle {cycle:>3} | " + " | ".join(f"{k} {v}" for k, v in p.items()))
+    runner.say(f"cycle {cycle:>3} | " + _compact(demo.progress()))
+
+
+def _compact(p: dict[str, int]) -> str:
+    """One readable progress line from the demo's counters."""
+    g = p.get
+    reauth = f" ({g('calendars_needing_reauth')} need re-auth)" if g("calendars_needing_reauth") else ""
+    return (f"{g('calendars', 0)} calendars{reauth} | runs ok {g('runs_ok', 0)}, failed {g('runs_failed', 0)}, "
+            f"re-auth {g('runs_needs_reauth', 0)}, blocked {g('runs_blocked', 0)} | full syncs {g('full_syncs', 0)} | "
+            f"imported {g('events_imported', 0)} | pushed {g('pushes_done', 0)} | conflicts {g('conflicts', 0)} | "
+            f"errors {g('errors', 0)} | requests {g('provider_requests', 0)}")
 
 
 def _finish_demo(runner: Runner, demo: Any, watch: CycleWatch) -> int:
@@ -205,7 +214,7 @@ def _finish_demo(runner: Runner, demo: Any, watch: CycleWatch) -> int:
     converged, lines = demo.convergence()
     p = demo.progress()
     runner.say("")
-    runner.say("summary: " + ", ".join(f"{k} {v}" for k, v in p.items()))
+    runner.say("summary: " + _compact(p))
     if converged:
         runner.say("convergence: OK — every live provider event matches its database row, and vice versa")
         return 0

@@ -1,0 +1,34 @@
+"""`autosync run --demo --cycles 2` on embedded services: the whole job, converged, and cleaned up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pgserver", reason="the [embedded] extra is not installed")
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_short_demo_converges_and_stops_cleanly() -> None:
+    data = Path(tempfile.mkdtemp(prefix="autosync-demo-", dir="/tmp"))
+    data.chmod(0o711)
+    env = {k: v for k, v in os.environ.items() if k not in ("AUTOSYNC_DATABASE_URL", "AUTOSYNC_BROKER_URL")}
+    env["AUTOSYNC_DATA_DIR"] = str(data / "data")
+    try:
+        out = subprocess.run([str(BIN / "autosync"), "run", "--demo", "--cycles", "2"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+        text = out.stdout + out.stderr
+        assert out.returncode == 0, text
+        assert "cycle   1 |" in text and "cycle   2 |" in text
+        assert "convergence: OK" in text
+        assert "imported" in text and "pushed" in text and "requests" in text
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
