@@ -156,3 +156,32 @@ def test_no_token_or_secret_appears_in_any_log_line(db, emu, limits_redis) -> No
             if value:
                 assert value not in text
     assert '"outcome": "needs_reauth"' in text
+
+
+def test_mailbox_concurrency_is_capped_across_worker_processes(db, emu, limits_redis) -> None:
+    from urllib.parse import quote
+
+    cal = link(db, emu, "outlook")
+    ids = [cal.ext_calendar_id] + [emu.create_calendar(cal.account_id, name=f"C{i}") for i in range(5)]
+    for ext in ids[1:]:
+        db.execute('INSERT INTO calendar ("userId", "calendarType", "extCalendarId", "socialAccountId", '
+                   '"refreshToken", status) VALUES (%s, 2, %s, %s, %s, true)',
+                   (cal.user_id, ext, cal.account_id, cal.refresh_token))
+    day = datetime.now(UTC).date() + timedelta(days=2)
+    for ext in ids:
+        emu.outlook("POST", f"/calendars/{quote(ext, safe='')}/events", {
+            "subject": "Sync", "start": {"dateTime": f"{day}T09:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": f"{day}T10:00:00", "timeZone": "UTC"}})
+    # Every delta call is slow, so six chains of one mailbox overlap; the emulator answers the 3rd
+    # concurrent request with 429 ApplicationThrottled, as Graph does past its limit.
+    emu.set_quota("outlook", concurrency=2)
+    emu.add_fault(provider="outlook", endpoint="graph.delta", kind="slow", delay=0.6, count=100)
+    env = ops_env(AUTOSYNC_OUTLOOK_MAILBOX_CONCURRENCY="2", AUTOSYNC_MAX_INLINE_WAIT="5")
+    with workers(3, env):
+        out = cli("sync", "--user", str(cal.user_id), "--wait", "90", env=env, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    log = [r for r in emu.requests(provider="outlook")["requests"] if r["endpoint"] != "outlook.token"]
+    assert [r for r in log if r["status"] == 429] == []
+    spans = sorted((r["received"], r["time"]) for r in log)
+    peak = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+    assert peak <= 2
