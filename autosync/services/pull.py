@@ -86,12 +86,12 @@ def fetch_step(app: Context, run_id: int) -> Next:
             page = _list(app, ctx, cal, True, window)
     if page.items:
         with transaction() as conn:
-            sql.touch(conn, run_id, "import", stats.count)
             page_id = sql.stage_page(conn, run_id, {"items": page.items, "meta": page.meta},
                                      page.sync_cursor if page.complete else page.next_page, page.complete)
             if page_id is None:
                 return Next("done", run_id)  # a duplicate delivery already staged this page
-            conn.execute(sql.SET_PAGE_CURSOR, {"run_id": run_id, "cursor": page.next_page})
+            conn.execute(sql.PROGRESS, {"run_id": run_id, "step": "import", "cursor": page.next_page,
+                                        "requests": stats.count, **sql.NO_COUNTS})
         return Next("import", run_id, page_id)
     return _apply(app, ctx, Prepared(), page, stats.count, window)
 
@@ -254,20 +254,19 @@ def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, re
             counts = _write(app, conn, ctx, prepared, page, window)
             if page_id is not None:
                 conn.execute(sql.DROP_PAGE, {"page_id": page_id})
-            sql.touch(conn, run_id, "fetch" if not page.complete else "push", requests)
-            conn.execute(sql.ADD_COUNTS, {"run_id": run_id, **counts})
+            progress = {"run_id": run_id, "requests": requests, **counts}
             if not page.complete:
-                conn.execute(sql.SET_PAGE_CURSOR, {"run_id": run_id, "cursor": page.next_page})
+                conn.execute(sql.PROGRESS, {**progress, "step": "fetch", "cursor": page.next_page})
                 return Next("fetch", run_id, calendar_type=ctx["calendarType"])
             pending = conn.execute('SELECT 1 FROM event_outbox WHERE "calendarId" = %(c)s AND "doneAt" IS NULL '
                                    'AND "nextAttemptAt" <= now() LIMIT 1', {"c": calendar_id}).fetchone()
             if pending:
+                conn.execute(sql.PROGRESS, {**progress, "step": "push", "cursor": None})
                 return Next("push", run_id, calendar_type=ctx["calendarType"])
-            finished = runs.finish(conn, run_id, "ok")
+            finished = runs.finish(conn, run_id, "ok", requests=requests, counts=counts)
     except MassDeleteBlocked as exc:
         with transaction() as conn:
-            conn.execute(sql.TOUCH_RUN, {"run_id": run_id, "step": "blocked", "requests": requests})
-            finished = runs.finish(conn, run_id, "blocked", str(exc))
+            finished = runs.finish(conn, run_id, "blocked", str(exc), requests=requests)
         log.error("mass delete blocked", extra={"calendar": calendar_id, "reason": str(exc)})
     follow = runs.rerun_if_requested(app, finished)
     return follow[0] if follow else Next("done", run_id)

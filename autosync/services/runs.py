@@ -76,15 +76,17 @@ def resume_stale(app: Context) -> list[Next]:
     return steps
 
 
-def finish(conn: Conn, run_id: int, outcome: str, error: str | None = None) -> dict[str, Any] | None:
-    """Close a run (once), record the outcome on the calendar and settle the requests waiting on it."""
-    run = conn.execute(sql.FINISH_RUN, {"run_id": run_id, "outcome": outcome, "error": error}).fetchone()
+def finish(conn: Conn, run_id: int, outcome: str, error: str | None = None, *, requests: int = 0,
+           counts: dict[str, int] | None = None) -> dict[str, Any] | None:
+    """Close a run (once) with its last counts, record the outcome on the calendar, settle its requests."""
+    run = conn.execute(sql.FINISH_RUN, {"run_id": run_id, "outcome": outcome, "error": error,
+                                        "requests": requests, **(counts or sql.NO_COUNTS)}).fetchone()
     if run is None:
         return None
-    conn.execute(sql.CALENDAR_OUTCOME, {"calendar_id": run["calendarId"], "outcome": outcome, "error": error})
-    _log_run(conn, run)
-    conn.execute(sql.CLEAN_SEEN, {"run_id": run_id})
-    conn.execute(sql.CLEAN_PAGES, {"run_id": run_id})
+    _log_run(run)
+    if run["fullSync"] or run["pagesFetched"]:
+        conn.execute(sql.CLEAN_SEEN, {"run_id": run_id})
+        conn.execute(sql.CLEAN_PAGES, {"run_id": run_id})
     if run["requestIds"] and not run["rerunRequested"]:
         _settle_requests(conn, run, failed=outcome != "ok")
     return run
@@ -119,14 +121,12 @@ def rerun_if_requested(app: Context, run: dict[str, Any] | None) -> list[Next]:
                      calendar_type=due[0]["calendarType"])]
 
 
-def _log_run(conn: Conn, run: dict[str, Any]) -> None:
+def _log_run(run: dict[str, Any]) -> None:
     """The one structured line per run."""
-    cal = conn.execute('SELECT "userId", "calendarType" FROM calendar WHERE "calendarId" = %(c)s',
-                       {"c": run["calendarId"]}).fetchone() or {}
     duration = (run["finishedAt"] - run["startedAt"]).total_seconds()
     log.info("run finished", extra={
-        "run": run["runId"], "calendar": run["calendarId"], "user": cal.get("userId"),
-        "provider": {1: "google", 2: "outlook"}.get(cal.get("calendarType") or 0), "outcome": run["outcome"],
+        "run": run["runId"], "calendar": run["calendarId"], "user": run["userId"],
+        "provider": {1: "google", 2: "outlook"}.get(run["calendarType"] or 0), "outcome": run["outcome"],
         "error": run["error"], "full_sync": run["fullSync"], "pages": run["pagesFetched"],
         "upserted": run["eventsUpserted"], "unchanged": run["eventsUnchanged"], "deleted": run["eventsDeleted"],
         "skipped": run["eventsSkipped"], "pushed": run["pushCreated"] + run["pushUpdated"] + run["pushDeleted"],

@@ -37,7 +37,9 @@ def pool() -> ConnectionPool[Conn]:
                 connection_class=psycopg.Connection[DictRow],
                 min_size=1,
                 max_size=8,
-                kwargs={"row_factory": dict_row, "autocommit": False},
+                # Every pooled connection is autosync's own: the outbox trigger ignores its writes
+                # (no echo) without a set_config round trip per transaction.
+                kwargs={"row_factory": dict_row, "autocommit": False, "options": "-c autosync.origin=sync"},
                 open=True,
                 name="autosync",
             )
@@ -62,6 +64,6 @@ def transaction(*, origin_sync: bool = True) -> Iterator[Conn]:
     so the outbox trigger does not mistake imports for app changes.
     """
     with pool().connection() as conn, conn.transaction():
-        if origin_sync:
-            conn.execute("SELECT set_config('autosync.origin', 'sync', true)")
+        if not origin_sync:
+            conn.execute("SELECT set_config('autosync.origin', '', true)")
         yield conn

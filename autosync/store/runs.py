@@ -47,15 +47,6 @@ TOUCH_RUN = (
     'UPDATE sync_run SET step = %(step)s, "heartbeatAt" = now(), '
     '"providerRequests" = "providerRequests" + %(requests)s WHERE "runId" = %(run_id)s'
 )
-ADD_COUNTS = (
-    'UPDATE sync_run SET "eventsUpserted" = "eventsUpserted" + %(upserted)s, '
-    '"eventsUnchanged" = "eventsUnchanged" + %(unchanged)s, '
-    '"eventsDeleted" = "eventsDeleted" + %(deleted)s, "eventsSkipped" = "eventsSkipped" + %(skipped)s, '
-    'conflicts = conflicts + %(conflicts)s, "heartbeatAt" = now() WHERE "runId" = %(run_id)s'
-)
-SET_PAGE_CURSOR = (
-    'UPDATE sync_run SET "pageCursor" = %(cursor)s, "heartbeatAt" = now() WHERE "runId" = %(run_id)s'
-)
 START_FULL_SYNC = (
     'UPDATE sync_run SET "fullSync" = true, "pageCursor" = NULL, "heartbeatAt" = now() '
     'WHERE "runId" = %(run_id)s'
@@ -78,14 +69,28 @@ COMMIT_CURSOR = (
 DROP_CURSOR = (
     'UPDATE calendar SET "deltaLink" = NULL, "cursorUpdatedAt" = now() WHERE "calendarId" = %(calendar_id)s'
 )
+# Progress of a run that goes on: step, heartbeat, requests and counts in one statement.
+PROGRESS = (
+    'UPDATE sync_run SET step = %(step)s, "heartbeatAt" = now(), "pageCursor" = %(cursor)s, '
+    '"providerRequests" = "providerRequests" + %(requests)s, '
+    '"eventsUpserted" = "eventsUpserted" + %(upserted)s, "eventsUnchanged" = "eventsUnchanged" + %(unchanged)s, '
+    '"eventsDeleted" = "eventsDeleted" + %(deleted)s, "eventsSkipped" = "eventsSkipped" + %(skipped)s, '
+    'conflicts = conflicts + %(conflicts)s WHERE "runId" = %(run_id)s'
+)
+# Close a run (once) with its last counts, and record the outcome on its calendar: one round trip.
 FINISH_RUN = (
-    'UPDATE sync_run SET outcome = %(outcome)s, error = %(error)s, step = \'done\', "finishedAt" = now(), '
-    '"heartbeatAt" = now(), "pageCursor" = NULL WHERE "runId" = %(run_id)s AND "finishedAt" IS NULL '
-    "RETURNING *"
+    "WITH r AS (UPDATE sync_run SET outcome = %(outcome)s, error = %(error)s, step = 'done', "
+    '"finishedAt" = now(), "heartbeatAt" = now(), "pageCursor" = NULL, '
+    '"providerRequests" = "providerRequests" + %(requests)s, '
+    '"eventsUpserted" = "eventsUpserted" + %(upserted)s, "eventsUnchanged" = "eventsUnchanged" + %(unchanged)s, '
+    '"eventsDeleted" = "eventsDeleted" + %(deleted)s, "eventsSkipped" = "eventsSkipped" + %(skipped)s, '
+    'conflicts = conflicts + %(conflicts)s '
+    'WHERE "runId" = %(run_id)s AND "finishedAt" IS NULL RETURNING *), '
+    'c AS (UPDATE calendar SET "lastOutcome" = %(outcome)s, "lastError" = %(error)s FROM r '
+    'WHERE calendar."calendarId" = r."calendarId" RETURNING calendar."userId", calendar."calendarType") '
+    "SELECT r.*, c.* FROM r, c"
 )
-CALENDAR_OUTCOME = (
-    'UPDATE calendar SET "lastOutcome" = %(outcome)s, "lastError" = %(error)s WHERE "calendarId" = %(calendar_id)s'
-)
+NO_COUNTS = {"upserted": 0, "unchanged": 0, "deleted": 0, "skipped": 0, "conflicts": 0}
 CLEAN_SEEN = 'DELETE FROM sync_seen WHERE "runId" = %(run_id)s'
 CLEAN_PAGES = 'DELETE FROM sync_page WHERE "runId" = %(run_id)s'
 REQUEST_DONE = (
