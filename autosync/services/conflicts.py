@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from autosync.store.db import Conn
 
 PENDING = (
     'SELECT o."outboxId", o.op, o."changedAt", coalesce(e."extEventId", o."extEventId") AS ext, '
+    'e."contentHash" AS hash, '
     "to_jsonb(e) - 'providerData' AS app_version "
     'FROM event_outbox o LEFT JOIN cal_event e ON e."eventId" = o."eventId" '
     'WHERE o."calendarId" = %(c)s AND o."doneAt" IS NULL '
@@ -42,20 +44,39 @@ def winner(policy: str, provider_updated: datetime | None, app_changed: datetime
     return "provider" if provider_updated.astimezone(UTC) > app_changed.astimezone(UTC) else "app"
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """The provider changes to apply, and how many real conflicts were decided."""
+
+    live: list[Event]
+    deleted: list[str]
+    cancelled: list[Event]
+    conflicts: int = 0
+
+
 def resolve(app: Context, conn: Conn, ctx: dict[str, Any], live: list[Event],
-            deleted: list[str], cancelled: list[Event]) -> tuple[list[Event], list[str], list[Event]]:
-    """Drop the provider side of events the app changed too, when the app wins; record every loser."""
+            deleted: list[str], cancelled: list[Event]) -> Resolved:
+    """Drop the provider side of events the app changed too, when the app wins; record every loser.
+
+    A provider item whose content hash is the row's (our own last write or import, unchanged) is no
+    conflict: it is dropped so the app's pending change is neither recorded as a loser nor overwritten.
+    """
     by_id: dict[str, Event | None] = {e.ext_id: e for e in live + cancelled}
     by_id.update({d: None for d in deleted})
     if not by_id:
-        return live, deleted, cancelled
+        return Resolved(live, deleted, cancelled)
     rows = conn.execute(PENDING, {"c": ctx["calendarId"], "ids": list(by_id)}).fetchall()
     if not rows:
-        return live, deleted, cancelled
+        return Resolved(live, deleted, cancelled)
     policy = app.settings.conflict_policy
     app_wins: set[str] = set()
+    decided = 0
     for row in rows:
         event = by_id.get(row["ext"])
+        if event is not None and row["hash"] is not None and event.content_hash() == row["hash"]:
+            app_wins.add(row["ext"])  # our own last write (or import) coming back: no provider change,
+            continue                  # so no conflict; the app's pending change goes out as it is
+        decided += 1
         who = winner(policy, event.updated if event else None, row["changedAt"])
         provider_version = json.dumps(event.raw if event and event.raw else {"id": row["ext"], "status":
                                       "cancelled"}, default=str)
@@ -68,5 +89,5 @@ def resolve(app: Context, conn: Conn, ctx: dict[str, Any], live: list[Event],
             app_wins.add(row["ext"])
         else:
             conn.execute(SUPERSEDE, {"outbox": row["outboxId"]})
-    return ([e for e in live if e.ext_id not in app_wins], [d for d in deleted if d not in app_wins],
-            [e for e in cancelled if e.ext_id not in app_wins])
+    return Resolved([e for e in live if e.ext_id not in app_wins], [d for d in deleted if d not in app_wins],
+                    [e for e in cancelled if e.ext_id not in app_wins], decided)

@@ -275,11 +275,9 @@ def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, re
 def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, page: Page,
            window: tuple[datetime, datetime]) -> dict[str, int]:
     calendar_id, user_id, run_id = ctx["calendarId"], ctx["userId"], ctx["runId"]
-    live, deleted, cancelled = conflicts.resolve(app, conn, ctx, prepared.live, prepared.deleted,
-                                                 prepared.cancelled_instances)
-    n_conflicts = len(prepared.live) + len(prepared.deleted) + len(prepared.cancelled_instances) - (
-        len(live) + len(deleted) + len(cancelled))
-    to_delete = list(deleted)
+    resolved = conflicts.resolve(app, conn, ctx, prepared.live, prepared.deleted, prepared.cancelled_instances)
+    live, cancelled = resolved.live, resolved.cancelled
+    to_delete = list(resolved.deleted)
     for master_id, keep in prepared.series_instances.items():
         gone = conn.execute('SELECT "extEventId" FROM cal_event WHERE "calendarId" = %(c)s AND status '
                             'AND "recurringEventId" = %(m)s AND NOT ("extEventId" = ANY(%(k)s))',
@@ -304,7 +302,7 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
         sql.commit_cursor(conn, calendar_id, page.sync_cursor,
                           window if ctx["calendarType"] == 2 else (None, None))
     return {"upserted": inserted + updated, "unchanged": len(live) - inserted - updated,
-            "deleted": deleted_n + cancelled_n, "skipped": len(prepared.skipped), "conflicts": n_conflicts}
+            "deleted": deleted_n + cancelled_n, "skipped": len(prepared.skipped), "conflicts": resolved.conflicts}
 
 
 def _guard(app: Context, conn: Conn, ctx: dict[str, Any], to_delete: list[str]) -> None:

@@ -103,8 +103,7 @@ def push_step(app: Context, run_id: int) -> Next:
                      '"pushUpdated" = "pushUpdated" + %(pushUpdated)s, "pushDeleted" = "pushDeleted" + '
                      '%(pushDeleted)s, "pushFailed" = "pushFailed" + %(pushFailed)s WHERE "runId" = %(r)s',
                      {**counts, "r": run_id})
-        run_sql.touch(conn, run_id, "push", stats.count)
-        finished = runs.finish(conn, run_id, "blocked" if blocked else "ok", blocked)
+        finished = runs.finish(conn, run_id, "blocked" if blocked else "ok", blocked, requests=stats.count)
     follow = runs.rerun_if_requested(app, finished)
     return follow[0] if follow else Next("done", run_id)
 
@@ -113,7 +112,8 @@ def _mass_delete(app: Context, conn: Any, ctx: dict[str, Any], rows: list[dict[s
     deletes = [r["eventId"] for r in rows if r["op"] == "delete" and r["extEventId"]]
     if len(deletes) < max(1, app.settings.mass_delete_min) or ctx.get("allowMassDelete"):
         return None
-    total = conn.execute(sql.COUNT_SYNCED, {"c": ctx["calendarId"], "ids": deletes}).fetchone()["n"]
+    kept = conn.execute(sql.COUNT_SYNCED, {"c": ctx["calendarId"], "ids": deletes}).fetchone()["n"]
+    total = int(kept) + len(deletes)  # hard-deleted rows are no longer in cal_event
     if len(deletes) > app.settings.mass_delete_ratio * max(total, 1):
         return (f"app side would delete {len(deletes)} of {total} synced events "
                 f"(> {app.settings.mass_delete_ratio:.0%}); deletes held back — confirm with "
@@ -157,15 +157,19 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
         return "pushFailed"
     except (errors.ProviderError, errors.NormalizeError) as exc:
         with transaction() as conn:
-            conn.execute(sql.DONE, {"o": row["outboxId"], "outcome": "failed", "error": _text(exc)})
+            conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "failed",
+                                    "error": _text(exc)})
             sql.log_push(conn, ctx["userId"], {**record, "outcome": "failed", "error": _text(exc)})
         log.error("push failed", extra={"calendar": ctx["calendarId"], "event": event_id, "error": _text(exc)})
         return "pushFailed"
     with transaction() as conn:
         if stored is not None:
+            kept = stored.pop("columns", None)
             conn.execute(sql.STORE_PUSHED, {"e": event_id, **stored})
+            if kept:
+                sql.store_columns(conn, event_id, kept, row["outboxId"], row["changedAt"])
             record["extEventId"] = stored["ext"]
-        conn.execute(sql.DONE, {"o": row["outboxId"], "outcome": "ok", "error": None})
+        conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "ok", "error": None})
         sql.log_push(conn, ctx["userId"], {**record, "outcome": "ok"})
     return result
 
@@ -213,7 +217,10 @@ def _update(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, 
     """Patch only what the app changed since the last sync; provider-side extras are kept."""
     old_raw = row["providerData"] or {}
     base = _normalize(ctx["calendarType"], old_raw) if old_raw else None
-    changed = {f for f in APP_FIELDS if base is None or getattr(event, f) != getattr(base, f)}
+    # A NULL zone on the row means the app left the zone alone (its times are UTC), not "changed to none":
+    # counting it would re-send start/end and undo a provider-side move.
+    changed = {f for f in APP_FIELDS if base is None or (getattr(event, f) != getattr(base, f) and not (
+        f in ("start_tz", "end_tz") and getattr(event, f) is None))}
     if not changed:
         return _stored(app, ctx, old_raw) | {"ext": row["extEventId"]}
     event = replace(event, ext_id=row["extEventId"])
@@ -236,7 +243,30 @@ def _update(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, 
             raw = app.outlook.update(cal, row["extEventId"], body)
         except errors.NotFound:
             raw = app.outlook.create(cal, graph_body(event), idempotency_key=str(uuid.uuid4()))
-    return _stored(app, ctx, raw)
+    return _stored(app, ctx, raw) | {"columns": _provider_kept(ctx["calendarType"], raw, event, changed)}
+
+
+# Event fields -> the cal_event columns holding them (storage rule of migration 0001).
+FIELD_COLUMNS = {"summary": ("eventName",), "description": ("description",), "location": ("location",),
+                 "all_day": ("linkAllDay", "startDate", "startTime", "endDate", "endTime"),
+                 "start": ("startDate", "startTime"), "end": ("endDate", "endTime"), "recurrence": ("recurrence",)}
+
+
+def _provider_kept(kind: int, raw: dict[str, Any], event: Event, changed: set[str]) -> dict[str, Any]:
+    """Columns the row must take from the provider's answer: changes made there to fields the app did not touch.
+
+    The PATCH keeps them on the provider; when a conflict drops the provider's version from the import
+    (the app won), the row would otherwise keep the old values while its contentHash says it is current.
+    """
+    from autosync.store.events import COLUMNS, row_of
+
+    theirs = _normalize(kind, raw)
+    values = dict(zip(COLUMNS, row_of(theirs), strict=True))
+    kept: dict[str, Any] = {}
+    for name, columns in FIELD_COLUMNS.items():
+        if name not in changed and getattr(theirs, name) != getattr(event, name):
+            kept.update({c: values[c] for c in columns})
+    return kept
 
 
 GRAPH_KEYS = {"summary": ("subject",), "description": ("body",), "location": ("location",),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from psycopg import sql as psql
+
 from autosync.store.db import Conn
 
 PENDING = (
@@ -21,8 +23,11 @@ SHARE_ATTENDEES = (
     "UNION ALL SELECT n.email, '' AS name, n.\"sharedStatus\" AS shared_status FROM non_reg_user_share n "
     'WHERE n."activityType" = 2 AND n."activityId" = %(e)s'
 )
+# Done only if the app did not change the event again while its push was in flight (the trigger moved
+# "changedAt"): otherwise the entry stays pending and the next run pushes the newer version.
 DONE = (
-    'UPDATE event_outbox SET "doneAt" = now(), outcome = %(outcome)s, attempts = attempts + 1, '
+    'UPDATE event_outbox SET "doneAt" = CASE WHEN "changedAt" = %(changed)s THEN now() END, '
+    'outcome = CASE WHEN "changedAt" = %(changed)s THEN %(outcome)s END, attempts = attempts + 1, '
     '"lastError" = %(error)s WHERE "outboxId" = %(o)s'
 )
 RETRY_LATER = (
@@ -36,9 +41,11 @@ STORE_PUSHED = (
     '"syncedAt" = now() WHERE "eventId" = %(e)s'
 )
 LOG = 'INSERT INTO temp_log ("userId", data) VALUES (%(u)s, %(data)s::jsonb)'
+# Synced live events the pending deletes leave alone; hard-deleted rows are gone from cal_event, so the
+# guard adds the deletes themselves to get the total synced before them.
 COUNT_SYNCED = (
     'SELECT count(*) AS n FROM cal_event WHERE "calendarId" = %(c)s AND "extEventId" IS NOT NULL '
-    'AND (status OR "eventId" = ANY(%(ids)s))'
+    'AND status AND NOT ("eventId" = ANY(%(ids)s))'
 )
 
 
@@ -55,6 +62,17 @@ def event_row(conn: Conn, event_id: int) -> dict[str, Any] | None:
 def share_attendees(conn: Conn, event_id: int) -> list[dict[str, Any]]:
     """Attendees from cal_event_share and non_reg_user_share, as the seed selects them."""
     return conn.execute(SHARE_ATTENDEES, {"e": event_id}).fetchall()
+
+
+def store_columns(conn: Conn, event_id: int, columns: dict[str, Any], outbox_id: int, changed_at: Any) -> None:
+    """Write provider-side values into cal_event columns (autosync's own write: no outbox entry).
+
+    Skipped when the app changed the event again since the push read it: its newer edit must stay.
+    """
+    assignments = psql.SQL(", ").join(psql.SQL("{} = %s").format(psql.Identifier(c)) for c in columns)
+    stmt = psql.SQL('UPDATE cal_event SET {} WHERE "eventId" = %s AND EXISTS (SELECT 1 FROM event_outbox '
+                    'WHERE "outboxId" = %s AND "changedAt" = %s)').format(assignments)
+    conn.execute(stmt, [*columns.values(), event_id, outbox_id, changed_at])
 
 
 def log_push(conn: Conn, user_id: int, data: dict[str, Any]) -> None:

@@ -174,10 +174,9 @@ def test_app_insert_is_created_on_google_logged_and_not_echoed(worker, db, emu) 
     assert (g["summary"], g["location"], g["description"]) == ("Lunch with Ana", "Cafe Central", "Bring the slides")
     assert g_moment(g["start"]) == at(2, 12) and g_moment(g["end"]) == at(2, 13, 30)
     assert list(g_live(emu, cal)) == [ext]
-    log = push_log(db)
-    assert len(log) == 1
-    assert log[0] | {} == log[0] and (log[0]["op"], log[0]["eventId"], log[0]["outcome"]) == ("insert", event_id, "ok")
-    assert log[0]["extEventId"] == ext and log[0]["calendarId"] == cal.calendar_id
+    [entry] = push_log(db)
+    assert (entry["op"], entry["eventId"], entry["outcome"], entry["extEventId"]) == ("insert", event_id, "ok", ext)
+    assert (entry["calendarId"], entry["calendarType"]) == (cal.calendar_id, 1)
     outbox = table(db, "event_outbox", "outboxId")
     assert len(outbox) == 1 and outbox[0]["doneAt"] is not None and outbox[0]["outcome"] == "ok"
     # A second sync pushes nothing, and importing our own event writes no row and no outbox entry.
@@ -315,6 +314,26 @@ def test_all_day_and_recurring_app_events_are_written_correctly(worker, db, emu)
     assert len(events(db, cal.calendar_id)) == 2
 
 
+def test_app_edit_made_while_its_push_is_in_flight_is_pushed_by_the_next_sync(worker, db, emu) -> None:
+    from autosync.services import adhoc
+
+    cal, event_id, ext = _synced(db, emu)
+    emu.add_fault("slow", provider="google", endpoint="google.events.patch", delay=1.0)
+    app_update(db, event_id, eventName="First edit")
+    request = adhoc.enqueue(cal.user_id, None)
+    deadline = clock.monotonic() + 10
+    while emu.faults()[0]["count"] and clock.monotonic() < deadline:  # the patch has reached Google
+        clock.sleep(0.02)
+    app_update(db, event_id, eventName="Second edit")
+    assert adhoc.wait(request, 30)["done"]
+    assert emu.google_get(cal.ext_calendar_id, ext)["summary"] == "First edit"
+    run = sync(cal.user_id)["runs"][0]
+    assert run["pushUpdated"] == 1
+    assert emu.google_get(cal.ext_calendar_id, ext)["summary"] == "Second edit"
+    assert row(db, event_id)["eventName"] == "Second edit"
+    assert all(r["doneAt"] is not None for r in table(db, "event_outbox", "outboxId"))
+
+
 # --- 6. conflicts ---------------------------------------------------------------------------------
 
 
@@ -350,6 +369,23 @@ def test_conflict_latest_policy_provider_change_made_later_wins(worker, db, emu)
     assert (conflict["winner"], conflict["eventId"]) == ("provider", event_id)
     assert conflict["appVersion"]["eventName"] == "App title"
     assert table(db, "event_outbox", "outboxId")[-1]["outcome"] == "superseded by provider change"
+
+
+def test_conflict_won_by_the_app_keeps_the_provider_change_to_another_field_on_both_sides(worker, db, emu) -> None:
+    cal, event_id, ext = _synced(db, emu)
+    emu.google_patch(cal.ext_calendar_id, ext, {"start": {"dateTime": at(2, 14).isoformat(), "timeZone": "UTC"},
+                                                "end": {"dateTime": at(2, 15).isoformat(), "timeZone": "UTC"}})
+    clock.sleep(0.05)
+    app_update(db, event_id, eventName="App title")
+    sync(cal.user_id)
+    g = emu.google_get(cal.ext_calendar_id, ext)
+    assert g["summary"] == "App title" and g_moment(g["start"]) == at(2, 14)
+    mine = row(db, event_id)
+    assert mine["eventName"] == "App title"
+    assert (mine["startDate"], mine["startTime"], mine["endTime"]) == (day(2), at(2, 14).time(), at(2, 15).time())
+    emu.clear_requests()
+    sync(cal.user_id)
+    assert g_writes(emu) == [] and table(db, "event_outbox", "outboxId")[-1]["doneAt"] is not None
 
 
 # --- 7. outage ------------------------------------------------------------------------------------

@@ -177,8 +177,8 @@ def test_shares_become_outlook_attendees_with_the_seed_rules(worker, db, emu) ->
     share_external(db, event_id, "gina@outside.net")
     run = sync(cal.user_id)["runs"][0]
     assert run["pushUpdated"] == 1
-    got = {a["emailAddress"]["address"] for a in o_get(emu, ext)["attendees"]}
-    assert got == {"bob@example.org", "erin@outside.net", "gina@outside.net"}
+    emails = {a["emailAddress"]["address"] for a in o_get(emu, ext)["attendees"]}
+    assert emails == {"bob@example.org", "erin@outside.net", "gina@outside.net"}
 
 
 # --- 5. all-day and recurring -------------------------------------------------------------------
