@@ -26,15 +26,15 @@ def ops_env(**overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def workers(count: int, env: dict[str, str], *, concurrency: int = 2,
-            fresh: bool = True) -> Iterator[list[subprocess.Popen]]:
+def workers(count: int, env: dict[str, str], *, concurrency: int = 2, fresh: bool = True,
+            pool: str = "threads") -> Iterator[list[subprocess.Popen]]:
     """``count`` separate `celery -A autosync worker` processes; stopped (TERM, then KILL) on exit.
 
     ``fresh`` empties the broker first; pass False to take over messages earlier workers left.
     """
     if fresh:
         _empty(env["AUTOSYNC_BROKER_URL"])
-    procs = [subprocess.Popen([str(BIN / "celery"), "-A", "autosync", "worker", "-P", "threads", "-c",
+    procs = [subprocess.Popen([str(BIN / "celery"), "-A", "autosync", "worker", "-P", pool, "-c",
                                str(concurrency), "-n", f"ops{i}-{os.getpid()}@%h", "--loglevel", "WARNING",
                                "--without-gossip", "--without-mingle"],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

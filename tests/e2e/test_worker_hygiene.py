@@ -75,3 +75,18 @@ def test_a_worker_killed_mid_run_leaves_a_run_the_next_worker_completes(db, emu,
     final = run_rows(db, cal.calendar_id)
     assert len(final) == 1 and final[0]["outcome"] == "ok"
     assert len(events(db, cal.calendar_id, live_only=True)) == 3
+
+
+def test_soft_time_limit_ends_the_step_cleanly_and_the_retry_completes_the_run(db, emu, limits_redis) -> None:
+    cal = link(db, emu, "google")
+    _seed(emu, cal.ext_calendar_id)
+    # The first listing takes 2.5 s; the soft limit is 1 s: the step is interrupted, recorded, retried.
+    emu.add_fault(provider="google", endpoint="google.events.list", kind="slow", delay=2.5, count=1)
+    env = ops_env(AUTOSYNC_TASK_SOFT_TIME_LIMIT="1", AUTOSYNC_TASK_TIME_LIMIT="4", AUTOSYNC_HTTP_READ_TIMEOUT="10")
+    with workers(1, env, pool="prefork", concurrency=1):  # time limits need the prefork pool
+        out = cli("sync", "--user", str(cal.user_id), "--wait", "60", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads(out.stdout)
+    assert [r["outcome"] for r in summary["runs"]] == ["ok"]
+    assert len(events(db, cal.calendar_id, live_only=True)) == 3
+    assert len(emu.requests(provider="google", endpoint="google.events.list")["requests"]) == 2
