@@ -11,7 +11,7 @@ import requests
 
 from autosync import errors
 from autosync.providers import CalendarRef, Page, TokenGrant
-from autosync.providers.http import HttpEdge, json_body, parse_retry_after
+from autosync.providers.http import HttpEdge, classify_response, json_body, parse_retry_after
 from autosync.ratelimit import Limit
 from autosync.settings import Settings
 
@@ -27,38 +27,21 @@ def _reason(body: Any) -> str:
         return ""
 
 
-def classify_api(resp: requests.Response) -> errors.ProviderError | None:
-    """Map a Calendar API response to the error tree (branching on the reason, not only the status)."""
-    status = resp.status_code
-    if status < 400:
-        return None
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
-    reason = _reason(body)
-    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-    msg = f"google {status} {reason}".strip()
-    if status == 429 or (status == 403 and reason in RATE_LIMIT_REASONS):
+def _special(status: int, reason: str, retry_after: float | None, msg: str) -> errors.ProviderError | None:
+    """Google's own rules: rate limits arrive as 403 too (trap 4); 410 `deleted` is a gone event."""
+    if status == 403 and reason in RATE_LIMIT_REASONS:
         return errors.Throttled(msg, retry_after=retry_after, status=status, code=reason)
     if status == 403 and reason == "quotaExceeded":
         # Usage limits: a long back-off, never hammer.
         return errors.Throttled(msg, retry_after=max(retry_after or 0, 60.0), status=status, code=reason)
-    if status >= 500 or status == 408:
-        return errors.Transient(msg, retry_after=retry_after, status=status, code=reason)
-    if status == 401:
-        return errors.AuthInvalid(msg, status=status, code=reason)
-    if status == 410:
-        if reason == "deleted":
-            return errors.NotFound(msg, status=status, code=reason)
-        return errors.CursorInvalid(msg, status=status, code=reason or "gone")
-    if status == 404:
+    if status == 410 and reason == "deleted":
         return errors.NotFound(msg, status=status, code=reason)
-    if status == 409:
-        return errors.Conflict(msg, status=status, code=reason)
-    if status == 412:
-        return errors.PreconditionFailed(msg, status=status, code=reason)
-    return errors.Permanent(msg, status=status, code=reason)
+    return None
+
+
+def classify_api(resp: requests.Response) -> errors.ProviderError | None:
+    """Map a Calendar API response to the error tree (branching on the reason, not only the status)."""
+    return classify_response(resp, name="google", code_of=_reason, special=_special)
 
 
 def classify_token(resp: requests.Response) -> errors.ProviderError | None:

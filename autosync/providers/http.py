@@ -17,7 +17,18 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from autosync.errors import ProviderError, RateLimited, Throttled, Transient
+from autosync.errors import (
+    AuthInvalid,
+    Conflict,
+    CursorInvalid,
+    NotFound,
+    Permanent,
+    PreconditionFailed,
+    ProviderError,
+    RateLimited,
+    Throttled,
+    Transient,
+)
 from autosync.ratelimit import Limit, RateLimiter
 
 log = logging.getLogger(__name__)
@@ -89,6 +100,33 @@ def session() -> requests.Session:
 
 
 Classifier = Callable[[requests.Response], ProviderError | None]
+# A provider's own rules, tried before the common ones: (status, code, retry_after, message) -> error.
+Special = Callable[[int, str, float | None, str], ProviderError | None]
+
+
+def classify_response(resp: requests.Response, *, name: str, code_of: Callable[[Any], str],
+                      special: Special) -> ProviderError | None:
+    """Map an HTTP response to the error tree: the provider's rules first, then the common ones."""
+    status = resp.status_code
+    if status < 400:
+        return None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    code = code_of(body)
+    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+    msg = f"{name} {status} {code}".strip()
+    found = special(status, code, retry_after, msg)
+    if found is not None:
+        return found
+    kinds: dict[int, type[ProviderError]] = {401: AuthInvalid, 404: NotFound, 409: Conflict,
+                                             410: CursorInvalid, 412: PreconditionFailed}
+    if status == 429:
+        return Throttled(msg, retry_after=retry_after, status=status, code=code)
+    if status >= 500 or status == 408:
+        return Transient(msg, retry_after=retry_after, status=status, code=code)
+    return kinds.get(status, Permanent)(msg, status=status, code=code)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import requests
 from autosync import errors
 from autosync.providers import CalendarRef, Page, TokenGrant
 from autosync.providers.google import classify_token, grant_from
-from autosync.providers.http import HttpEdge, json_body, parse_retry_after
+from autosync.providers.http import HttpEdge, classify_response, json_body
 from autosync.ratelimit import Limit
 from autosync.settings import Settings
 
@@ -26,34 +26,19 @@ def _code(body: Any) -> str:
         return ""
 
 
-def classify_api(resp: requests.Response) -> errors.ProviderError | None:
-    """Map a Graph response to the error tree, branching on the OData error code."""
-    status = resp.status_code
-    if status < 400:
-        return None
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
-    code = _code(body)
-    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-    msg = f"graph {status} {code}".strip()
-    if status == 429:
-        return errors.Throttled(msg, retry_after=retry_after, status=status, code=code)
-    if status >= 500 or status == 408:
-        return errors.Transient(msg, retry_after=retry_after, status=status, code=code)
+def _special(status: int, code: str, retry_after: float | None, msg: str) -> errors.ProviderError | None:
+    """Graph's own rules: sync-state codes mean a gone cursor; a 412 without If-Match is transient."""
     if status == 410 or code.lower() in CURSOR_CODES:
         return errors.CursorInvalid(msg, status=status, code=code)
-    if status == 401:
-        return errors.AuthInvalid(msg, status=status, code=code)
-    if status == 404:
-        return errors.NotFound(msg, status=status, code=code)
-    if status == 409:
-        return errors.Conflict(msg, status=status, code=code)
     if status == 412:
         # We send no If-Match; Outlook answers this transiently on plain requests (contract B5).
         return errors.Transient(msg, retry_after=retry_after, status=status, code=code)
-    return errors.Permanent(msg, status=status, code=code)
+    return None
+
+
+def classify_api(resp: requests.Response) -> errors.ProviderError | None:
+    """Map a Graph response to the error tree, branching on the OData error code."""
+    return classify_response(resp, name="graph", code_of=_code, special=_special)
 
 
 def graph_time(moment: datetime) -> str:
