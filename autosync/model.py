@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any, Literal
@@ -114,20 +113,11 @@ class Event:
     def content_hash(self) -> str:
         """A hash of the normalized content, ignoring etag, updated and raw.
 
-        Change detection uses it so a provider that rewrites etags causes no spurious writes.
+        Change detection uses it so a provider that rewrites etags causes no spurious writes. The
+        input is the repr of plain values (dataclasses, dates, strings), which is stable and cheap.
         """
-        skip = {"etag", "updated", "raw"}
-        payload = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-        text = json.dumps(payload, default=_jsonable, sort_keys=True, separators=(",", ":"))
-        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if hasattr(value, "__dataclass_fields__"):
-        return {f.name: getattr(value, f.name) for f in fields(value)}  # type: ignore[arg-type]
-    raise TypeError(f"not serializable: {type(value).__name__}")
+        values = tuple(getattr(self, name) for name in _HASHED)
+        return hashlib.blake2b(repr(values).encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +126,6 @@ class Skipped:
 
     ext_id: str
     reason: str
+
+
+_HASHED = tuple(f.name for f in fields(Event) if f.name not in {"etag", "updated", "raw"})

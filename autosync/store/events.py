@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from typing import Any
+
+import orjson
 
 from autosync.model import Event
 from autosync.store.db import Conn
@@ -93,7 +93,23 @@ def _date_time(moment: date | datetime | None) -> tuple[date | None, time | None
 
 
 def _j(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    # orjson: the import path serializes every provider item once more for "providerData"; the
+    # stdlib encoder made that half of the time spent converting an event into a row.
+    return orjson.dumps(value, default=str).decode()
+
+
+def _attendees(event: Event) -> str:
+    return _j([{"email": a.email, "name": a.name, "status": a.status, "optional": a.optional,
+                "resource": a.resource, "organizer": a.organizer} for a in event.attendees])
+
+
+def _attachments(event: Event) -> str:
+    return _j([{"title": a.title, "url": a.url, "mime_type": a.mime_type, "file_id": a.file_id, "size": a.size}
+               for a in event.attachments])
+
+
+def _reminders(event: Event) -> str:
+    return _j([{"method": r.method, "minutes": r.minutes} for r in event.reminders])
 
 
 def row_of(event: Event) -> tuple[Any, ...]:
@@ -110,8 +126,8 @@ def row_of(event: Event) -> tuple[Any, ...]:
         conf.type if conf else None, conf.uri if conf else None,
         conf.data_json if conf and conf.data_json else None, event.html_link or None,
         event.hangout_link or None, event.start_tz, event.end_tz,
-        _j([asdict(a) for a in event.attendees]), _j([asdict(a) for a in event.attachments]),
-        _j([asdict(r) for r in event.reminders]), event.reminders_use_default, event.status,
+        _attendees(event) if event.attendees else "[]", _attachments(event) if event.attachments else "[]",
+        _reminders(event) if event.reminders else "[]", event.reminders_use_default, event.status,
         event.event_type, list(event.excluded_dates) or None, event.remove_child_instances,
         event.remove_cancelled_instances, event.updated, event.etag,
         _j(event.raw) if event.raw is not None else None, event.content_hash(),

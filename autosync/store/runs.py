@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from autosync.model import Skipped
 from autosync.store.db import Conn
 
@@ -155,7 +157,7 @@ def touch(conn: Conn, run_id: int, step: str, requests: int = 0) -> None:
 def stage_page(conn: Conn, run_id: int, body: dict[str, Any], next_cursor: str | None,
                final: bool) -> int | None:
     """Stage a fetched page; returns its id (None if this page number was already staged)."""
-    row = conn.execute(STAGE_PAGE, {"run_id": run_id, "body": json.dumps(body), "next": next_cursor,
+    row = conn.execute(STAGE_PAGE, {"run_id": run_id, "body": orjson.dumps(body).decode(), "next": next_cursor,
                                     "final": final}).fetchone()
     if row is None:
         return None
