@@ -148,7 +148,7 @@ class Settings:
     http_read_timeout: float = env("AUTOSYNC_HTTP_READ_TIMEOUT", "30", _number(float, 0.05, 600))
     http_retries: int = env("AUTOSYNC_HTTP_RETRIES", "3", _number(int, 0, 10))
     http_backoff_cap: float = env("AUTOSYNC_HTTP_BACKOFF_CAP", "8", _number(float, 0, 120))
-    google_page_size: int = env("AUTOSYNC_GOOGLE_PAGE_SIZE", "250", _number(int, 1, 2500))
+    google_page_size: int = env("AUTOSYNC_GOOGLE_PAGE_SIZE", "1000", _number(int, 1, 2500))
     outlook_page_size: int = env("AUTOSYNC_OUTLOOK_PAGE_SIZE", "100", _number(int, 1, 1000))
     google_rate: tuple[int, float] = env("AUTOSYNC_GOOGLE_RATE", "10000/60", _rate)
     google_account_rate: tuple[int, float] = env("AUTOSYNC_GOOGLE_ACCOUNT_RATE", "600/60", _rate)

@@ -113,7 +113,8 @@ class OutlookProvider:
 
     def instances(self, cal: CalendarRef, master_id: str, window: tuple[datetime, datetime]) -> list[dict]:
         """Every occurrence and exception of a series in the window (cancelled ones are absent)."""
-        query = urlencode({"startDateTime": graph_time(window[0]), "endDateTime": graph_time(window[1])})
+        query = urlencode({"startDateTime": graph_time(window[0]), "endDateTime": graph_time(window[1]),
+                           "$top": str(self.settings.outlook_page_size)})
         url: str | None = f"{self._event_url(master_id)}/instances?{query}"
         found: list[dict] = []
         while url:

@@ -182,11 +182,14 @@ def _outlook_details(app: Context, ctx: dict[str, Any], out: Prepared, page: Pag
     provider = app.outlook
     cal = ensure_token(app, ctx)
     masters = {e.ext_id: e for e in out.live if e.recurrence and not e.recurring_event_id}
-    # Series touched by this page: changed masters, and masters of changed occurrences/exceptions.
+    # Series touched by this page: changed masters, and (in an incremental round) masters of changed
+    # occurrences or exceptions. A full round lists every master itself, so references are not
+    # followed there: that would check a series once per page its occurrences spread over.
     touched = set(masters)
-    for item in page.items:
-        if isinstance(item, dict) and item.get("seriesMasterId") and "@removed" not in item:
-            touched.add(str(item["seriesMasterId"]))
+    if not ctx["fullSync"]:
+        for item in page.items:
+            if isinstance(item, dict) and item.get("seriesMasterId") and "@removed" not in item:
+                touched.add(str(item["seriesMasterId"]))
     for master_id in sorted(touched):
         master = masters.get(master_id)
         if master is None:
