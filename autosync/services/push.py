@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import uuid
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -57,8 +58,6 @@ def event_from_row(row: dict[str, Any], shares: list[dict[str, Any]]) -> Event:
         attendees[key] = replace(old, status=status) if old else Attendee(s["email"], s["name"] or "", status)
     conf = None
     if row["conferenceType"] or row["conferenceUri"]:
-        import json
-
         conf = Conference(row["conferenceType"] or "", row["conferenceUri"] or "",
                           json.dumps(row["conferenceData"], sort_keys=True, separators=(",", ":"))
                           if row["conferenceData"] else "")
@@ -96,7 +95,12 @@ def push_step(app: Context, run_id: int) -> Next:
         for row in rows:
             if blocked and row["op"] == "delete":
                 continue
-            outcome = _push_one(app, ctx, cal, row)
+            try:
+                outcome = _push_one(app, ctx, cal, row)
+            except errors.AuthInvalid:
+                # The stored token was refused: refresh once (under the account lock), retry this push.
+                cal = ensure_token(app, ctx, stale=cal.access_token)
+                outcome = _push_one(app, ctx, cal, row, last_try=True)
             counts[outcome] = counts.get(outcome, 0) + 1
     with transaction() as conn:
         conn.execute('UPDATE sync_run SET "pushCreated" = "pushCreated" + %(pushCreated)s, '
@@ -121,7 +125,10 @@ def _mass_delete(app: Context, conn: Any, ctx: dict[str, Any], rows: list[dict[s
     return None
 
 
-def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, Any]) -> str:
+def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, Any], *,
+              last_try: bool = False) -> str:
+    """Push one outbox entry; transient failures wait for a later run. A refused token raises
+    AuthInvalid (unless ``last_try``) so the caller can refresh it once."""
     provider = app.provider(ctx["calendarType"])
     event_id, op = row["eventId"], row["op"]
     with transaction() as conn:
@@ -148,13 +155,12 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
             else:
                 stored = _create(app, ctx, cal, event, event_id)
                 result = "pushCreated"
-    except (errors.Transient, errors.Throttled, errors.AuthInvalid, errors.RateLimited) as exc:
-        delay = getattr(exc, "retry_after", None) or getattr(exc, "wait", None) or \
-            backoff(int(row["attempts"]) + 2, app.settings.task_backoff_cap)
-        with transaction() as conn:
-            conn.execute(sql.RETRY_LATER, {"o": row["outboxId"], "error": _text(exc), "delay": max(1.0, delay)})
-            sql.log_push(conn, ctx["userId"], {**record, "outcome": "retry", "error": _text(exc)})
-        return "pushFailed"
+    except errors.AuthInvalid:
+        if not last_try:
+            raise
+        return _retry_later(app, ctx, row, record, errors.Transient("access token refused after a refresh"))
+    except (errors.Transient, errors.Throttled, errors.RateLimited) as exc:
+        return _retry_later(app, ctx, row, record, exc)
     except (errors.ProviderError, errors.NormalizeError) as exc:
         with transaction() as conn:
             conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "failed",
@@ -172,6 +178,17 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
         conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "ok", "error": None})
         sql.log_push(conn, ctx["userId"], {**record, "outcome": "ok"})
     return result
+
+
+def _retry_later(app: Context, ctx: dict[str, Any], row: dict[str, Any], record: dict[str, Any],
+                 exc: BaseException) -> str:
+    """Leave the entry pending with a backoff; a later run pushes it (import is never blocked)."""
+    delay = getattr(exc, "retry_after", None) or getattr(exc, "wait", None) or \
+        backoff(int(row["attempts"]) + 2, app.settings.task_backoff_cap)
+    with transaction() as conn:
+        conn.execute(sql.RETRY_LATER, {"o": row["outboxId"], "error": _text(exc), "delay": max(1.0, delay)})
+        sql.log_push(conn, ctx["userId"], {**record, "outcome": "retry", "error": _text(exc)})
+    return "pushFailed"
 
 
 def _text(exc: BaseException) -> str:
@@ -196,8 +213,6 @@ def _normalize(kind: int, raw: dict[str, Any]) -> Event:
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value, default=str)
 
 
@@ -290,7 +305,3 @@ def _graph_patch(full: dict[str, Any], old_raw: dict[str, Any], event: Event, ba
             if email and email not in mine and email not in removed:
                 body["attendees"].append({"emailAddress": a.get("emailAddress"), "type": a.get("type", "required")})
     return body
-
-
-__all__ = ["event_from_row", "google_event_id", "push_step", "transaction_id"]
-_ = fields

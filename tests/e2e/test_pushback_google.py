@@ -491,3 +491,20 @@ def test_mass_delete_ratio_counts_hard_deleted_rows_in_the_total(worker, db, emu
     run = sync(cal.user_id)["runs"][0]
     assert run["outcome"] == "ok" and run["pushDeleted"] == 10
     assert len(g_live(emu, cal)) == 10
+
+
+def test_push_with_a_refused_token_refreshes_once_and_goes_through(worker, db, emu) -> None:
+    cal = link(db, emu, "google")
+    sync(cal.user_id)
+    event_id = app_insert(db, cal, "Pushed after a 401", at(3, 9), at(3, 10))
+    emu.add_fault(provider="google", endpoint="google.events.insert", count=1, status=401, body={"error": {
+        "errors": [{"domain": "global", "reason": "authError", "message": "Invalid Credentials",
+                    "locationType": "header", "location": "Authorization"}], "code": 401,
+        "message": "Invalid Credentials"}})
+    emu.clear_requests()
+    summary = sync(cal.user_id)
+    assert summary["runs"][0]["outcome"] == "ok" and summary["runs"][0]["pushCreated"] == 1
+    assert row(db, event_id)["extEventId"]
+    assert emu.requests(provider="google", endpoint="google.token")["total"] == 1
+    inserts = emu.requests(provider="google", endpoint="google.events.insert")["requests"]
+    assert [r["status"] for r in inserts] == [401, 200]
