@@ -254,9 +254,11 @@ def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, re
     run_id, calendar_id = ctx["runId"], ctx["calendarId"]
     try:
         with transaction() as conn:
+            # Claim the staged page first: a duplicate delivery of this step finds it gone and stops,
+            # so a page is applied exactly once even when two workers got the same message.
+            if page_id is not None and conn.execute(sql.DROP_PAGE, {"page_id": page_id}).fetchone() is None:
+                return Next("done", run_id)
             counts = _write(app, conn, ctx, prepared, page, window)
-            if page_id is not None:
-                conn.execute(sql.DROP_PAGE, {"page_id": page_id})
             progress = {"run_id": run_id, "requests": requests, **counts}
             if not page.complete:
                 conn.execute(sql.PROGRESS, {**progress, "step": "fetch", "cursor": page.next_page})

@@ -61,7 +61,7 @@ STAGE_PAGE = (
 )
 BUMP_PAGES = 'UPDATE sync_run SET "pagesFetched" = "pagesFetched" + 1 WHERE "runId" = %(run_id)s'
 LOAD_PAGE = 'SELECT * FROM sync_page WHERE "pageId" = %(page_id)s AND "runId" = %(run_id)s FOR UPDATE'
-DROP_PAGE = 'DELETE FROM sync_page WHERE "pageId" = %(page_id)s'
+DROP_PAGE = 'DELETE FROM sync_page WHERE "pageId" = %(page_id)s RETURNING "pageId"'
 # The cursor and the events of the page that produced it commit together.
 COMMIT_CURSOR = (
     'UPDATE calendar SET "deltaLink" = %(cursor)s, "lastSyncDate" = (now() AT TIME ZONE \'UTC\'), '

@@ -1,0 +1,104 @@
+"""The printed table, the target verdicts and the JSON results file."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with the measured figure and met/missed."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: Any, met: bool, where: str) -> None:
+        out.append({"target": name, "measured": value, "met": bool(met), "where": where})
+
+    for s in res.get("steady", []):
+        tag = f"{s['provider']} {s['calendars']} calendars"
+        if "unchanged_cycle" in s:
+            u = s["unchanged_cycle"]
+            add("unchanged calendar = exactly 1 provider request", u["unchanged_calendar_requests"],
+                u["unchanged_exactly_one"], f"{tag}, 0% changed")
+        c = s["steady_cycle"]
+        add("unchanged calendar = exactly 1 provider request", c["unchanged_calendar_requests"],
+            c["unchanged_exactly_one"], f"{tag}, 1% changed")
+        if "chain_overhead_vs_noop" in s:
+            add("chain overhead per unchanged calendar <= 3x a no-op task", s["chain_overhead_vs_noop"],
+                s["chain_overhead_vs_noop"] <= 3, tag)
+        if "speedup_vs_baseline" in s and s["calendars"] >= 10000:
+            add("10k-calendar cycle >= 5x faster than baseline", s["speedup_vs_baseline"],
+                s["speedup_vs_baseline"] >= 5, tag)
+            add("10k-calendar cycle >= 10x fewer requests than baseline", s["fewer_requests_vs_baseline"],
+                s["fewer_requests_vs_baseline"] >= 10, tag)
+    imp = res.get("import_path")
+    if imp:
+        add("import >= 70% of raw COPY+upsert", imp["efficiency"], imp["efficiency"] >= 0.7,
+            f"{imp['events']} events")
+    for big in res.get("large", []):
+        tag = f"{big['provider']} ~{big['events_requested']} events"
+        if big["events_requested"] >= 50000:
+            add("worker RSS <= 150 MB at 50k events", big["peak_rss_mb"], big["peak_rss_mb"] <= 150, tag)
+        add("broker messages < 64 KB", big["max_message_bytes"], big["max_message_bytes"] < 65536, tag)
+    return out
+
+
+def table(res: dict[str, Any]) -> str:
+    """A plain-text summary of the run."""
+    start, end = res["code_at_start"], res["code_at_end"]
+    lines = [f"autosync benchmarks — pool {res['pool']} x{res['concurrency']}, {res['cpus']} CPUs, "
+             f"{'quick' if res['quick'] else 'full'} run, {res['total_s']:.0f}s, code {start['commit']}"
+             f"{' (autosync/ modified)' if start['autosync_dirty'] else ''}"]
+    if start != end:
+        lines.append(f"WARNING: the code changed during the run (now {end['commit']}"
+                     f"{', autosync/ modified' if end['autosync_dirty'] else ''}); workers restart per scenario, "
+                     "so scenarios may have measured different versions")
+    head = (f"{'scenario':<34}{'wall s':>9}{'cal/s':>9}{'req/cal':>9}{'tasks/cal':>10}{'SQL/cal':>9}"
+            f"{'txn/cal':>9}{'events':>9}")
+    lines += ["", head, "-" * len(head)]
+    for s in res.get("steady", []):
+        tag = f"{s['provider']} {s['calendars']}" + (f" ({s['events_seeded'] // s['calendars']} ev)"
+                                                       if s["events_seeded"] > 20 * s["calendars"] else "")
+        rows = [("initial sync", s["initial_sync"]), ("0% changed", s.get("unchanged_cycle")),
+                ("1% changed", s["steady_cycle"]), ("baseline (seed-style)", s.get("baseline_cycle"))]
+        for label, c in rows:
+            if c:
+                lines.append(f"{tag + ' ' + label:<34}{c['wall_s']:>9.2f}{c['calendars_per_s']:>9.0f}"
+                             f"{c['requests_per_calendar']:>9.2f}{c['tasks_per_calendar']:>10.2f}"
+                             f"{c['sql_statements_per_calendar']:>9.2f}{c['sql_transactions_per_calendar']:>9.2f}"
+                             f"{c['events_transferred']:>9}")
+        if s.get("noop"):
+            n = s["noop"]
+            lines.append(f"{tag + ' no-op task x' + str(n['tasks']):<34}{n['wall_s']:>9.2f}{n['tasks_per_s']:>9.0f}")
+        extras = [f"{k}={s[k]}" for k in ("speedup_vs_baseline", "fewer_requests_vs_baseline",
+                                          "fewer_statements_vs_baseline", "fewer_events_transferred_vs_baseline",
+                                          "chain_overhead_vs_noop", "unchanged_chain_overhead_vs_noop") if k in s]
+        if extras:
+            lines.append("    " + ", ".join(extras))
+    if res.get("import_path"):
+        i = res["import_path"]
+        lines += ["", f"import path ({i['events']} events, median of {i['repeats']}): autosync upsert "
+                      f"{i['autosync_upsert_events_per_s']}/s vs raw COPY+upsert "
+                      f"{i['raw_copy_upsert_events_per_s']}/s = {i['efficiency']:.0%}; re-import unchanged "
+                      f"{i['reimport_unchanged_autosync_events_per_s']}/s vs raw "
+                      f"{i['reimport_unchanged_raw_events_per_s']}/s"]
+    for big in res.get("large", []):
+        lines.append(f"large {big['provider']} calendar ~{big['events_requested']}: {big['rows_imported']} rows in "
+                     f"{big['wall_s']:.1f}s = {big['events_per_s']:.0f} events/s, peak worker RSS "
+                     f"{big['peak_rss_mb']} MB (idle {big['idle_rss_mb']}), largest message "
+                     f"{big['max_message_bytes']} B ({big['max_message_task']})")
+    lines += ["", "targets:"]
+    for t in res["targets"]:
+        lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['measured']} ({t['where']})")
+    return "\n".join(lines)
+
+
+def write(res: dict[str, Any]) -> Path:
+    """bench/results/<YYYY-MM-DD>[-quick].json."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{date.today().isoformat()}{'-quick' if res['quick'] else ''}.json"
+    path.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    return path
