@@ -63,13 +63,12 @@ def resume_stale(app: Context) -> list[Next]:
         steps = []
         for r in stale:
             step = r["step"] if r["step"] in {"token", "fetch", "push"} else "fetch"
-            if r["step"] == "import":
-                page = conn.execute('SELECT "pageId" FROM sync_page WHERE "runId" = %(r)s ORDER BY "pageNo" '
-                                    "LIMIT 1", {"r": r["runId"]}).fetchone()
-                if page:
-                    steps.append(Next("import", r["runId"], page["pageId"]))
-                    continue
-            steps.append(Next(step, r["runId"]))
+            page = conn.execute('SELECT "pageId" FROM sync_page WHERE "runId" = %(r)s ORDER BY "pageNo" LIMIT 1',
+                                {"r": r["runId"]}).fetchone() if r["step"] == "import" else None
+            if page:
+                step = "import"
+            steps.append(Next(step, r["runId"], page["pageId"] if page else None, calendar_type=r["calendarType"]))
+            # A fresh heartbeat, so the next sweep does not resume it again while it runs.
             conn.execute(sql.TOUCH_RUN, {"run_id": r["runId"], "step": step, "requests": 0})
     for s in steps:
         log.warning("resuming stale run", extra={"run": s.run_id, "step": s.step})

@@ -35,8 +35,9 @@ COALESCE_RUNS = (
     'WHERE "calendarId" = ANY(%(calendar_ids)s) AND "finishedAt" IS NULL RETURNING "runId", "calendarId"'
 )
 STALE_RUNS = (
-    'SELECT "runId", "calendarId", step FROM sync_run WHERE "finishedAt" IS NULL '
-    'AND "heartbeatAt" < now() - make_interval(secs => %(stale)s) ORDER BY "runId"'
+    'SELECT r."runId", r."calendarId", r.step, c."calendarType" FROM sync_run r '
+    'JOIN calendar c ON c."calendarId" = r."calendarId" WHERE r."finishedAt" IS NULL '
+    'AND r."heartbeatAt" < now() - make_interval(secs => %(stale)s) ORDER BY r."runId"'
 )
 RUN_CONTEXT = (
     'SELECT r.*, c."userId", c."calendarType", c."extCalendarId", c."socialAccountId", c.token, '
