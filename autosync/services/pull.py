@@ -38,6 +38,11 @@ class Prepared:
     seen: list[str] = field(default_factory=list)
     series_instances: dict[str, list[str]] = field(default_factory=dict)  # master -> live exception ids
 
+    def copy(self) -> Prepared:
+        """An independent copy (the Outlook checks extend the lists in place)."""
+        return Prepared(list(self.live), list(self.cancelled_instances), list(self.deleted), list(self.skipped),
+                        list(self.seen), {k: list(v) for k, v in self.series_instances.items()})
+
 
 def window_for(app: Context, ctx: dict[str, Any], full: bool) -> tuple[datetime, datetime]:
     """The run's window: fixed for the run once chosen, the stored one for Outlook deltas."""
@@ -171,22 +176,28 @@ def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetim
             out.deleted.append(e.ext_id)
     out.seen = [e.ext_id for e in events] + [s.ext_id for s in out.skipped if s.ext_id]
     if ctx["calendarType"] == 2:
-        _outlook_details(app, ctx, out, page, removed, window)
+        cal = ensure_token(app, ctx)
+        before = out.copy()
+        try:
+            _outlook_details(app, cal, out, page, removed, window, full=bool(ctx["fullSync"]))
+        except errors.AuthInvalid:  # refused mid-page: refresh once, redo the checks from scratch
+            out = before
+            fresh = ensure_token(app, ctx, stale=cal.access_token)
+            _outlook_details(app, fresh, out, page, removed, window, full=bool(ctx["fullSync"]))
     return out
 
 
-def _outlook_details(app: Context, ctx: dict[str, Any], out: Prepared, page: Page, removed: list[str],
-                     window: tuple[datetime, datetime]) -> None:
+def _outlook_details(app: Context, cal: CalendarRef, out: Prepared, page: Page, removed: list[str],
+                     window: tuple[datetime, datetime], *, full: bool) -> None:
     from autosync.normalize.outlook import event_from_graph
 
     provider = app.outlook
-    cal = ensure_token(app, ctx)
     masters = {e.ext_id: e for e in out.live if e.recurrence and not e.recurring_event_id}
     # Series touched by this page: changed masters, and (in an incremental round) masters of changed
     # occurrences or exceptions. A full round lists every master itself, so references are not
     # followed there: that would check a series once per page its occurrences spread over.
     touched = set(masters)
-    if not ctx["fullSync"]:
+    if not full:
         for item in page.items:
             if isinstance(item, dict) and item.get("seriesMasterId") and "@removed" not in item:
                 touched.add(str(item["seriesMasterId"]))

@@ -93,3 +93,24 @@ def test_events_either_side_of_a_dst_change_keep_their_wall_clock(worker, db, em
         expected = datetime.combine(day, time(9), tzinfo=berlin).astimezone(UTC).time()
         assert rows[name]["startTime"] == expected and rows[name]["startTimeZone"] == "Europe/Berlin"
     assert rows["Before"]["startTime"] != rows["After"]["startTime"]  # the UTC time moved with DST
+
+
+def test_a_token_refused_while_checking_a_series_is_refreshed_once(worker, db, emu) -> None:
+    cal = link(db, emu, "outlook")
+    sync(cal.user_id)
+    start = (datetime.now(UTC) + timedelta(days=2)).date()
+    _create(emu, cal.ext_calendar_id, {
+        "subject": "Series", "start": {"dateTime": f"{start}T09:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": f"{start}T09:30:00", "timeZone": "UTC"},
+        "recurrence": {"pattern": {"type": "daily", "interval": 1},
+                       "range": {"type": "numbered", "startDate": start.isoformat(), "numberOfOccurrences": 3}}})
+    emu.add_fault(provider="outlook", endpoint="graph.instances", count=1, status=401,
+                  body={"error": {"code": "InvalidAuthenticationToken",
+                                  "message": "Access token has expired or is not yet valid."}})
+    emu.clear_requests()
+    summary = sync(cal.user_id)
+    assert summary["runs"][0]["outcome"] == "ok"
+    assert emu.requests(provider="outlook", endpoint=TOKEN)["total"] == 1
+    statuses = [r["status"] for r in emu.requests(provider="outlook", endpoint="graph.instances")["requests"]]
+    assert statuses == [401, 200]
+    assert any(r["recurrence"] for r in events(db, cal.calendar_id).values())
