@@ -49,8 +49,9 @@ def test_several_worker_processes_never_exceed_the_account_rate_and_honour_cool_
                   body={"error": {"code": 429, "message": "Rate Limit Exceeded", "errors": [
                       {"domain": "usageLimits", "reason": "rateLimitExceeded", "message": "Rate Limit Exceeded"}]}},
                   headers={"Retry-After": "2"})
-    # The emulator enforces Google's per-user quota (5 requests a second here); autosync is set to 4.
-    emu.set_quota("google", requests_per_window=5, window_seconds=1, variant="403-userRateLimitExceeded")
+    # The emulator enforces Google's per-user quota (6 requests a second here; it counts when it
+    # processes a request, after the loopback and its own lock, so it needs headroom); autosync is set to 4.
+    emu.set_quota("google", requests_per_window=6, window_seconds=1, variant="403-userRateLimitExceeded")
     env = ops_env(AUTOSYNC_GOOGLE_ACCOUNT_RATE="4/1", AUTOSYNC_GOOGLE_PAGE_SIZE="2")
     with workers(3, env):
         out = cli("sync", "--user", str(cal.user_id), "--wait", "90", env=env, timeout=120)
