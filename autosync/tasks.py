@@ -10,6 +10,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
+import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -70,7 +72,9 @@ def _guarded(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
     except errors.RateLimited as exc:
         # Our own cluster limiter: wait without holding a worker slot.
         raise task.retry(countdown=exc.wait + random.uniform(0, 0.5)) from None
-    except (errors.Transient, errors.Throttled, SoftTimeLimitExceeded) as exc:
+    except (errors.Transient, errors.Throttled, SoftTimeLimitExceeded, psycopg.OperationalError,
+            redis.RedisError) as exc:
+        # Provider hiccups, and our own PostgreSQL or Redis being briefly away, are all worth a retry.
         if task.request.retries >= settings.task_retry_max:
             _fail(run_id, "failed", f"gave up after {task.request.retries} retries: {_describe(exc)}")
             return
@@ -97,10 +101,15 @@ def _guarded(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
 
 
 def _record_requests(run_id: int, stats: RequestStats) -> None:
-    if stats.count:
+    """Best effort: the failure being handled matters more than this count."""
+    if not stats.count:
+        return
+    try:
         with transaction() as conn:
             conn.execute('UPDATE sync_run SET "providerRequests" = "providerRequests" + %(n)s '
                          'WHERE "runId" = %(r)s', {"n": stats.count, "r": run_id})
+    except psycopg.Error:
+        log.warning("could not record provider requests", extra={"run": run_id, "requests": stats.count})
 
 
 def _describe(exc: BaseException) -> str:
