@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--demo", action="store_true", help="start the emulator with seeded users and drive changes")
     run.add_argument("--cycles", type=int, help="stop after N beat cycles and print the summary")
     run.add_argument("--flower", action="store_true", help="also start Flower")
+    run.add_argument("--flower-port", type=int, default=5555, help="Flower's port on 127.0.0.1 (default 5555)")
     run.add_argument("--interval", type=float, default=None, help="seconds between cycles (demo default 5)")
     run.add_argument("--workers", type=int, default=2, help="worker processes")
     run.set_defaults(func=cmd_run)

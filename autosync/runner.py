@@ -68,7 +68,7 @@ class Runner:
                               "-n", f"autosync-run-{os.getpid()}@%h"])
         self.spawn("beat", [*celery, "beat", "--loglevel", "INFO", "-s", str(self.root / "beat-schedule")])
         if self.args.flower:
-            port = 5555
+            port = self.args.flower_port
             self.spawn("flower", [*celery, "flower", f"--port={port}", "--address=127.0.0.1"])
             self.say(f"Flower on http://127.0.0.1:{port}")
         self.say(f"worker ({self.args.workers} processes) and beat running; a cycle every {interval:g}s; "

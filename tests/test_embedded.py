@@ -101,3 +101,40 @@ def test_root_refuses_a_data_dir_nobody_cannot_reach(tmp_path: Path) -> None:
                          text=True, timeout=60)
     assert out.returncode == 2
     assert "AUTOSYNC_DATA_DIR" in out.stderr and "AUTOSYNC_DATABASE_URL" in out.stderr
+
+
+def test_run_with_flower_serves_it_and_stops_it(tmp_path: Path) -> None:
+    import socket
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = Path(tempfile.mkdtemp(prefix="autosync-flower-", dir="/tmp")) / "data"
+    data.parent.chmod(0o711)
+    env = _env(data)
+    env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    proc = subprocess.Popen([str(BIN / "autosync"), "run", "--workers", "1", "--flower", "--flower-port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        healthy = False
+        while time.monotonic() < deadline and not healthy:
+            try:
+                healthy = requests.get(f"http://127.0.0.1:{port}/healthcheck", timeout=1).ok
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        assert healthy
+        workers = {}
+        while time.monotonic() < deadline and not workers:
+            workers = requests.get(f"http://127.0.0.1:{port}/api/workers", params={"refresh": "true"},
+                                   timeout=10).json()
+        assert any(name.startswith("autosync-run-") for name in workers)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out
+    assert "Flower on http://127.0.0.1:" in out
+    assert _wait_gone(_processes_under(data)) == []
+    shutil.rmtree(data.parent, ignore_errors=True)
