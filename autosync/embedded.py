@@ -65,7 +65,8 @@ def _child_setup(uid: int | None, gid: int | None, death_signal: int) -> Callabl
     return setup
 
 
-def _alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process exists (one we may not signal counts as alive)."""
     if not pid:
         return False
     try:
@@ -218,18 +219,18 @@ def stop_leftovers(root: Path, log: Callable[[str], None] = print) -> list[int]:
         state = json.loads(state_file.read_text())
     except (OSError, ValueError):
         return []
-    if _alive(state.get("parent")) and state.get("parent") != os.getpid():
+    if pid_alive(state.get("parent")) and state.get("parent") != os.getpid():
         raise EmbeddedError(f"another autosync run (pid {state['parent']}) is using {root}")
     stopped = []
     for name, pid in state.get("pids", {}).items():
-        if not _alive(pid) or not any(k in _cmdline(pid) for k in ("postgres", "valkey", "celery", "autosync")):
+        if not pid_alive(pid) or not any(k in _cmdline(pid) for k in ("postgres", "valkey", "celery", "autosync")):
             continue
         log(f"stopping {name} (pid {pid}) left running by a killed run")
         os.kill(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM)
         deadline = time.monotonic() + 15
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
         stopped.append(pid)
     state_file.unlink()

@@ -16,6 +16,8 @@ import psycopg
 import pytest
 import redis
 
+from autosync.embedded import pid_alive
+
 PG_ADMIN = os.environ.get("AUTOSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_HOST = os.environ.get("AUTOSYNC_TEST_REDIS", "redis://127.0.0.1:6379")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -30,16 +32,6 @@ def _free_port() -> int:
 OWNER_KEY = "autosync-test:owner"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def claim_redis_db(exclude: tuple[int, ...] = ()) -> int:
     """A Redis database no other live test session uses (several sessions may run at once)."""
     for number in range(15, 0, -1):
@@ -47,7 +39,7 @@ def claim_redis_db(exclude: tuple[int, ...] = ()) -> int:
             continue
         client = redis.Redis.from_url(f"{REDIS_HOST}/{number}")
         owner = client.get(OWNER_KEY)
-        if owner is not None and _pid_alive(int(owner)):
+        if owner is not None and pid_alive(int(owner)):
             continue
         if owner is not None:
             client.delete(OWNER_KEY)
