@@ -48,9 +48,15 @@ def _moment(d: date | None, t: time | None) -> datetime | date | None:
     return datetime.combine(d, t, tzinfo=UTC) if t is not None else d
 
 
-def event_from_row(row: dict[str, Any], shares: list[dict[str, Any]]) -> Event:
-    """The app's version of an event, from its cal_event row and share tables."""
-    attendees = {a["email"].lower(): Attendee(**a) for a in row["attendees"] or [] if a.get("email")}
+def event_from_row(row: dict[str, Any], shares: list[dict[str, Any]], removed: set[str] | frozenset[str] = frozenset()
+                   ) -> Event:
+    """The app's version of an event, from its cal_event row and share tables.
+
+    ``removed`` holds the (lower-case) e-mails of shares withdrawn since the last push: the row may
+    still list them, because the import brought the pushed attendees into it.
+    """
+    attendees = {a["email"].lower(): Attendee(**a) for a in row["attendees"] or []
+                 if a.get("email") and a["email"].lower() not in removed}
     for s in shares:
         key = s["email"].lower()
         status = SHARED_STATUS.get(int(s["shared_status"] or 0), "needsAction")
@@ -148,7 +154,7 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
             result, stored = "pushDeleted", None
         else:
             assert ev is not None
-            event = event_from_row(ev, shares)
+            event = event_from_row(ev, shares, frozenset(row.get("removedAttendees") or ()))
             if ext_id:
                 stored = _update(app, ctx, cal, ev, event)
                 result = "pushUpdated"
@@ -197,9 +203,11 @@ def _text(exc: BaseException) -> str:
 
 def _stored(app: Context, ctx: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
     """What to keep of the provider's answer: id, etag, raw, and the hash of its normalized form."""
+    from autosync.store.events import attendees_json
+
     event = _normalize(ctx["calendarType"], raw)
     return {"ext": event.ext_id, "etag": event.etag, "raw": _json(raw), "hash": event.content_hash(),
-            "updated": event.updated, "html": event.html_link or None}
+            "updated": event.updated, "html": event.html_link or None, "attendees": attendees_json(event)}
 
 
 def _normalize(kind: int, raw: dict[str, Any]) -> Event:

@@ -98,7 +98,8 @@ def _j(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def _attendees(event: Event) -> str:
+def attendees_json(event: Event) -> str:
+    """The attendees column value of an event."""
     return _j([{"email": a.email, "name": a.name, "status": a.status, "optional": a.optional,
                 "resource": a.resource, "organizer": a.organizer} for a in event.attendees])
 
@@ -126,7 +127,7 @@ def row_of(event: Event) -> tuple[Any, ...]:
         conf.type if conf else None, conf.uri if conf else None,
         conf.data_json if conf and conf.data_json else None, event.html_link or None,
         event.hangout_link or None, event.start_tz, event.end_tz,
-        _attendees(event) if event.attendees else "[]", _attachments(event) if event.attachments else "[]",
+        attendees_json(event) if event.attendees else "[]", _attachments(event) if event.attachments else "[]",
         _reminders(event) if event.reminders else "[]", event.reminders_use_default, event.status,
         event.event_type, list(event.excluded_dates) or None, event.remove_child_instances,
         event.remove_cancelled_instances, event.updated, event.etag,

@@ -35,8 +35,11 @@ RETRY_LATER = (
     '"nextAttemptAt" = now() + make_interval(secs => %(delay)s) WHERE "outboxId" = %(o)s'
 )
 # What the provider now has, written as autosync's own (origin 'sync': no echo).
+# The attendees the provider now has (app's + provider-only, merged) become the row's: share
+# withdrawals are tracked in event_outbox."removedAttendees", so nothing stale can come back from here.
 STORE_PUSHED = (
     'UPDATE cal_event SET "extEventId" = %(ext)s, "extEtag" = %(etag)s, "providerData" = %(raw)s::jsonb, '
+    'attendees = %(attendees)s::jsonb, '
     '"contentHash" = %(hash)s, "extUpdatedAt" = %(updated)s, "htmlLink" = coalesce(%(html)s, "htmlLink"), '
     '"syncedAt" = now() WHERE "eventId" = %(e)s'
 )

@@ -508,3 +508,32 @@ def test_push_with_a_refused_token_refreshes_once_and_goes_through(worker, db, e
     assert emu.requests(provider="google", endpoint="google.token")["total"] == 1
     inserts = emu.requests(provider="google", endpoint="google.events.insert")["requests"]
     assert [r["status"] for r in inserts] == [401, 200]
+
+
+def test_withdrawn_declined_and_deleted_shares_leave_the_google_attendee_list(worker, db, emu) -> None:
+    cal = link(db, emu, "google")
+    bob, carol = add_user(db, "bob@example.org", "Bob"), add_user(db, "carol@example.org", "Carol")
+    event_id = app_insert(db, cal, "Review", at(2, 9), at(2, 10))
+    share(db, event_id, bob, shared_status=1)
+    share(db, event_id, carol, shared_status=1)
+    share_external(db, event_id, "erin@outside.net")
+    share_external(db, event_id, "frank@outside.net")
+    sync(cal.user_id)
+    ext = row(db, event_id)["extEventId"]
+    emails = lambda: sorted(a["email"] for a in emu.google_get(cal.ext_calendar_id, ext).get("attendees", []))  # noqa: E731
+    assert emails() == ["bob@example.org", "carol@example.org", "erin@outside.net", "frank@outside.net"]
+    # A provider-side edit makes the next import rewrite the row, attendees included.
+    emu.google_patch(cal.ext_calendar_id, ext, {"summary": "Review (room changed)"})
+    sync(cal.user_id)
+    assert sorted(a["email"] for a in row(db, event_id)["attendees"]) == emails()
+    db.execute('UPDATE cal_event_share SET status = false WHERE "sharedUser" = %s', (bob,))       # withdrawn
+    db.execute('UPDATE cal_event_share SET "sharedStatus" = 2 WHERE "sharedUser" = %s', (carol,))  # declined
+    db.execute("DELETE FROM non_reg_user_share WHERE email = 'erin@outside.net'")                # deleted
+    run = sync(cal.user_id)["runs"][0]
+    assert run["pushUpdated"] == 1 and run["outcome"] == "ok"
+    assert emails() == ["frank@outside.net"]
+    # Sharing again brings the attendee back.
+    db.execute("INSERT INTO non_reg_user_share (\"activityId\", \"activityType\", email) VALUES (%s, 2, %s)",
+               (event_id, "erin@outside.net"))
+    sync(cal.user_id)
+    assert emails() == ["erin@outside.net", "frank@outside.net"]

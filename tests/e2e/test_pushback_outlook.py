@@ -303,3 +303,24 @@ def test_app_deleting_most_events_is_blocked_and_nothing_is_deleted(worker, db, 
     done = adhoc.wait(adhoc.enqueue(cal.user_id, None, calendar_id=cal.calendar_id, allow_mass_delete=True), 30)
     assert done["runs"][0]["outcome"] == "ok" and done["runs"][0]["pushDeleted"] == 11
     assert len(o_live(emu, cal)) == 1
+
+
+def test_withdrawn_and_deleted_shares_leave_the_outlook_attendee_list(worker, db, emu) -> None:
+    cal = link(db, emu, "outlook")
+    bob = add_user(db, "bob@contoso.com", "Bob")
+    event_id = app_insert(db, cal, "Review", at(2, 9), at(2, 10))
+    share(db, event_id, bob, shared_status=1)
+    share_external(db, event_id, "erin@outside.net")
+    sync(cal.user_id)
+    ext = row(db, event_id)["extEventId"]
+
+    def emails() -> list[str]:
+        return sorted(a["emailAddress"]["address"].lower() for a in o_get(emu, ext).get("attendees", []))
+
+    assert emails() == ["bob@contoso.com", "erin@outside.net"]
+    db.execute('UPDATE cal_event_share SET status = false WHERE "sharedUser" = %s', (bob,))
+    sync(cal.user_id)
+    assert emails() == ["erin@outside.net"]
+    db.execute("DELETE FROM non_reg_user_share WHERE email = 'erin@outside.net'")
+    sync(cal.user_id)
+    assert emails() == []
