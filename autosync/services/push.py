@@ -272,7 +272,11 @@ def _update(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, 
 # Event fields -> the cal_event columns holding them (storage rule of migration 0001).
 FIELD_COLUMNS = {"summary": ("eventName",), "description": ("description",), "location": ("location",),
                  "all_day": ("linkAllDay", "startDate", "startTime", "endDate", "endTime"),
-                 "start": ("startDate", "startTime"), "end": ("endDate", "endTime"), "recurrence": ("recurrence",)}
+                 "start": ("startDate", "startTime"), "end": ("endDate", "endTime"), "recurrence": ("recurrence",),
+                 "reminders": ("reminders", "remindersUseDefault"),
+                 "reminders_use_default": ("reminders", "remindersUseDefault"),
+                 "conference": ("conferenceType", "conferenceUri", "conferenceData"),
+                 "attachments": ("attachments",)}
 
 
 def _provider_kept(kind: int, raw: dict[str, Any], event: Event, changed: set[str]) -> dict[str, Any]:

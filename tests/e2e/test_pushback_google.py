@@ -537,3 +537,20 @@ def test_withdrawn_declined_and_deleted_shares_leave_the_google_attendee_list(wo
                (event_id, "erin@outside.net"))
     sync(cal.user_id)
     assert emails() == ["erin@outside.net", "frank@outside.net"]
+
+
+def test_provider_reminder_change_is_kept_in_the_row_when_the_app_wins_the_conflict(worker, db, emu) -> None:
+    cal = link(db, emu, "google")
+    event_id = app_insert(db, cal, "Dentist", at(4, 9), at(4, 10))
+    sync(cal.user_id)
+    ext = row(db, event_id)["extEventId"]
+    emu.google_patch(cal.ext_calendar_id, ext, {"reminders": {"useDefault": False,
+                                                              "overrides": [{"method": "popup", "minutes": 42}]}})
+    app_update(db, event_id, eventName="Dentist (moved desk)")
+    sync(cal.user_id)
+    on_google = emu.google_get(cal.ext_calendar_id, ext)
+    assert on_google["summary"] == "Dentist (moved desk)"
+    assert on_google["reminders"]["overrides"] == [{"method": "popup", "minutes": 42}]
+    stored = row(db, event_id)
+    assert stored["eventName"] == "Dentist (moved desk)"
+    assert stored["reminders"] == [{"method": "popup", "minutes": 42}] and stored["remindersUseDefault"] is False
