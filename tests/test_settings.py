@@ -59,3 +59,12 @@ def test_log_scrubber_removes_tokens_and_configured_secrets() -> None:
     text = record.getMessage() + record.detail  # type: ignore[attr-defined]
     for secret in ("1//0gABC", "client-secret-value", "ya29.XYZ", "eyJhbGci"):
         assert secret not in text
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from dataclasses import fields
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [f.metadata["env"] for f in fields(Settings) if f"`{f.metadata['env']}`" not in readme]
+    assert missing == []
