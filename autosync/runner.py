@@ -30,13 +30,15 @@ class Runner:
         self.services: Services | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
+        self.interrupts = 0
         self.env = process_environment()
 
     def say(self, line: str) -> None:
         print(line, flush=True)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        if not self.stopping:
+        self.interrupts += 1
+        if self.interrupts == 1:
             self.say(f"received {signal.Signals(signum).name}: stopping ...")
         self.stopping = True
 
@@ -76,7 +78,7 @@ class Runner:
 
     def check_children(self) -> None:
         for name, proc in self.procs.items():
-            if proc.poll() is not None and not self.stopping:
+            if proc.poll() is not None and self.interrupts == 0:
                 raise RuntimeError(f"{name} exited with code {proc.returncode}; see {self.root / 'logs'}")
 
     def stop(self) -> None:
@@ -143,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
     except EmbeddedError as exc:
         print(f"autosync run: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a supervised process died
+        print(f"autosync run: {exc}", file=sys.stderr)
+        return 1
     finally:
         runner.stop()
         if emulator is not None:
@@ -203,18 +208,23 @@ def _compact(p: dict[str, int]) -> str:
 
 def _finish_demo(runner: Runner, demo: Any, watch: CycleWatch) -> int:
     demo.quiesce()
-    runner.say("settling: no more changes; waiting for two quiet cycles ...")
+    interrupted = runner.stopping
+    runner.say("settling: no more changes; waiting for two quiet cycles"
+               + (" (signal again to skip) ..." if interrupted else " ..."))
     quiet = 0
-    deadline = time.monotonic() + 120
-    while quiet < 2 and not runner.stopping and time.monotonic() < deadline:
+    deadline = time.monotonic() + (60 if interrupted else 120)
+    while quiet < 2 and runner.interrupts < 2 and time.monotonic() < deadline:
         runner.check_children()
         time.sleep(0.5)
         if watch.completed():
             quiet += 1
-    converged, lines = demo.convergence()
     p = demo.progress()
     runner.say("")
     runner.say("summary: " + _compact(p))
+    if quiet < 2:
+        runner.say("convergence: not checked — stopped before the last changes could settle")
+        return 0 if interrupted else 1
+    converged, lines = demo.convergence()
     if converged:
         runner.say("convergence: OK — every live provider event matches its database row, and vice versa")
         return 0
