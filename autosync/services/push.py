@@ -174,6 +174,13 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
             sql.log_push(conn, ctx["userId"], {**record, "outcome": "failed", "error": _text(exc)})
         log.error("push failed", extra={"calendar": ctx["calendarId"], "event": event_id, "error": _text(exc)})
         return "pushFailed"
+    except Exception as exc:  # a row we cannot turn into a push must not block the rows after it
+        log.exception("push crashed", extra={"calendar": ctx["calendarId"], "event": event_id})
+        with transaction() as conn:
+            conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "failed",
+                                    "error": f"internal error: {_text(exc)}"})
+            sql.log_push(conn, ctx["userId"], {**record, "outcome": "failed", "error": _text(exc)})
+        return "pushFailed"
     with transaction() as conn:
         if stored is not None:
             kept = stored.pop("columns", None)

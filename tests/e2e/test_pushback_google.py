@@ -554,3 +554,17 @@ def test_provider_reminder_change_is_kept_in_the_row_when_the_app_wins_the_confl
     stored = row(db, event_id)
     assert stored["eventName"] == "Dentist (moved desk)"
     assert stored["reminders"] == [{"method": "popup", "minutes": 42}] and stored["remindersUseDefault"] is False
+
+
+def test_an_app_row_that_cannot_be_pushed_is_recorded_and_does_not_block_the_others(worker, db, emu) -> None:
+    cal = link(db, emu, "google")
+    bad = _insert(db, {"calendarId": cal.calendar_id, "createdBy": cal.user_id, "eventName": "No dates"})
+    good = app_insert(db, cal, "Fine", at(2, 9), at(2, 10))
+    run = sync(cal.user_id)["runs"][0]
+    assert run["pushCreated"] == 1 and run["pushFailed"] == 1
+    assert row(db, good)["extEventId"] and row(db, bad)["extEventId"] is None
+    failed = db.execute('SELECT outcome, "lastError" FROM event_outbox WHERE "eventId" = %s', (bad,)).fetchone()
+    assert failed[0] == "failed" and failed[1]
+    assert [e["summary"] for e in g_live(emu, cal).values()] == ["Fine"]
+    logged = [r for r in push_log(db) if r["eventId"] == bad]
+    assert logged and logged[-1]["outcome"] == "failed"
