@@ -307,7 +307,8 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
     elif ctx["fullSync"] and prepared.seen:
         ev_sql.record_seen(conn, run_id, prepared.seen)
     _guard(app, conn, ctx, to_delete)
-    inserted, updated = ev_sql.upsert(conn, calendar_id, user_id, live)
+    merged = ev_sql.upsert(conn, calendar_id, user_id, live)
+    prepared.skipped.extend(merged.skipped)
     cancelled_n = ev_sql.cancel_instances(conn, calendar_id, user_id, cancelled)
     deleted_n = ev_sql.delete(conn, calendar_id, to_delete)
     sql.record_skips(conn, run_id, calendar_id, prepared.skipped)
@@ -317,7 +318,7 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
     if page.complete and page.sync_cursor:
         sql.commit_cursor(conn, calendar_id, page.sync_cursor,
                           window if ctx["calendarType"] == 2 else (None, None))
-    return {"upserted": inserted + updated, "unchanged": len(live) - inserted - updated,
+    return {"upserted": merged.inserted + merged.updated, "unchanged": merged.unchanged,
             "deleted": deleted_n + cancelled_n, "skipped": len(prepared.skipped), "conflicts": resolved.conflicts}
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
 
 import orjson
 
-from autosync.model import Event
+from autosync.model import Event, Skipped
 from autosync.store.db import Conn
 
 # Columns the importer owns, in COPY order.
@@ -135,20 +137,66 @@ def row_of(event: Event) -> tuple[Any, ...]:
     )
 
 
-def upsert(conn: Conn, calendar_id: int, user_id: int, events: Sequence[Event]) -> tuple[int, int]:
-    """Merge live events; returns (inserted, updated). Unchanged rows are not written."""
+# A JSON NUL escape (backslash u0000) that is not an escaped backslash followed by "u0000".
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def strip_nul(text: str) -> str:
+    """PostgreSQL text and jsonb cannot hold NUL: drop raw NULs and JSON NUL escapes."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return _JSON_NUL.sub(r"\1", text) if "\\u0000" in text else text
+
+
+def _clean(value: Any) -> Any:
+    # One stray NUL from a provider must not fail a whole page.
+    return strip_nul(value) if isinstance(value, str) else value
+
+
+_RAW = COLUMNS.index("providerData")
+
+
+@dataclass
+class Upserted:
+    """What a merge did: rows inserted, updated, unchanged, and events that could not be stored."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def _storable(events: Sequence[Event], skipped: list[Skipped]) -> Iterator[tuple[Any, ...]]:
+    """Rows for COPY, built while COPY streams (psycopg sends in the background, so the two overlap)."""
+    for event in events:
+        try:
+            row = row_of(event)
+        except (TypeError, ValueError, OverflowError) as exc:
+            skipped.append(Skipped(event.ext_id, f"cannot be stored: {type(exc).__name__}: {exc}"))
+            continue
+        raw = row[_RAW]
+        # Every text column derives from the provider item, so one look at its JSON finds any NUL.
+        yield tuple(_clean(v) for v in row) if raw is not None and "\\u0000" in raw else row
+
+
+def upsert(conn: Conn, calendar_id: int, user_id: int, events: Sequence[Event]) -> Upserted:
+    """Merge live events in one COPY + one statement. Unchanged rows are not written; an event that
+    cannot be stored is reported in ``skipped`` instead of failing the page."""
+    result = Upserted()
     if not events:
-        return 0, 0
+        return result
     conn.execute(CREATE_STAGING)
     with conn.cursor() as cur:
         with cur.copy(COPY_STAGING) as copy:
-            for event in events:
-                copy.write_row(row_of(event))
+            for row in _storable(events, result.skipped):
+                copy.write_row(row)
         cur.execute(MERGE, {"calendar_id": calendar_id, "user_id": user_id})
         flags = [r["inserted"] for r in cur.fetchall()]
         cur.execute("TRUNCATE import_rows")
-    inserted = sum(1 for f in flags if f)
-    return inserted, len(flags) - inserted
+    result.inserted = sum(1 for f in flags if f)
+    result.updated = len(flags) - result.inserted
+    result.unchanged = len(events) - len(result.skipped) - len(flags)
+    return result
 
 
 def cancel_instances(conn: Conn, calendar_id: int, user_id: int,

@@ -158,7 +158,10 @@ def touch(conn: Conn, run_id: int, step: str, requests: int = 0) -> None:
 def stage_page(conn: Conn, run_id: int, body: dict[str, Any], next_cursor: str | None,
                final: bool) -> int | None:
     """Stage a fetched page; returns its id (None if this page number was already staged)."""
-    row = conn.execute(STAGE_PAGE, {"run_id": run_id, "body": orjson.dumps(body).decode(), "next": next_cursor,
+    from autosync.store.events import strip_nul
+
+    text = strip_nul(orjson.dumps(body).decode())  # jsonb cannot hold NUL
+    row = conn.execute(STAGE_PAGE, {"run_id": run_id, "body": text, "next": next_cursor,
                                     "final": final}).fetchone()
     if row is None:
         return None

@@ -302,3 +302,15 @@ def test_concurrent_adhoc_requests_for_one_calendar_coalesce_into_one_rerun(work
     rows = db.execute('SELECT "extEventId", count(*) FROM cal_event GROUP BY 1').fetchall()
     assert sorted(rows) == sorted((e, 1) for e in made)
     assert len(_calls(emu, LIST)) == 2  # the full listing, then the rerun's incremental one
+
+
+def test_a_nul_character_from_the_provider_does_not_fail_the_page(worker, db, emu) -> None:
+    cal = link(db, emu, "google")
+    odd = emu.google_insert(cal.ext_calendar_id, _timed("Odd\u0000title", 1, 9, description="nul\u0000inside"))
+    fine = emu.google_insert(cal.ext_calendar_id, _timed("Fine", 2, 9))
+    run = sync(cal.user_id)["runs"][0]
+    assert run["outcome"] == "ok" and run["eventsUpserted"] == 2
+    rows = events(db, cal.calendar_id)
+    assert rows[odd["id"]]["eventName"] == "Oddtitle" and rows[odd["id"]]["description"] == "nulinside"
+    assert rows[fine["id"]]["status"]
+    assert sync(cal.user_id)["runs"][0]["eventsUpserted"] == 0  # stable: nothing rewritten next time
