@@ -21,6 +21,7 @@ from autosync.providers.http import RequestStats, counting
 from autosync.services import runs
 from autosync.services.context import context
 from autosync.services.runs import Next
+from autosync.store import runs as run_sql
 from autosync.store.db import transaction
 
 log = logging.getLogger("autosync.tasks")
@@ -106,8 +107,7 @@ def _record_requests(run_id: int, stats: RequestStats) -> None:
         return
     try:
         with transaction() as conn:
-            conn.execute('UPDATE sync_run SET "providerRequests" = "providerRequests" + %(n)s '
-                         'WHERE "runId" = %(r)s', {"n": stats.count, "r": run_id})
+            conn.execute(run_sql.ADD_REQUESTS, {"n": stats.count, "run_id": run_id})
     except psycopg.Error:
         log.warning("could not record provider requests", extra={"run": run_id, "requests": stats.count})
 
@@ -119,8 +119,7 @@ def _describe(exc: BaseException) -> str:
 def _calendar_gone(run_id: int, reason: str) -> None:
     """The provider says the calendar itself is gone: deactivate it with the reason, no retries."""
     with transaction() as conn:
-        conn.execute('UPDATE calendar SET status = false, "deactivatedReason" = %(r)s WHERE "calendarId" = '
-                     '(SELECT "calendarId" FROM sync_run WHERE "runId" = %(run)s)', {"r": reason, "run": run_id})
+        conn.execute(run_sql.DEACTIVATE_CALENDAR_OF_RUN, {"reason": reason, "run_id": run_id})
     _fail(run_id, "failed", f"calendar gone at the provider, deactivated: {reason}")
 
 

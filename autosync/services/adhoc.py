@@ -68,8 +68,7 @@ def enqueue(user_id: int | None, calendar_type: int | None, *, silent: bool = Fa
             calendar_id: int | None = None, allow_mass_delete: bool = False) -> int:
     """Record a request and enqueue its sync through the broker; returns the request id."""
     with transaction() as conn:
-        if user_id is not None and conn.execute('SELECT 1 FROM user_main WHERE "userId" = %(u)s',
-                                                {"u": user_id}).fetchone() is None:
+        if user_id is not None and conn.execute(sql.USER_EXISTS, {"u": user_id}).fetchone() is None:
             raise InvalidRequest("ER004", f"unknown userId {user_id}")
         row = conn.execute(sql.CREATE_REQUEST, {"user_id": user_id, "calendar_type": calendar_type,
                                                 "silent": silent, "source": source}).fetchone()

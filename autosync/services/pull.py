@@ -132,10 +132,8 @@ def _load(run_id: int) -> dict[str, Any] | None:
 
 def _begin_full(run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool, calendar_id: int) -> None:
     with transaction() as conn:
-        conn.execute(sql.START_FULL_SYNC, {"run_id": run_id})
-        conn.execute('UPDATE sync_run SET "windowStart" = %(s)s, "windowEnd" = %(e)s WHERE "runId" = %(r)s',
-                     {"s": window[0], "e": window[1], "r": run_id})
-        conn.execute('DELETE FROM sync_seen WHERE "runId" = %(run_id)s', {"run_id": run_id})
+        conn.execute(sql.START_FULL_SYNC, {"run_id": run_id, "window_start": window[0], "window_end": window[1]})
+        conn.execute(sql.CLEAN_SEEN, {"run_id": run_id})
         if drop_cursor:
             conn.execute(sql.DROP_CURSOR, {"calendar_id": calendar_id})
 
@@ -274,8 +272,7 @@ def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, re
             if not page.complete:
                 conn.execute(sql.PROGRESS, {**progress, "step": "fetch", "cursor": page.next_page})
                 return Next("fetch", run_id, calendar_type=ctx["calendarType"])
-            pending = conn.execute('SELECT 1 FROM event_outbox WHERE "calendarId" = %(c)s AND "doneAt" IS NULL '
-                                   'AND "nextAttemptAt" <= now() LIMIT 1', {"c": calendar_id}).fetchone()
+            pending = conn.execute(sql.PUSH_DUE, {"c": calendar_id}).fetchone()
             if pending:
                 conn.execute(sql.PROGRESS, {**progress, "step": "push", "cursor": None})
                 return Next("push", run_id, calendar_type=ctx["calendarType"])
@@ -295,10 +292,7 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
     live, cancelled = resolved.live, resolved.cancelled
     to_delete = list(resolved.deleted)
     for master_id, keep in prepared.series_instances.items():
-        gone = conn.execute('SELECT "extEventId" FROM cal_event WHERE "calendarId" = %(c)s AND status '
-                            'AND "recurringEventId" = %(m)s AND NOT ("extEventId" = ANY(%(k)s))',
-                            {"c": calendar_id, "m": master_id, "k": keep}).fetchall()
-        to_delete += [r["extEventId"] for r in gone]
+        to_delete += ev_sql.stale_instances(conn, calendar_id, master_id, keep)
     if page.complete and ctx["fullSync"]:
         if prepared.seen:
             ev_sql.record_seen(conn, run_id, prepared.seen)
@@ -327,7 +321,7 @@ def _guard(app: Context, conn: Conn, ctx: dict[str, Any], to_delete: list[str]) 
     if not to_delete or ctx.get("allowMassDelete"):
         return
     n = ev_sql.count_deletable(conn, ctx["calendarId"], to_delete)
-    run = conn.execute('SELECT "eventsDeleted" FROM sync_run WHERE "runId" = %(r)s', {"r": ctx["runId"]}).fetchone()
+    run = conn.execute(sql.RUN_DELETED_SO_FAR, {"run_id": ctx["runId"]}).fetchone()
     already = int(run["eventsDeleted"]) if run else 0
     live = ev_sql.count_live(conn, ctx["calendarId"]) + already
     total = n + already

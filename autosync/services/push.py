@@ -109,10 +109,7 @@ def push_step(app: Context, run_id: int) -> Next:
                 outcome = _push_one(app, ctx, cal, row, last_try=True)
             counts[outcome] = counts.get(outcome, 0) + 1
     with transaction() as conn:
-        conn.execute('UPDATE sync_run SET "pushCreated" = "pushCreated" + %(pushCreated)s, '
-                     '"pushUpdated" = "pushUpdated" + %(pushUpdated)s, "pushDeleted" = "pushDeleted" + '
-                     '%(pushDeleted)s, "pushFailed" = "pushFailed" + %(pushFailed)s WHERE "runId" = %(r)s',
-                     {**counts, "r": run_id})
+        conn.execute(run_sql.ADD_PUSH_COUNTS, {**counts, "run_id": run_id})
         finished = runs.finish(conn, run_id, "blocked" if blocked else "ok", blocked, requests=stats.count)
     follow = runs.rerun_if_requested(app, finished)
     return follow[0] if follow else Next("done", run_id)

@@ -45,8 +45,7 @@ def open_runs(app: Context, types: list[int], *, reason: str, user_id: int | Non
         created, coalesced = sql.start_runs(conn, list(by_id), reason=reason, request_id=request_id,
                                             rerun=reason != "beat")
         if allow_mass_delete:
-            conn.execute('UPDATE sync_run SET "allowMassDelete" = true WHERE "finishedAt" IS NULL '
-                         'AND "calendarId" = ANY(%(c)s)', {"c": list(by_id)})
+            conn.execute(sql.ALLOW_MASS_DELETE, {"c": list(by_id)})
         if request_id is not None:
             conn.execute(sql.SET_REQUEST_PENDING, {"request_id": request_id,
                                                    "pending": len(created) + len(coalesced)})
@@ -63,8 +62,8 @@ def resume_stale(app: Context) -> list[Next]:
         steps = []
         for r in stale:
             step = r["step"] if r["step"] in {"token", "fetch", "push"} else "fetch"
-            page = conn.execute('SELECT "pageId" FROM sync_page WHERE "runId" = %(r)s ORDER BY "pageNo" LIMIT 1',
-                                {"r": r["runId"]}).fetchone() if r["step"] == "import" else None
+            page = conn.execute(sql.FIRST_STAGED_PAGE, {"run_id": r["runId"]}).fetchone() \
+                if r["step"] == "import" else None
             if page:
                 step = "import"
             steps.append(Next(step, r["runId"], page["pageId"] if page else None, calendar_type=r["calendarType"]))
@@ -109,11 +108,7 @@ def rerun_if_requested(app: Context, run: dict[str, Any] | None) -> list[Next]:
         if not due:
             _settle_requests(conn, run, failed=True)
             return []
-        created = conn.execute(
-            'INSERT INTO sync_run ("calendarId", reason, "requestIds") VALUES (%(c)s, \'rerun\', %(r)s) '
-            'ON CONFLICT ("calendarId") WHERE "finishedAt" IS NULL DO UPDATE SET '
-            '"requestIds" = sync_run."requestIds" || EXCLUDED."requestIds" RETURNING "runId", (xmax = 0) AS new',
-            {"c": run["calendarId"], "r": run["requestIds"]}).fetchone()
+        created = conn.execute(sql.START_RERUN, {"c": run["calendarId"], "r": run["requestIds"]}).fetchone()
         if created is None or not created["new"]:
             return []
         return [Next(first_step(due[0], app.settings.token_refresh_margin), created["runId"],

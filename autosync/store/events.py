@@ -74,6 +74,11 @@ COUNT_DELETABLE = (
     'SELECT count(*) AS n FROM cal_event WHERE "calendarId" = %(calendar_id)s AND status '
     'AND ("extEventId" = ANY(%(ext)s) OR "recurringEventId" = ANY(%(ext)s))'
 )
+# Live instances of one series that are not among ``keep`` (the series' current exceptions).
+STALE_INSTANCES = (
+    'SELECT "extEventId" FROM cal_event WHERE "calendarId" = %(c)s AND status '
+    'AND "recurringEventId" = %(m)s AND NOT ("extEventId" = ANY(%(k)s))'
+)
 COUNT_LIVE = 'SELECT count(*) AS n FROM cal_event WHERE "calendarId" = %(calendar_id)s AND status'
 RECORD_SEEN = 'COPY sync_seen ("runId", "extEventId") FROM STDIN'
 # Live provider events of the calendar, inside the full sync's window, that the run did not list.
@@ -237,6 +242,12 @@ def delete(conn: Conn, calendar_id: int, ext_ids: Sequence[str]) -> int:
     if not ext_ids:
         return 0
     return conn.execute(DELETE_EVENTS, {"calendar_id": calendar_id, "ext": list(ext_ids)}).rowcount
+
+
+def stale_instances(conn: Conn, calendar_id: int, master_id: str, keep: Sequence[str]) -> list[str]:
+    """Live instance rows of a series that its provider no longer lists."""
+    rows = conn.execute(STALE_INSTANCES, {"c": calendar_id, "m": master_id, "k": list(keep)}).fetchall()
+    return [r["extEventId"] for r in rows]
 
 
 def record_seen(conn: Conn, run_id: int, ext_ids: Iterable[str]) -> None:

@@ -50,10 +50,40 @@ TOUCH_RUN = (
     'UPDATE sync_run SET step = %(step)s, "heartbeatAt" = now(), '
     '"providerRequests" = "providerRequests" + %(requests)s WHERE "runId" = %(run_id)s'
 )
+# A run turns into a full listing over this window (first run, invalid cursor, window roll).
 START_FULL_SYNC = (
-    'UPDATE sync_run SET "fullSync" = true, "pageCursor" = NULL, "heartbeatAt" = now() '
-    'WHERE "runId" = %(run_id)s'
+    'UPDATE sync_run SET "fullSync" = true, "pageCursor" = NULL, "heartbeatAt" = now(), '
+    '"windowStart" = %(window_start)s, "windowEnd" = %(window_end)s WHERE "runId" = %(run_id)s'
 )
+RUN_DELETED_SO_FAR = 'SELECT "eventsDeleted" FROM sync_run WHERE "runId" = %(run_id)s'
+ALLOW_MASS_DELETE = (
+    'UPDATE sync_run SET "allowMassDelete" = true WHERE "finishedAt" IS NULL AND "calendarId" = ANY(%(c)s)'
+)
+FIRST_STAGED_PAGE = 'SELECT "pageId" FROM sync_page WHERE "runId" = %(run_id)s ORDER BY "pageNo" LIMIT 1'
+# The extra run a coalesced ad-hoc request asked for; joins a run that is already open instead.
+START_RERUN = (
+    'INSERT INTO sync_run ("calendarId", reason, "requestIds") VALUES (%(c)s, \'rerun\', %(r)s) '
+    'ON CONFLICT ("calendarId") WHERE "finishedAt" IS NULL DO UPDATE SET '
+    '"requestIds" = sync_run."requestIds" || EXCLUDED."requestIds" RETURNING "runId", (xmax = 0) AS new'
+)
+ADD_REQUESTS = (
+    'UPDATE sync_run SET "providerRequests" = "providerRequests" + %(n)s WHERE "runId" = %(run_id)s'
+)
+ADD_PUSH_COUNTS = (
+    'UPDATE sync_run SET "pushCreated" = "pushCreated" + %(pushCreated)s, '
+    '"pushUpdated" = "pushUpdated" + %(pushUpdated)s, "pushDeleted" = "pushDeleted" + %(pushDeleted)s, '
+    '"pushFailed" = "pushFailed" + %(pushFailed)s WHERE "runId" = %(run_id)s'
+)
+# The provider says the calendar itself is gone: deactivate it with the reason.
+DEACTIVATE_CALENDAR_OF_RUN = (
+    'UPDATE calendar SET status = false, "deactivatedReason" = %(reason)s WHERE "calendarId" = '
+    '(SELECT "calendarId" FROM sync_run WHERE "runId" = %(run_id)s)'
+)
+PUSH_DUE = (
+    'SELECT 1 FROM event_outbox WHERE "calendarId" = %(c)s AND "doneAt" IS NULL AND "nextAttemptAt" <= now() '
+    "LIMIT 1"
+)
+USER_EXISTS = 'SELECT 1 FROM user_main WHERE "userId" = %(u)s'
 STAGE_PAGE = (
     'INSERT INTO sync_page ("runId", "pageNo", body, "nextCursor", "isFinal") '
     'SELECT %(run_id)s, "pagesFetched" + 1, %(body)s::jsonb, %(next)s, %(final)s '
