@@ -49,9 +49,12 @@ def test_several_worker_processes_never_exceed_the_account_rate_and_honour_cool_
                   body={"error": {"code": 429, "message": "Rate Limit Exceeded", "errors": [
                       {"domain": "usageLimits", "reason": "rateLimitExceeded", "message": "Rate Limit Exceeded"}]}},
                   headers={"Retry-After": "2"})
-    # The emulator enforces Google's per-user quota (6 requests a second here; it counts when it
-    # processes a request, after the loopback and its own lock, so it needs headroom); autosync is set to 4.
-    emu.set_quota("google", requests_per_window=6, window_seconds=1, variant="403-userRateLimitExceeded")
+    # The emulator enforces Google's per-user quota; autosync is set to 4 a second. autosync admits at
+    # most 4 requests in any second *when it sends them*; the emulator counts them when it processes
+    # them. Delivery jitter between the two can pack the admissions of up to two adjacent windows into
+    # one second of arrivals (4 admitted at t=0 and delayed 20 ms, 4 more admitted at t=1.0 and not), so
+    # the emulator's quota sits at twice autosync's rate: unthrottled, three workers send far more.
+    emu.set_quota("google", requests_per_window=8, window_seconds=1, variant="403-userRateLimitExceeded")
     env = ops_env(AUTOSYNC_GOOGLE_ACCOUNT_RATE="4/1", AUTOSYNC_GOOGLE_PAGE_SIZE="2")
     with workers(3, env):
         out = cli("sync", "--user", str(cal.user_id), "--wait", "90", env=env, timeout=120)
@@ -61,7 +64,8 @@ def test_several_worker_processes_never_exceed_the_account_rate_and_honour_cool_
     log = emu.requests(provider="google")["requests"]
     api = [r for r in log if r["endpoint"] != "google.token"]
     assert len(api) >= 6 * 3  # several pages per calendar: the limit was really exercised
-    assert _max_in_window([r["received"] for r in api], 0.98) <= 4
+    # The same jitter, bounded: with under 200 ms of it, arrivals in any 0.8 s fit in one window.
+    assert _max_in_window([r["received"] for r in api], 0.8) <= 4
     throttled = [r["time"] for r in api if r["status"] == 429]
     assert len(throttled) == 1  # the injected one; the emulator's own quota never tripped
     assert [r for r in api if r["status"] == 403] == []
