@@ -1,4 +1,4 @@
-"""The emulator's admin API (`/_admin/...`): accounts, seeding, faults, quotas, request log, person-edits."""
+"""The emulator's admin API (`/_admin/...`): accounts, seeding, faults, quotas, request log, person-edits, push."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from urllib.parse import unquote
 
 from autosync.emulator import google
 from autosync.emulator.core import Request, Response
+from autosync.emulator.push_admin import handle_push_admin
 
 if TYPE_CHECKING:
     from autosync.emulator.server import Emulator
@@ -31,6 +32,8 @@ def _route(emu: Emulator, req: Request) -> Response:
     if path.startswith("/google/") and path != "/google/settings":
         with emu.lock:
             return google.handle_admin(emu.google, _sub(req, "/google"))
+    if path.startswith("/push/"):
+        return handle_push_admin(emu.push, req)
     if path.startswith("/outlook"):
         if emu.graph is None:
             return Response(404, {"error": "Graph module not available"})

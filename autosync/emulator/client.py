@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -153,6 +154,50 @@ class EmulatorClient:
     def clear_requests(self) -> None:
         """Empty the request log."""
         self._call("DELETE", "/requests")
+
+    # --- push notifications (Google channels, Graph subscriptions) ------------------------------
+
+    def push_state(self) -> dict[str, Any]:
+        """`{"channels": [...], "subscriptions": [...]}`, stopped/deleted/expired ones included."""
+        result: dict[str, Any] = self._call("GET", "/push/state")
+        return result
+
+    def push_deliveries(self, provider: str | None = None) -> list[dict[str, Any]]:
+        """Every delivery attempt (and Graph validation request), oldest first; provider google|outlook."""
+        params = {"provider": provider} if provider else None
+        return list(self._call("GET", "/push/deliveries", params=params)["deliveries"])
+
+    def clear_push_deliveries(self) -> None:
+        """Empty the delivery log."""
+        self._call("DELETE", "/push/deliveries")
+
+    def push_settings(self, **settings: Any) -> dict[str, Any]:
+        """Change push settings (google_max_ttl, graph_max_minutes, validation_timeout, notification_timeout,
+        push_retries, push_retry_delay, paused); returns them all."""
+        result: dict[str, Any] = self._call("POST", "/push/settings", json=settings)
+        return result
+
+    def push_lifecycle(self, subscription_id: str, event: str) -> bool:
+        """Send a Graph lifecycle notification (reauthorizationRequired, subscriptionRemoved, missed) and apply
+        its effect; False when the subscription has no lifecycleNotificationUrl (the effect still applies)."""
+        body = {"subscription_id": subscription_id, "event": event}
+        return bool(self._call("POST", "/push/lifecycle", json=body)["queued"])
+
+    def push_expire(self, target_id: str) -> None:
+        """Expire a Google channel or Graph subscription now (it stops delivering)."""
+        self._call("POST", "/push/expire", json={"id": target_id})
+
+    def push_pending(self) -> int:
+        """Deliveries queued or being sent (retries included)."""
+        return int(self._call("GET", "/push/queue")["pending"])
+
+    def wait_push_idle(self, timeout: float = 5) -> None:
+        """Poll until no delivery is queued or being sent; TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.push_pending():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"push deliveries still pending after {timeout} s")
+            time.sleep(0.01)
 
 
 def _q(value: str) -> str:

@@ -14,10 +14,15 @@ from autosync.emulator.google_state import GCalendar, GoogleState
 from autosync.emulator.google_time import zone
 
 _EVENTS_RE = re.compile(r"^/calendars/([^/]+)/events(?:/([^/]+)(/instances)?)?/?$")
+_WATCH_RE = re.compile(r"^/calendars/[^/]+/events/watch/?$")
 
 
 def route_name(method: str, path: str) -> str | None:
     """The request-log endpoint name of an API path (after `/google/calendar/v3`)."""
+    if method == "POST" and _WATCH_RE.match(path):
+        return "google.events.watch"  # served by push_routes
+    if path.rstrip("/") == "/channels/stop":
+        return "google.channels.stop" if method == "POST" else None
     match = _EVENTS_RE.match(path)
     if match is None:
         return None
@@ -50,7 +55,7 @@ def handle(state: GoogleState, req: Request) -> Response:
 def _dispatch(state: GoogleState, req: Request) -> Response:
     match = _EVENTS_RE.match(req.path)
     name = route_name(req.method, req.path)
-    if match is None or name is None or req.account is None:
+    if match is None or name is None or req.account is None or name == "google.events.watch":
         return err.GoogleError(404, "notFound", "Not Found").response()
     cal = state.calendar(req.account, unquote(match.group(1)))
     event_id = unquote(match.group(2)) if match.group(2) else None

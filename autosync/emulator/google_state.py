@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -70,6 +71,7 @@ class GoogleState:
         self.order = 0
         self.epoch = secrets.token_hex(4)
         self.settings = GoogleSettings()
+        self.on_change: Callable[[str], None] | None = None  # called with the calendar id of each change
 
     # --- calendars ----------------------------------------------------------------------------
 
@@ -332,6 +334,8 @@ class GoogleState:
         if bump_updated:
             stored.body["updated"] = fmt_utc(now)
         cal.updated = fmt_utc(now)
+        if self.on_change is not None:
+            self.on_change(cal.id)
 
 
 def instance_body(master: dict[str, Any], original: datetime | date) -> dict[str, Any]:

@@ -7,6 +7,7 @@ graph_admin; rendering in graph_render. This module is the thread-safe facade (c
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from autosync.emulator.core import Account, Request, Response
@@ -45,6 +46,11 @@ class GraphState:
                 return self.admin.dispatch(req)
             except GraphError as err:
                 return error_response(err, req.headers)
+
+    def listen(self, callback: Callable[[str, str, str, str], None] | None) -> None:
+        """Report every item change to ``callback(account_id, item_id, change_key, change_type)``."""
+        with self.lock:
+            self.store.on_change = callback
 
     def endpoint_name(self, req: Request) -> str:
         """Endpoint label for counting and faults, e.g. ``graph.delta``."""
@@ -124,6 +130,7 @@ class GraphState:
                 store.by_key[ev.key] = ev.id
         store.transactions = dict(data.get("transactions", {}))
         store.seq = data.get("seq", 0)
+        store.on_change = self.store.on_change
         self.store = store
         self.delta = Delta(store)
         self.delta.load(data.get("delta", {}))

@@ -37,6 +37,8 @@ class Route:
 def parse_route(req: Request) -> Route:
     """Match ``/me/...`` and ``/users/{id|upn}/...`` paths; ``graph.unknown`` when nothing matches."""
     parts = req.path.split("/")[1:]
+    if parts[:1] == ["subscriptions"]:
+        return _subscription_route(req.method, parts[1:])
     if parts[:1] == ["me"]:
         rest = parts[1:]
     elif parts[:1] == ["users"] and len(parts) >= 2:
@@ -64,6 +66,21 @@ def parse_route(req: Request) -> Route:
             return Route("graph.events.create" if req.method == "POST" else "graph.events.list", cal, None)
         return _event_route(req.method, cal, tail[1:])
     return Route("graph.unknown", None, None)
+
+
+def _subscription_route(method: str, tail: list[str]) -> Route:
+    """``/subscriptions[/{id}[/reauthorize]]`` (served by push_routes)."""
+    names: dict[tuple[str, int], str] = {
+        ("POST", 0): "create",
+        ("GET", 0): "list",
+        ("GET", 1): "get",
+        ("PATCH", 1): "update",
+        ("DELETE", 1): "delete",
+    }
+    if len(tail) == 2 and tail[1] == "reauthorize" and method == "POST":
+        return Route("graph.subscriptions.reauthorize", None, None)
+    name = names.get((method, len(tail))) if all(tail) else None
+    return Route(f"graph.subscriptions.{name}" if name else "graph.unknown", None, None)
 
 
 def _event_route(method: str, cal: str | None, tail: list[str]) -> Route:

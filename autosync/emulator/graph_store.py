@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -77,6 +78,8 @@ class Store:
         self.by_key: dict[str, str] = {}
         self.transactions: dict[str, str] = {}  # "account|transactionId" -> item id
         self.seq = 0
+        # (account id, item id, change key, "created" | "updated" | "deleted") after every item change
+        self.on_change: Callable[[str, str, str, str], None] | None = None
         self._cache: dict[tuple[str, int, datetime, datetime], list[tuple[datetime, datetime, datetime]]] = {}
 
     # calendars -----------------------------------------------------------------------------------
@@ -207,8 +210,12 @@ class Store:
 
     # writes --------------------------------------------------------------------------------------
     def _bump(self, ev: StoredEvent, now: datetime) -> None:
+        """Record a change of an item (the one place items change) and report it to ``on_change``."""
+        change = "deleted" if ev.deleted else "created" if ev.seq == 0 and ev.kind != "exception" else "updated"
         self.seq += 1
         ev.seq, ev.change_key, ev.modified = self.seq, new_change_key(), now
+        if self.on_change is not None:
+            self.on_change(self.calendars[ev.calendar_id].account_id, ev.id, ev.change_key, change)
 
     def find_transaction(self, cal: Calendar, body: dict[str, Any]) -> StoredEvent | None:
         """The live item an earlier POST with the same transactionId created (trap 31)."""

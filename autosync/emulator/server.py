@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from autosync.emulator import google
+from autosync.emulator import google, push_routes
 from autosync.emulator.admin import handle_admin
 from autosync.emulator.core import Account, Request, Response
 from autosync.emulator.faults import FaultBook, QuotaBook, fault_response, graph_error
@@ -17,6 +17,7 @@ from autosync.emulator.google_errors import auth_error
 from autosync.emulator.google_state import GoogleState
 from autosync.emulator.httpserver import RESET, EmulatorHandler, EmulatorHTTPServer
 from autosync.emulator.oauth import OAuthState
+from autosync.emulator.push import PushHub
 from autosync.emulator.requestlog import RequestLog
 from autosync.emulator.seed import dump_state, load_seed
 
@@ -65,6 +66,7 @@ class Emulator:
         self.faults = FaultBook()
         self.quotas = QuotaBook()
         self.log = RequestLog()
+        self.push = PushHub()
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.reset()
@@ -74,11 +76,15 @@ class Emulator:
     # --- state --------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every account, calendar, event, fault, quota and logged request."""
+        """Forget every account, calendar, event, fault, quota, logged request, channel and subscription."""
         with self.lock:
             self.oauth = OAuthState({k: (v[0], v[1]) for k, v in self.clients.items()}, self.access_token_ttl)
             self.google = GoogleState()
+            self.google.on_change = self.push.google_changed
             self.graph = _new_graph()
+            if self.graph is not None:
+                self.graph.listen(self.push.graph_changed)
+            self.push.reset()
             self.outlook_calendars: dict[str, list[tuple[str, str]]] = {}
             self.faults.clear()
             self.quotas.reset()
@@ -142,6 +148,7 @@ class Emulator:
         server = EmulatorHTTPServer((host, port), EmulatorHandler)
         server.emulator = self
         self._server = server
+        self.push.start()
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()
         return self
@@ -152,6 +159,7 @@ class Emulator:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        self.push.stop()
 
     def __enter__(self) -> Emulator:
         return self.start() if self._server is None else self
@@ -245,7 +253,7 @@ class Emulator:
             if outcome is None:
                 outcome = self.quotas.check(provider, account.id)
             if outcome is None:
-                outcome = self._route(provider, req)
+                outcome = self._route(provider, req, endpoint)
         finally:
             if slot:
                 self.quotas.leave(account.id)
@@ -265,7 +273,9 @@ class Emulator:
         )
         return outcome
 
-    def _route(self, provider: str, req: Request) -> Response:
+    def _route(self, provider: str, req: Request, endpoint: str) -> Response:
+        if endpoint in push_routes.ENDPOINTS:
+            return push_routes.handle(self, endpoint, req)  # without the lock: it may call the receiver
         with self.lock:
             if provider == "google":
                 return google.handle(self.google, req)
