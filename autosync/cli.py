@@ -1,4 +1,4 @@
-"""The `autosync` command line: db upgrade, sync, handle, emulator, status, run."""
+"""The `autosync` command line: db upgrade, sync, handle, emulator, status, run, webhooks."""
 
 from __future__ import annotations
 
@@ -79,6 +79,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """Serve the change-notification receiver (Google watch channels, Graph subscriptions)."""
+    import logging
+
+    from autosync.log import install
+    from autosync.webhooks import Receiver
+
+    settings = _settings()
+    handler = logging.StreamHandler()
+    install(handler, settings.secrets())
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    host = args.host or settings.webhook_host
+    port = settings.webhook_port if args.port is None else args.port
+    receiver = Receiver(host, port)
+    if not settings.push_enabled:
+        print("note: AUTOSYNC_WEBHOOK_URL is not set, so workers create no channels and nothing will notify "
+              "this receiver", file=sys.stderr)
+    print(f"autosync webhooks listening on {receiver.url}", file=sys.stderr, flush=True)
+    try:
+        receiver.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.server.server_close()
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the whole system (worker, beat, optional Flower), optionally the live demo."""
     from autosync.runner import run
@@ -122,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--user", type=int)
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
+
+    hooks = sub.add_parser("webhooks", help="serve the change-notification receiver (AUTOSYNC_WEBHOOK_URL)")
+    hooks.add_argument("--host", help="bind address (default AUTOSYNC_WEBHOOK_HOST)")
+    hooks.add_argument("--port", type=int, help="port (default AUTOSYNC_WEBHOOK_PORT)")
+    hooks.set_defaults(func=cmd_webhooks)
 
     run = sub.add_parser("run", help="run worker + beat (+ Flower); --demo adds a live emulator demo")
     run.add_argument("--demo", action="store_true", help="start the emulator with seeded users and drive changes")

@@ -68,6 +68,10 @@ def _number(kind: type, minimum: float, maximum: float | None = None) -> Callabl
     return parse
 
 
+def _optional_http_url(name: str, raw: str) -> str:
+    return _http_url(name, raw) if raw.strip() else ""
+
+
 def _bool(name: str, raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -175,6 +179,13 @@ class Settings:
     notification_sender: str = env("AUTOSYNC_NOTIFICATION_SENDER", "redis", _choice("redis", "log"))
     log_level: str = env("AUTOSYNC_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))
     data_dir: str = env("AUTOSYNC_DATA_DIR", "")  # `autosync run`'s embedded services; default per user
+    # Change notifications (Google watch channels, Graph subscriptions); off while the URL is empty.
+    webhook_url: str = env("AUTOSYNC_WEBHOOK_URL", "", _optional_http_url)  # public base of `autosync webhooks`
+    webhook_host: str = env("AUTOSYNC_WEBHOOK_HOST", "127.0.0.1")
+    webhook_port: int = env("AUTOSYNC_WEBHOOK_PORT", "8470", _number(int, 0, 65535))
+    watch_ttl: int = env("AUTOSYNC_WATCH_TTL", "252000", _number(int, 600, 604800))  # 70 h: under Graph's 4,230 min
+    watch_renew_before: int = env("AUTOSYNC_WATCH_RENEW_BEFORE", "86400", _number(int, 60, 604800))
+    watch_safety_poll: int = env("AUTOSYNC_WATCH_SAFETY_POLL", "21600", _number(int, 60))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -188,6 +199,8 @@ class Settings:
         settings = cls(**values)
         if settings.task_time_limit <= settings.task_soft_time_limit:
             raise ConfigError("AUTOSYNC_TASK_TIME_LIMIT must be greater than AUTOSYNC_TASK_SOFT_TIME_LIMIT")
+        if settings.watch_renew_before >= settings.watch_ttl:
+            raise ConfigError("AUTOSYNC_WATCH_RENEW_BEFORE must be less than AUTOSYNC_WATCH_TTL")
         return settings
 
     def __repr__(self) -> str:
@@ -196,6 +209,11 @@ class Settings:
             value = getattr(self, f.name)
             shown.append(f"{f.name}={mask_url(value)!r}" if isinstance(value, str) else f"{f.name}={value!r}")
         return f"Settings({', '.join(shown)})"
+
+    @property
+    def push_enabled(self) -> bool:
+        """Whether calendars are watched through change notifications (a webhook URL is set)."""
+        return bool(self.webhook_url)
 
     @property
     def redis(self) -> str:

@@ -34,7 +34,8 @@ def enqueue(step: Next, queue: str | None = None) -> None:
     if step.step == "done":
         return
     target = QUEUES.get(step.calendar_type or 0, queue or "autosync")
-    task = {"token": refresh_token, "fetch": fetch_page, "import": import_page, "push": push_changes}[step.step]
+    task = {"token": refresh_token, "watch": watch_calendar, "fetch": fetch_page, "import": import_page,
+            "push": push_changes}[step.step]
     args: tuple[Any, ...] = (step.run_id, step.page_id) if step.step == "import" else (step.run_id,)
     task.apply_async(args=args, queue=target)
 
@@ -134,6 +135,14 @@ def refresh_token(self: Task, run_id: int) -> None:
     _guarded(self, token_step, run_id)
 
 
+@app.task(name="autosync.watch_calendar", **STEP)
+def watch_calendar(self: Task, run_id: int) -> None:
+    """Step 1b (change notifications on): create or renew the calendar's channel before fetching."""
+    from autosync.services.watch import watch_step
+
+    _guarded(self, watch_step, run_id)
+
+
 @app.task(name="autosync.fetch_page", **STEP)
 def fetch_page(self: Task, run_id: int) -> None:
     """Step 2: fetch one page of changes and stage it."""
@@ -195,3 +204,16 @@ def deliver_notifications(self: Task) -> int:
     from autosync.services.notify import deliver_pending
 
     return deliver_pending(context())
+
+
+@app.task(name="autosync.changed", bind=True, ignore_result=True, acks_late=True,
+          autoretry_for=(psycopg.OperationalError, redis.RedisError), retry_backoff=True, retry_backoff_max=60,
+          max_retries=10)
+def changed(self: Task, channel_id: str, event: str = "exists") -> int:
+    """A verified change notification: sync the calendars its channel covers (ids only, never secrets)."""
+    from autosync.services.watch import on_notification
+
+    steps = on_notification(context(), channel_id, event)
+    for step in steps:
+        enqueue(step)
+    return len(steps)

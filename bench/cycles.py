@@ -111,3 +111,49 @@ def _figures(wall: float, calendars: int, after: dict[str, float], before: dict[
         out["unchanged_calendar_requests"] = {str(k): v for k, v in sorted(costs.items())}
         out["unchanged_exactly_one"] = set(costs) == {1}
     return out
+
+
+def push_cycle(db_url: str, emu: EmulatorClient, calendars: int, calendar_type: int, change: Any,
+               timeout: float = 900) -> dict[str, Any]:
+    """A cycle with change notifications on: the beat fan-out and the person edits start together.
+
+    ``change()`` makes the edits (through the emulator admin API, as a person would) and returns the
+    changed calendars' ext ids; the emulator notifies `autosync webhooks`, which queues their runs.
+    The clock runs from before the fan-out and the edits until the fan-out task and every run that
+    they started have finished; the time spent making the edits counts against autosync.
+    """
+    from autosync.celery import app
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        since = _last_run(conn)
+        emu.clear_requests()
+        before = worker_totals(settle=0)
+        started = time.time()
+        app.send_task("autosync.fan_out", args=([calendar_type],), queue="autosync")
+        changed: list[str] = change()
+        deadline = time.monotonic() + timeout
+        while True:
+            row = conn.execute(PROGRESS, (since,)).fetchone()
+            assert row is not None
+            total, open_, last, events, run_requests = row
+            fanned = delta(worker_totals(settle=0), before).get("task.ok:autosync.fan_out", 0)
+            if total >= len(changed) and open_ == 0 and fanned >= 1:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"push cycle not done: {total - open_}/{len(changed)} runs finished")
+            time.sleep(0.05)
+        outcomes: dict[str, int] = dict(conn.execute(OUTCOMES, (since,)).fetchall())
+        reasons: dict[str, int] = dict(conn.execute(
+            'SELECT reason, count(*) FROM sync_run WHERE "runId" > %s GROUP BY 1', (since,)).fetchall())
+    after = worker_totals()
+    wall = max(float(last or 0), after.get("last.autosync.fan_out", 0)) - started
+    out = _figures(wall, calendars, after, before, emu, calendar_type, None)
+    log = emu.requests(provider="google" if calendar_type == 1 else "outlook")
+    per_calendar = Counter(r["calendar"] for r in log["requests"] if r["calendar"])
+    unchanged = {r["calendar"] for r in log["requests"] if r["calendar"]} - set(changed)
+    out.update({"outcomes": outcomes, "run_reasons": reasons, "events_transferred": int(events),
+                "requests_recorded_by_runs": int(run_requests), "changed_calendars": len(changed),
+                "unchanged_calendars_with_requests": len(unchanged),
+                "requests_per_changed_calendar": round(sum(per_calendar[c] for c in changed) / max(1, len(changed)),
+                                                       3)})
+    return out

@@ -175,9 +175,34 @@ def emulator(svc: Services, seed: dict[str, Any] | None) -> Iterator[str]:
 
 
 @contextmanager
-def workers(svc: Services, *, pool: str, concurrency: int, count: int = 1) -> Iterator[list[subprocess.Popen]]:
-    """`celery -A bench.worker_app worker` subprocesses on the benchmark broker."""
+def webhooks(svc: Services) -> Iterator[str]:
+    """`autosync webhooks` as a subprocess on a free port; yields its base URL."""
+    port = free_port()
     env = {**os.environ, **svc.env()}
+    proc = subprocess.Popen([str(BIN / "autosync"), "webhooks", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(url + "/healthz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("autosync webhooks did not start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        _stop([proc])
+
+
+@contextmanager
+def workers(svc: Services, *, pool: str, concurrency: int, count: int = 1,
+            extra_env: dict[str, str] | None = None) -> Iterator[list[subprocess.Popen]]:
+    """`celery -A bench.worker_app worker` subprocesses on the benchmark broker."""
+    env = {**os.environ, **svc.env(), **(extra_env or {})}
     procs = [subprocess.Popen([str(BIN / "celery"), "-A", "bench.worker_app", "worker", "-P", pool, "-c",
                                str(concurrency), "-n", f"bench{i}-{os.getpid()}@%h", "--loglevel", "WARNING",
                                "--without-gossip", "--without-mingle"],

@@ -19,6 +19,17 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
 
     for s in res.get("steady", []):
         tag = f"{s['provider']} {s['calendars']} calendars"
+        if s.get("notifications"):
+            tag += ", change notifications on"
+            q = s["quiet_cycle"]
+            add("unchanged watched calendar costs 0 provider requests", q["requests"], q["requests"] == 0,
+                f"{tag}, 0% changed")
+            if s["calendars"] >= 10000:
+                add("10k-calendar cycle >= 5x faster than baseline", s["speedup_vs_baseline"],
+                    s["speedup_vs_baseline"] >= 5, tag)
+                add("10k-calendar cycle >= 10x fewer requests than baseline", s["fewer_requests_vs_baseline"],
+                    s["fewer_requests_vs_baseline"] >= 10, tag)
+            continue
         if "unchanged_cycle" in s:
             u = s["unchanged_cycle"]
             add("unchanged calendar = exactly 1 provider request", u["unchanged_calendar_requests"],
@@ -62,7 +73,9 @@ def table(res: dict[str, Any]) -> str:
     for s in res.get("steady", []):
         tag = f"{s['provider']} {s['calendars']}" + (f" ({s['events_seeded'] // s['calendars']} ev)"
                                                        if s["events_seeded"] > 20 * s["calendars"] else "")
-        rows = [("initial sync", s["initial_sync"]), ("0% changed", s.get("unchanged_cycle")),
+        if s.get("notifications"):
+            tag += " push"
+        rows = [("initial sync", s["initial_sync"]), ("0% changed", s.get("unchanged_cycle") or s.get("quiet_cycle")),
                 ("1% changed", s["steady_cycle"]), ("baseline (seed-style)", s.get("baseline_cycle"))]
         for label, c in rows:
             if c:

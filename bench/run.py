@@ -23,7 +23,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"],
                    help="worker pool (default prefork)")
     p.add_argument("--concurrency", type=int, default=4, help="worker concurrency (default 4)")
-    p.add_argument("--only", nargs="*", choices=["import", "steady", "large", "outlook"],
+    p.add_argument("--only", nargs="*", choices=["import", "steady", "large", "outlook", "push"],
                    help="run only these parts")
     return p.parse_args(argv)
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
     sizes = QUICK if args.quick else FULL
-    parts = set(args.only or ["import", "steady", "large", "outlook"])
+    parts = set(args.only or ["import", "steady", "large", "outlook", "push"])
     from bench import instrument, report, scenarios
     from bench.importpath import import_path
 
@@ -74,6 +74,15 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
                 res["steady"].append(scenarios.steady(
                     svc, "outlook", n, per_account=5, events=(5, 15), share=0.01, unchanged_cycle=True,
                     with_baseline=True, with_noop=False, **kw))
+        if "push" in parts:
+            for n in sizes["steady"]:
+                _say(f"steady state with change notifications, google, {n} calendars")
+                res["steady"].append(scenarios.steady_push(
+                    svc, "google", n, per_account=5, events=(5, 15), share=0.01, **kw))
+            n = sizes["outlook"][0]
+            _say(f"steady state with change notifications, outlook, {n} calendars")
+            res["steady"].append(scenarios.steady_push(
+                svc, "outlook", n, per_account=5, events=(5, 15), share=0.01, **kw))
         if "large" in parts:
             for n in sizes["large"]:
                 _say(f"one large google calendar, ~{n} events")

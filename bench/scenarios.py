@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 
 from autosync.emulator.client import EmulatorClient
-from bench.cycles import baseline_cycle, product_cycle
-from bench.harness import RssSampler, Services, delta, emulator, reset_state, worker_totals, workers
+from bench.cycles import baseline_cycle, product_cycle, push_cycle
+from bench.harness import RssSampler, Services, delta, emulator, reset_state, webhooks, worker_totals, workers
 from bench.workload import change_some, link_all, many_calendars, one_large_calendar
 
 
@@ -55,6 +55,36 @@ def steady(svc: Services, provider: str, n: int, *, pool: str, concurrency: int,
         if with_baseline:
             change_some(emu, work, share, cycle=2)
             out["baseline_cycle"] = baseline_cycle(emu, n, work.calendar_type)
+    _ratios(out)
+    return out
+
+
+def steady_push(svc: Services, provider: str, n: int, *, pool: str, concurrency: int, per_account: int,
+                events: tuple[int, int], share: float) -> dict[str, Any]:
+    """The steady cycle with change notifications on (`autosync webhooks` + AUTOSYNC_WEBHOOK_URL), and
+    the seed-style baseline on the same data in the same run."""
+    reset_state(svc)
+    t0 = time.monotonic()
+    work, seed = many_calendars(provider, n, per_account=per_account, events=events)
+    out: dict[str, Any] = {"provider": provider, "calendars": n, "calendars_per_account": per_account,
+                           "events_seeded": work.events, "changed_share": share, "notifications": True}
+    with webhooks(svc) as hook_url, emulator(svc, seed) as admin, \
+            workers(svc, pool=pool, concurrency=concurrency, extra_env={"AUTOSYNC_WEBHOOK_URL": hook_url + "/hooks"}):
+        out["setup_s"] = round(time.monotonic() - t0, 1)
+        emu = EmulatorClient(admin)
+        link_all(svc.db_url, work)
+        out["initial_sync"] = product_cycle(svc.db_url, emu, n, work.calendar_type)
+        emu.wait_push_idle(timeout=300)
+        with psycopg.connect(svc.db_url) as conn:
+            row = conn.execute('SELECT count(*) FILTER (WHERE "stoppedAt" IS NULL), count(DISTINCT "channelId") '
+                               "FROM push_channel").fetchone()
+        out["channels_live"] = int(row[0]) if row else 0
+        out["quiet_cycle"] = push_cycle(svc.db_url, emu, n, work.calendar_type, change=lambda: [])
+        out["steady_cycle"] = push_cycle(svc.db_url, emu, n, work.calendar_type,
+                                         change=lambda: change_some(emu, work, share, cycle=1))
+        emu.wait_push_idle(timeout=60)
+        change_some(emu, work, share, cycle=2)
+        out["baseline_cycle"] = baseline_cycle(emu, n, work.calendar_type)
     _ratios(out)
     return out
 

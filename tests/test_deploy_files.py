@@ -25,20 +25,22 @@ def test_honcho_check_passes() -> None:
 
 def test_procfile_has_worker_beat_and_flower_on_the_app() -> None:
     procs = _procfile()
-    assert set(procs) == {"worker", "beat", "flower"}
-    for name, cmd in procs.items():
-        assert shlex.split(cmd)[:4] == ["celery", "-A", "autosync", name]
+    assert set(procs) == {"worker", "beat", "flower", "webhooks"}
+    for name in ("worker", "beat", "flower"):
+        assert shlex.split(procs[name])[:4] == ["celery", "-A", "autosync", name]
+    assert shlex.split(procs["webhooks"]) == ["autosync", "webhooks"]
 
 
 def test_compose_services_match_the_procfile_and_wait_for_healthy_services() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "worker", "beat", "flower"} <= set(services)
+    assert {"postgres", "redis", "worker", "beat", "flower", "webhooks"} <= set(services)
     assert "healthcheck" in services["postgres"] and "healthcheck" in services["redis"]
     procs = _procfile()
-    for name in ("worker", "beat", "flower"):
+    for name in ("worker", "beat", "flower", "webhooks"):
         command = services[name]["command"]
-        assert shlex.split(command)[:4] == shlex.split(procs[name])[:4]
+        wanted = shlex.split(procs[name])[:4]
+        assert shlex.split(command)[:len(wanted)] == wanted
         deps = services[name]["depends_on"]
         assert deps["postgres"]["condition"] == "service_healthy"
         assert deps["redis"]["condition"] == "service_healthy"
@@ -61,13 +63,14 @@ def test_task_names_are_a_stable_snapshot() -> None:
 
     ours = sorted(n for n in app.tasks if n.startswith("autosync."))
     assert ours == [
-        "autosync.deliver_notifications", "autosync.fan_out", "autosync.fetch_page", "autosync.import_page",
-        "autosync.push_changes", "autosync.refresh_token", "autosync.resume_stale", "autosync.sync_user",
+        "autosync.changed", "autosync.deliver_notifications", "autosync.fan_out", "autosync.fetch_page",
+        "autosync.import_page", "autosync.push_changes", "autosync.refresh_token", "autosync.resume_stale",
+        "autosync.sync_user", "autosync.watch_calendar",
     ]
 
 
 def test_cli_help_lists_the_commands() -> None:
     out = subprocess.run([sys.executable, "-m", "autosync.cli", "--help"], capture_output=True, text=True,
                          check=True)
-    for command in ("db", "sync", "handle", "emulator", "status", "run"):
+    for command in ("db", "sync", "handle", "emulator", "status", "run", "webhooks"):
         assert command in out.stdout

@@ -45,6 +45,26 @@ class Page:
         return self.next_page is None
 
 
+@dataclass(frozen=True)
+class Channel:
+    """A change-notification channel: a Google watch channel or a Graph subscription."""
+
+    id: str
+    expires_at: datetime
+    resource_id: str | None = None  # Google's, needed to stop the channel
+
+
+@dataclass(frozen=True)
+class WatchRequest:
+    """What autosync asks a provider to watch with: where to notify and the secret to echo."""
+
+    channel_id: str  # ours for Google; Graph assigns its own
+    address: str
+    lifecycle_address: str | None
+    secret: str = field(repr=False)
+    expires_at: datetime
+
+
 class Provider(Protocol):
     """The operations the sync engine needs from a calendar provider."""
 
@@ -69,3 +89,12 @@ class Provider(Protocol):
 
     def delete(self, cal: CalendarRef, ext_id: str) -> None:
         """Delete an event; an event already gone counts as success."""
+
+    def watch(self, cal: CalendarRef, request: WatchRequest) -> Channel:
+        """Start change notifications for the calendar (Google) or its whole mailbox (Graph)."""
+
+    def renew_watch(self, cal: CalendarRef, channel_id: str, expires_at: datetime) -> Channel | None:
+        """Extend a channel in place; None when the provider has no renewal (Google: create anew)."""
+
+    def unwatch(self, cal: CalendarRef, channel_id: str, resource_id: str | None) -> None:
+        """Stop a channel; one already gone counts as success."""

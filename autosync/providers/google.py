@@ -10,7 +10,7 @@ from urllib.parse import quote
 import requests
 
 from autosync import errors
-from autosync.providers import CalendarRef, Page, TokenGrant
+from autosync.providers import CalendarRef, Channel, Page, TokenGrant, WatchRequest
 from autosync.providers.http import HttpEdge, classify_response, json_body, parse_retry_after
 from autosync.ratelimit import Limit
 from autosync.settings import Settings
@@ -177,5 +177,28 @@ class GoogleProvider:
         try:
             self._call("DELETE", cal, self._events_path(cal, ext_id),
                        params={"sendUpdates": self.settings.send_updates})
+        except errors.NotFound:
+            return
+
+    def watch(self, cal: CalendarRef, request: WatchRequest) -> Channel:
+        """events.watch: a web_hook channel whose token is our secret; Google may shorten its life."""
+        body = {"id": request.channel_id, "type": "web_hook", "address": request.address,
+                "token": request.secret, "expiration": str(int(request.expires_at.timestamp() * 1000))}
+        answer = json_body(self._call("POST", cal, self._events_path(cal) + "/watch", json=body))
+        try:
+            # int64 as a JSON string (contract A6); the effective expiry may be earlier than asked.
+            expires = datetime.fromtimestamp(int(answer["expiration"]) / 1000, UTC)
+            return Channel(id=str(answer["id"]), expires_at=expires, resource_id=str(answer["resourceId"]))
+        except (KeyError, TypeError, ValueError):
+            raise errors.Permanent("events.watch answer without id/resourceId/expiration") from None
+
+    def renew_watch(self, cal: CalendarRef, channel_id: str, expires_at: datetime) -> Channel | None:
+        """Google has no renewal call: a new channel replaces the old one (trap 35)."""
+        return None
+
+    def unwatch(self, cal: CalendarRef, channel_id: str, resource_id: str | None) -> None:
+        """channels.stop; a channel Google no longer knows counts as stopped."""
+        try:
+            self._call("POST", cal, "/channels/stop", json={"id": channel_id, "resourceId": resource_id})
         except errors.NotFound:
             return

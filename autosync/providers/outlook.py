@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 import requests
 
 from autosync import errors
-from autosync.providers import CalendarRef, Page, TokenGrant
+from autosync.providers import CalendarRef, Channel, Page, TokenGrant, WatchRequest
 from autosync.providers.google import classify_token, grant_from
 from autosync.providers.http import HttpEdge, classify_response, json_body
 from autosync.ratelimit import Limit
@@ -44,6 +44,14 @@ def classify_api(resp: requests.Response) -> errors.ProviderError | None:
 def graph_time(moment: datetime) -> str:
     """UTC timestamp for startDateTime/endDateTime."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _subscription(body: Any) -> Channel:
+    try:
+        expires = datetime.fromisoformat(str(body["expirationDateTime"]))
+        return Channel(id=str(body["id"]), expires_at=expires if expires.tzinfo else expires.replace(tzinfo=UTC))
+    except (KeyError, TypeError, ValueError):
+        raise errors.Permanent("subscription answer without id/expirationDateTime") from None
 
 
 class OutlookProvider:
@@ -144,5 +152,33 @@ class OutlookProvider:
         """DELETE; 404 ErrorItemNotFound counts as success (trap 32)."""
         try:
             self._call("DELETE", cal, self._event_url(ext_id))
+        except errors.NotFound:
+            return
+
+    def _subscriptions_url(self, subscription_id: str | None = None) -> str:
+        url = f"{self.settings.graph_api_url}/subscriptions"
+        return url + (f"/{quote(subscription_id, safe='')}" if subscription_id else "")
+
+    def watch(self, cal: CalendarRef, request: WatchRequest) -> Channel:
+        """POST /subscriptions on the whole mailbox (Graph cannot watch one calendar, contract B7).
+
+        Graph validates both URLs before it answers: `autosync webhooks` must be reachable.
+        """
+        body: dict[str, Any] = {"changeType": "created,updated,deleted", "notificationUrl": request.address,
+                                "resource": "me/events", "expirationDateTime": graph_time(request.expires_at),
+                                "clientState": request.secret}
+        if request.lifecycle_address:
+            body["lifecycleNotificationUrl"] = request.lifecycle_address
+        return _subscription(json_body(self._call("POST", cal, self._subscriptions_url(), json=body)))
+
+    def renew_watch(self, cal: CalendarRef, channel_id: str, expires_at: datetime) -> Channel | None:
+        """PATCH the expiry (also answers reauthorizationRequired); NotFound when Graph removed it."""
+        body = {"expirationDateTime": graph_time(expires_at)}
+        return _subscription(json_body(self._call("PATCH", cal, self._subscriptions_url(channel_id), json=body)))
+
+    def unwatch(self, cal: CalendarRef, channel_id: str, resource_id: str | None) -> None:
+        """DELETE /subscriptions/{id}; one already gone counts as deleted."""
+        try:
+            self._call("DELETE", cal, self._subscriptions_url(channel_id))
         except errors.NotFound:
             return

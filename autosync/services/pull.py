@@ -17,6 +17,7 @@ from autosync.services.runs import Next
 from autosync.services.series import expected_slots
 from autosync.services.tokens import ensure_token
 from autosync.store import events as ev_sql
+from autosync.store import push as push_sql
 from autosync.store import runs as sql
 from autosync.store.db import Conn, transaction
 
@@ -70,7 +71,7 @@ def needs_full(app: Context, ctx: dict[str, Any]) -> bool:
 def fetch_step(app: Context, run_id: int) -> Next:
     """Fetch one page; stage it for import, or apply an empty page right here."""
     with counting() as stats:
-        ctx = _load(run_id)
+        ctx = load_run(run_id)
         if ctx is None:
             return Next("done", run_id)
         cal = ensure_token(app, ctx)
@@ -104,7 +105,7 @@ def fetch_step(app: Context, run_id: int) -> Next:
 def import_step(app: Context, run_id: int, page_id: int) -> Next:
     """Normalize a staged page and write it, with its cursor, in one transaction."""
     with counting() as stats:
-        ctx = _load(run_id)
+        ctx = load_run(run_id)
         if ctx is None:
             return Next("done", run_id)
         with transaction() as conn:
@@ -119,7 +120,8 @@ def import_step(app: Context, run_id: int, page_id: int) -> Next:
     return _apply(app, ctx, prepared, page, stats.count, window, page_id=page_id)
 
 
-def _load(run_id: int) -> dict[str, Any] | None:
+def load_run(run_id: int) -> dict[str, Any] | None:
+    """A run joined with its calendar, or None when it is over (or its calendar was switched off)."""
     with transaction() as conn:
         ctx = sql.run_context(conn, run_id)
         if ctx is None or ctx["finishedAt"] is not None:
@@ -334,11 +336,13 @@ def _guard(app: Context, conn: Conn, ctx: dict[str, Any], to_delete: list[str]) 
 
 def token_step(app: Context, run_id: int) -> Next:
     """Make sure the calendar has a usable access token (refreshing once per account)."""
-    ctx = _load(run_id)
+    ctx = load_run(run_id)
     if ctx is None:
         return Next("done", run_id)
     with counting() as stats:
         ensure_token(app, ctx)
     with transaction() as conn:
-        sql.touch(conn, run_id, "fetch", stats.count)
-    return Next("fetch", run_id, calendar_type=ctx["calendarType"])
+        step = "watch" if app.settings.push_enabled and push_sql.watch_due(
+            conn, ctx["calendarId"], app.settings.watch_renew_before) else "fetch"
+        sql.touch(conn, run_id, step, stats.count)
+    return Next(step, run_id, calendar_type=ctx["calendarType"])

@@ -25,23 +25,34 @@ class Next:
 
 
 def first_step(row: dict[str, Any], margin: int) -> str:
-    """Skip the token step when the stored token is still good."""
-    if row.get("has_token") and fresh_enough("x", row.get("accessTokenExpirationDate"), margin):
-        return "fetch"
-    return "token"
+    """Skip the token step when the stored token is still good, the watch step when it is watched."""
+    if not (row.get("has_token") and fresh_enough("x", row.get("accessTokenExpirationDate"), margin)):
+        return "token"
+    return "watch" if row.get("watch_due") else "fetch"
+
+
+def due(app: Context, conn: Conn, types: list[int], *, quiet: bool = False, user_id: int | None = None,
+        calendar_ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """The calendars a selection picks, with what their runs need to know about watching."""
+    s = app.settings
+    return sql.select_due(conn, types, user_id=user_id, calendar_ids=calendar_ids, push=s.push_enabled,
+                          quiet=quiet, renew_before=s.watch_renew_before, safety_poll=s.watch_safety_poll)
 
 
 def open_runs(app: Context, types: list[int], *, reason: str, user_id: int | None = None,
-              calendar_id: int | None = None, request_id: int | None = None,
-              allow_mass_delete: bool = False) -> tuple[list[Next], int]:
+              calendar_id: int | None = None, calendar_ids: list[int] | None = None,
+              request_id: int | None = None, allow_mass_delete: bool = False) -> tuple[list[Next], int]:
     """Open runs for the selected calendars; returns (first steps of new runs, coalesced count).
 
     A calendar with a run in progress is not run twice: the request joins that run, and an ad-hoc
-    request asks for one more run after it, because the change it wants may have come later.
+    request (or a change notification) asks for one more run after it, because the change it wants
+    may have come later. The beat leaves out watched calendars that need no run.
     """
+    if calendar_id is not None:
+        calendar_ids = [calendar_id]
     with transaction() as conn:
-        due = sql.select_due(conn, types, user_id=user_id, calendar_id=calendar_id)
-        by_id = {r["calendarId"]: r for r in due}
+        rows = due(app, conn, types, quiet=reason == "beat", user_id=user_id, calendar_ids=calendar_ids)
+        by_id = {r["calendarId"]: r for r in rows}
         created, coalesced = sql.start_runs(conn, list(by_id), reason=reason, request_id=request_id,
                                             rerun=reason != "beat")
         if allow_mass_delete:
@@ -61,7 +72,7 @@ def resume_stale(app: Context) -> list[Next]:
         stale = sql.stale_runs(conn, app.settings.run_stale_after)
         steps = []
         for r in stale:
-            step = r["step"] if r["step"] in {"token", "fetch", "push"} else "fetch"
+            step = r["step"] if r["step"] in {"token", "watch", "fetch", "push"} else "fetch"
             page = conn.execute(sql.FIRST_STAGED_PAGE, {"run_id": r["runId"]}).fetchone() \
                 if r["step"] == "import" else None
             if page:
@@ -104,15 +115,15 @@ def rerun_if_requested(app: Context, run: dict[str, Any] | None) -> list[Next]:
     if run is None or not run["rerunRequested"]:
         return []
     with transaction() as conn:
-        due = sql.select_due(conn, [1, 2], calendar_id=run["calendarId"])
-        if not due:
+        rows = due(app, conn, [1, 2], calendar_ids=[run["calendarId"]])
+        if not rows:
             _settle_requests(conn, run, failed=True)
             return []
         created = conn.execute(sql.START_RERUN, {"c": run["calendarId"], "r": run["requestIds"]}).fetchone()
         if created is None or not created["new"]:
             return []
-        return [Next(first_step(due[0], app.settings.token_refresh_margin), created["runId"],
-                     calendar_type=due[0]["calendarType"])]
+        return [Next(first_step(rows[0], app.settings.token_refresh_margin), created["runId"],
+                     calendar_type=rows[0]["calendarType"])]
 
 
 def _log_run(run: dict[str, Any]) -> None:

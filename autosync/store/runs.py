@@ -10,17 +10,26 @@ from typing import Any
 import orjson
 
 from autosync.model import Skipped
+from autosync.store import push as push_sql
 from autosync.store.db import Conn
 
 # Active calendars of the requested types. A needs-reauth calendar is skipped until its tokens
-# change (the stored hash no longer matches the current refresh token).
+# change (the stored hash no longer matches the current refresh token). With change notifications
+# on (%(push)s), `watch_due` says a channel must be created or renewed, and a "quiet" selection
+# (the beat's) skips a watched calendar unless it has app changes to push, its last run did not end
+# well, it has no cursor yet, or its safety poll is due: notifications start the other runs.
 SELECT_DUE = (
     'SELECT c."calendarId", c."calendarType", c."userId", c."accessTokenExpirationDate", '
-    "c.token IS NOT NULL AS has_token "
+    "c.token IS NOT NULL AS has_token, %(push)s AND NOT " + push_sql.WATCHED + " AS watch_due "
     "FROM calendar c WHERE c.status AND c.\"calendarType\" = ANY(%(types)s) "
     'AND (%(user_id)s::bigint IS NULL OR c."userId" = %(user_id)s) '
-    'AND (%(calendar_id)s::bigint IS NULL OR c."calendarId" = %(calendar_id)s) '
+    'AND (%(calendar_ids)s::bigint[] IS NULL OR c."calendarId" = ANY(%(calendar_ids)s)) '
     'AND (NOT c."needsReauth" OR c."reauthTokenHash" IS DISTINCT FROM md5(coalesce(c."refreshToken", \'\'))) '
+    "AND (NOT %(quiet)s OR NOT " + push_sql.WATCHED + ' OR c."deltaLink" IS NULL '
+    "OR c.\"lastOutcome\" IS DISTINCT FROM 'ok' OR c.\"lastSyncDate\" IS NULL "
+    "OR c.\"lastSyncDate\" < (now() AT TIME ZONE 'UTC') - make_interval(secs => %(safety_poll)s) "
+    'OR EXISTS (SELECT 1 FROM event_outbox o WHERE o."calendarId" = c."calendarId" AND o."doneAt" IS NULL '
+    'AND o."nextAttemptAt" <= now())) '
     'ORDER BY c."calendarId"'
 )
 START_RUNS = (
@@ -149,10 +158,13 @@ RUNS_OF_REQUEST = 'SELECT * FROM sync_run WHERE %(request_id)s = ANY("requestIds
 
 
 def select_due(conn: Conn, types: Sequence[int], *, user_id: int | None = None,
-               calendar_id: int | None = None) -> list[dict[str, Any]]:
-    """Calendars to sync now."""
+               calendar_ids: Sequence[int] | None = None, push: bool = False, quiet: bool = False,
+               renew_before: int = 0, safety_poll: int = 0) -> list[dict[str, Any]]:
+    """Calendars to sync now (``quiet``: leave out watched calendars that need no run)."""
     return conn.execute(SELECT_DUE, {"types": list(types), "user_id": user_id,
-                                     "calendar_id": calendar_id}).fetchall()
+                                     "calendar_ids": list(calendar_ids) if calendar_ids is not None else None,
+                                     "push": push, "quiet": quiet and push, "renew_before": renew_before,
+                                     "safety_poll": safety_poll}).fetchall()
 
 
 def start_runs(conn: Conn, calendar_ids: Sequence[int], *, reason: str,

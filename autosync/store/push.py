@@ -1,0 +1,108 @@
+"""SQL for change-notification channels (Google watch channels, Graph subscriptions)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from autosync.store.db import Conn
+
+# A channel covers its own calendar, or (calendarId NULL: a Graph subscription) every calendar of
+# the same mailbox. `c` is the calendar, `p` the channel.
+COVERS = (
+    '(p."calendarId" = c."calendarId" OR (p."calendarId" IS NULL AND p."calendarType" = c."calendarType" '
+    'AND p."userId" = c."userId" AND p."socialAccountId" = c."socialAccountId"))'
+)
+# True when a live channel covers calendar `c` for at least %(renew_before)s more seconds.
+WATCHED = (
+    'EXISTS (SELECT 1 FROM push_channel p WHERE p."stoppedAt" IS NULL '
+    'AND p."expiresAt" > now() + make_interval(secs => %(renew_before)s) AND ' + COVERS + ")"
+)
+LIVE_FOR_CALENDAR = (
+    'SELECT p.* FROM push_channel p JOIN calendar c ON ' + COVERS + ' WHERE c."calendarId" = %(c)s '
+    'AND p."stoppedAt" IS NULL ORDER BY p."expiresAt" DESC'
+)
+WATCH_DUE = 'SELECT NOT ' + WATCHED + ' AS due FROM calendar c WHERE c."calendarId" = %(c)s'
+INSERT = (
+    'INSERT INTO push_channel ("channelId", "calendarType", "userId", "socialAccountId", "calendarId", '
+    '"resourceId", secret, "expiresAt") VALUES (%(id)s, %(type)s, %(user_id)s, %(account)s, %(calendar_id)s, '
+    "%(resource_id)s, %(secret)s, %(expires)s)"
+)
+RENEWED = (
+    'UPDATE push_channel SET "expiresAt" = %(expires)s, "renewedAt" = now() WHERE "channelId" = %(id)s'
+)
+STOP = 'UPDATE push_channel SET "stoppedAt" = now() WHERE "channelId" = ANY(%(ids)s) AND "stoppedAt" IS NULL'
+LOOKUP = 'SELECT * FROM push_channel WHERE "channelId" = %(id)s'
+ACCEPTED = (
+    'UPDATE push_channel SET messages = messages + 1, "lastMessageAt" = now(), "lastEvent" = %(event)s '
+    'WHERE "channelId" = %(id)s'
+)
+# Graph asks for a renewal (reauthorizationRequired): make the subscription due now.
+DUE_NOW = 'UPDATE push_channel SET "expiresAt" = least("expiresAt", now()) WHERE "channelId" = %(id)s'
+CALENDARS_OF = (
+    'SELECT c."calendarId", c."calendarType" FROM push_channel p JOIN calendar c ON ' + COVERS + ' '
+    'WHERE p."channelId" = %(id)s AND c.status ORDER BY c."calendarId"'
+)
+SET_WATCH_ERROR = 'UPDATE calendar SET "watchError" = %(error)s WHERE "calendarId" = %(c)s'
+LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
+
+
+def lock_mailbox(conn: Conn, ctx: dict[str, Any]) -> None:
+    """Serialize channel changes of one mailbox (held until commit): one Graph subscription per mailbox."""
+    owner = ctx["socialAccountId"] or f"cal{ctx['calendarId']}"
+    conn.execute(LOCK, {"key": f"watch:{ctx['calendarType']}:{ctx['userId']}:{owner}"})
+
+
+def live_for_calendar(conn: Conn, calendar_id: int) -> list[dict[str, Any]]:
+    """Channels that cover a calendar and were not stopped (newest expiry first)."""
+    return conn.execute(LIVE_FOR_CALENDAR, {"c": calendar_id}).fetchall()
+
+
+def watch_due(conn: Conn, calendar_id: int, renew_before: int) -> bool:
+    """Whether the calendar needs a channel created or renewed now."""
+    row = conn.execute(WATCH_DUE, {"c": calendar_id, "renew_before": renew_before}).fetchone()
+    return bool(row and row["due"])
+
+
+def insert(conn: Conn, ctx: dict[str, Any], *, channel_id: str, calendar_id: int | None,
+           resource_id: str | None, secret: str, expires: datetime) -> None:
+    """Record a channel the provider just created."""
+    conn.execute(INSERT, {"id": channel_id, "type": ctx["calendarType"], "user_id": ctx["userId"],
+                          "account": ctx["socialAccountId"], "calendar_id": calendar_id,
+                          "resource_id": resource_id, "secret": secret, "expires": expires})
+
+
+def renewed(conn: Conn, channel_id: str, expires: datetime) -> None:
+    """A subscription's new expiry."""
+    conn.execute(RENEWED, {"id": channel_id, "expires": expires})
+
+
+def stop(conn: Conn, channel_ids: list[str]) -> None:
+    """Channels whose notifications are ignored from now on."""
+    if channel_ids:
+        conn.execute(STOP, {"ids": channel_ids})
+
+
+def lookup(conn: Conn, channel_id: str) -> dict[str, Any] | None:
+    """One channel by id."""
+    return conn.execute(LOOKUP, {"id": channel_id}).fetchone()
+
+
+def accepted(conn: Conn, channel_id: str, event: str) -> None:
+    """Count a verified notification."""
+    conn.execute(ACCEPTED, {"id": channel_id, "event": event[:64]})
+
+
+def due_now(conn: Conn, channel_id: str) -> None:
+    """Make a channel due for renewal."""
+    conn.execute(DUE_NOW, {"id": channel_id})
+
+
+def calendars_of(conn: Conn, channel_id: str) -> list[dict[str, Any]]:
+    """Active calendars a channel covers."""
+    return conn.execute(CALENDARS_OF, {"id": channel_id}).fetchall()
+
+
+def set_watch_error(conn: Conn, calendar_id: int, error: str | None) -> None:
+    """Record (or clear) why watching a calendar failed."""
+    conn.execute(SET_WATCH_ERROR, {"c": calendar_id, "error": error})
