@@ -127,6 +127,7 @@ def push_cycle(db_url: str, emu: EmulatorClient, calendars: int, calendar_type: 
     with psycopg.connect(db_url, autocommit=True) as conn:
         since = _last_run(conn)
         emu.clear_requests()
+        emu.clear_push_deliveries()
         before = worker_totals(settle=0)
         started = time.time()
         app.send_task("autosync.fan_out", args=([calendar_type],), queue="autosync")
@@ -151,7 +152,10 @@ def push_cycle(db_url: str, emu: EmulatorClient, calendars: int, calendar_type: 
     log = emu.requests(provider="google" if calendar_type == 1 else "outlook")
     per_calendar = Counter(r["calendar"] for r in log["requests"] if r["calendar"])
     unchanged = {r["calendar"] for r in log["requests"] if r["calendar"]} - set(changed)
-    out.update({"outcomes": outcomes, "run_reasons": reasons, "events_transferred": int(events),
+    deliveries = emu.push_deliveries()
+    out.update({"notifications_received": sum(1 for d in deliveries if d["kind"] in ("exists", "change")),
+                "notification_attempts_failed": sum(1 for d in deliveries if not 200 <= (d["status"] or 0) < 300),
+                "outcomes": outcomes, "run_reasons": reasons, "events_transferred": int(events),
                 "requests_recorded_by_runs": int(run_requests), "changed_calendars": len(changed),
                 "unchanged_calendars_with_requests": len(unchanged),
                 "requests_per_changed_calendar": round(sum(per_calendar[c] for c in changed) / max(1, len(changed)),

@@ -6,18 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from autosync.store.db import transaction
+from autosync.store.status import STATUS
 
-STATUS = (
-    'SELECT c."calendarId", c."userId", c."calendarType", c.status AS active, c."lastSyncDate", '
-    'c."lastOutcome", c."lastError", c."needsReauth", c."reauthReason", c."deactivatedReason", '
-    'c."cursorUpdatedAt", c."deltaLink" IS NOT NULL AS has_cursor, '
-    '(SELECT count(*) FROM cal_event e WHERE e."calendarId" = c."calendarId" AND e.status) AS events, '
-    '(SELECT count(*) FROM event_outbox o WHERE o."calendarId" = c."calendarId" AND o."doneAt" IS NULL) '
-    "AS pending_pushes, "
-    '(SELECT count(*) FROM sync_run r WHERE r."calendarId" = c."calendarId" AND r."finishedAt" IS NULL) '
-    "AS running FROM calendar c WHERE c.\"calendarType\" IN (1, 2) "
-    'AND (%(user)s::bigint IS NULL OR c."userId" = %(user)s) ORDER BY c."userId", c."calendarId"'
-)
 PROVIDERS = {1: "google", 2: "outlook"}
 
 
@@ -36,6 +26,7 @@ def status_rows(user_id: int | None) -> list[dict[str, Any]]:
             "deactivatedReason": r["deactivatedReason"], "events": r["events"],
             "cursorAgeSeconds": round(cursor_age) if cursor_age is not None else None,
             "pendingPushes": r["pending_pushes"], "running": bool(r["running"]),
+            "watchedUntil": r["watched_until"], "watchError": r["watchError"],
         })
     return out
 
@@ -43,7 +34,7 @@ def status_rows(user_id: int | None) -> list[dict[str, Any]]:
 def render(rows: list[dict[str, Any]]) -> str:
     """A table, then a summary line."""
     head = ("CAL", "USER", "PROVIDER", "LAST SYNC (UTC)", "OUTCOME", "REAUTH", "EVENTS", "CURSOR AGE", "PUSHES",
-            "ERROR")
+            "WATCHED UNTIL", "ERROR")
     lines = []
     for r in rows:
         age = r["cursorAgeSeconds"]
@@ -53,13 +44,15 @@ def render(rows: list[dict[str, Any]]) -> str:
                       + ("" if r["active"] else " (inactive)"),
                       "yes" if r["needsReauth"] else "no", str(r["events"]),
                       f"{age}s" if age is not None else "-", str(r["pendingPushes"]),
-                      (r["reauthReason"] or r["deactivatedReason"] or r["lastError"] or "")[:60]))
+                      r["watchedUntil"].strftime("%Y-%m-%d %H:%M") if r["watchedUntil"] else "-",
+                      (r["reauthReason"] or r["deactivatedReason"] or r["lastError"] or r["watchError"] or "")[:60]))
     widths = [max(len(h), *(len(x[i]) for x in lines)) if lines else len(h) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     table = [fmt.format(*head)] + [fmt.format(*x) for x in lines]
     ok = sum(1 for r in rows if r["lastOutcome"] == "ok")
     failing = sum(1 for r in rows if r["lastOutcome"] not in (None, "ok"))
     reauth = sum(1 for r in rows if r["needsReauth"])
-    table.append(f"{len(rows)} calendars: {ok} ok, {failing} failing, {reauth} need re-auth, "
+    watched = sum(1 for r in rows if r["watchedUntil"])
+    table.append(f"{len(rows)} calendars: {ok} ok, {failing} failing, {reauth} need re-auth, {watched} watched, "
                  f"{sum(r['events'] for r in rows)} events, {sum(r['pendingPushes'] for r in rows)} pending pushes")
     return "\n".join(table)

@@ -127,7 +127,7 @@ def test_status_shows_each_calendar_and_a_summary_line(worker, db, emu) -> None:
     lines = out.stdout.strip().splitlines()
     assert lines[0].split()[:3] == ["CAL", "USER", "PROVIDER"]
     assert "google" in lines[1] and " ok " in f" {lines[1]} " and "3" in lines[1].split()
-    assert lines[-1].startswith("1 calendars: 1 ok, 0 failing, 0 need re-auth, 3 events")
+    assert lines[-1].startswith("1 calendars: 1 ok, 0 failing, 0 need re-auth, 0 watched, 3 events")
     data = json.loads(cli("status", "--json", env=env).stdout)
     assert data[0]["events"] == 3 and data[0]["needsReauth"] is False and data[0]["cursorAgeSeconds"] is not None
 

@@ -111,6 +111,11 @@ def test_a_google_calendar_is_watched_and_a_change_syncs_it_without_the_beat(hoo
     [sync_msg] = emu.push_deliveries(provider="google")
     assert sync_msg["kind"] == "sync" and sync_msg["status"] == 200
     assert sync_msg["url"] == hooks.url + "/hooks/google"
+    from autosync.services.status import render, status_rows
+
+    [row] = status_rows(cal.user_id)
+    assert row["watchedUntil"] == channel["expiresAt"] and row["watchError"] is None
+    assert "1 watched" in render([row])
     # The handshake may arrive before the channel is stored; it starts no run either way.
     assert len(run_rows(db, cal.calendar_id)) == 1
 
