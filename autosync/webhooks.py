@@ -30,17 +30,43 @@ MAX_BODY = 1 << 20  # Graph batches are small; refuse anything absurd
 
 
 class WebhookServer(ThreadingHTTPServer):
-    """Threading HTTP/1.1 server for the receiver."""
+    """Threading HTTP/1.1 server for the receiver; closing it also drops its keep-alive connections."""
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
 
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._open_lock:
+            open_now, self._open = list(self._open), set()
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
 
 def _publish(channel_id: str, event: str, calendar_type: int | None) -> None:
     from autosync.tasks import QUEUES, changed
 
-    changed.apply_async(args=(channel_id, event), queue=QUEUES.get(calendar_type or 0, "autosync"))
+    # Fail fast when the broker is away: the provider's own redelivery is the retry (answer 503).
+    changed.apply_async(args=(channel_id, event), queue=QUEUES.get(calendar_type or 0, "autosync"),
+                        retry=True, retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
+                                                  "interval_max": 0.5})
 
 
 def handle(channel_id: str, secret: str | None, event: str) -> str:

@@ -7,8 +7,13 @@ beat and synced when its provider says it changed.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,23 +26,30 @@ import requests
 from tests.e2e.helpers import Linked, events, link, run_rows, sync
 
 
+@contextmanager
+def _notified_at(webhook_url: str) -> Iterator[None]:
+    """Workers (the in-process test worker) configured with AUTOSYNC_WEBHOOK_URL."""
+    from autosync.services import context as ctxmod
+    from autosync.settings import get_settings
+
+    saved = ctxmod._ctx, ctxmod._pid
+    ctxmod._ctx, ctxmod._pid = ctxmod.build(replace(get_settings(), webhook_url=webhook_url)), os.getpid()
+    try:
+        yield
+    finally:
+        ctxmod._ctx, ctxmod._pid = saved
+
+
 @pytest.fixture()
 def hooks(worker: object) -> Iterator[Any]:
     """`autosync webhooks` on a free port, and workers configured to be notified there."""
-    from autosync.services import context as ctxmod
-    from autosync.settings import get_settings
     from autosync.webhooks import Receiver
 
     receiver = Receiver("127.0.0.1", 0).start()
-    settings = replace(get_settings(), webhook_url=receiver.url + "/hooks")
-    saved = ctxmod._ctx, ctxmod._pid
-    import os
-
-    ctxmod._ctx, ctxmod._pid = ctxmod.build(settings), os.getpid()
     try:
-        yield receiver
+        with _notified_at(receiver.url + "/hooks"):
+            yield receiver
     finally:
-        ctxmod._ctx, ctxmod._pid = saved
         receiver.stop()
 
 
@@ -296,3 +308,76 @@ def test_an_outlook_subscription_is_renewed_in_place_and_lifecycle_events_are_ho
     subs = [r["endpoint"] for r in emu.requests(provider="outlook")["requests"] if "subscriptions" in r["endpoint"]]
     assert subs == ["graph.subscriptions.create"]
     assert run_rows(db, second)[-1]["reason"] == "push"
+
+
+# --- the receiver's own outages lose nothing -------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer"
+        time.sleep(0.05)
+
+
+def test_a_notification_the_receiver_cannot_queue_is_refused_and_delivered_again(worker, db, emu) -> None:
+    from autosync.webhooks import Receiver
+
+    port = _free_port()
+    with _notified_at(f"http://127.0.0.1:{port}/hooks"):
+        receiver = Receiver("127.0.0.1", port).start()
+        try:
+            cal = _watched_google(db, emu)
+        finally:
+            receiver.stop()
+        # The receiver comes back without a broker: it cannot queue the sync, so it answers 503.
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            dead_broker = f"redis://127.0.0.1:{closed.getsockname()[1]}/0"
+        env = {**os.environ, "AUTOSYNC_BROKER_URL": dead_broker, "AUTOSYNC_REDIS_URL": dead_broker}
+        proc = subprocess.Popen([sys.executable, "-m", "autosync.cli", "webhooks", "--port", str(port)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_http(f"http://127.0.0.1:{port}/healthz")
+            emu.push_settings(push_retries=6, push_retry_delay=0.5)
+            emu.google_insert(cal.ext_calendar_id, _google_event("During the outage", 3))
+            deadline = time.monotonic() + 15
+            while not [d for d in emu.push_deliveries(provider="google") if d["status"] == 503]:
+                assert time.monotonic() < deadline, [(d["kind"], d["status"]) for d in emu.push_deliveries()]
+                time.sleep(0.05)
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=10)
+        assert "notification not taken" in err  # the refusal is recorded, with why
+        # A healthy receiver again: Google's retry brings the change in.
+        receiver = Receiver("127.0.0.1", port).start()
+        try:
+            runs = _wait_runs(db, cal.calendar_id, 2, timeout=30)
+        finally:
+            receiver.stop()
+    assert runs[-1]["reason"] == "push" and runs[-1]["outcome"] == "ok"
+    assert "During the outage" in {e["eventName"] for e in events(db, cal.calendar_id).values()}
+    attempts = [(d["kind"], d["status"]) for d in emu.push_deliveries(provider="google") if d["kind"] == "exists"]
+    assert attempts[0] == ("exists", 503) and attempts[-1] == ("exists", 200)
+
+
+def test_channel_secrets_never_reach_the_logs(hooks, db, emu, caplog) -> None:
+    caplog.set_level("DEBUG")
+    cal = _watched_google(db, emu)
+    emu.google_insert(cal.ext_calendar_id, _google_event("Logged", 3))
+    _wait_runs(db, cal.calendar_id, 2)
+    secrets = [c["secret"] for c in _channels(db)]
+    assert secrets and caplog.records
+    text = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert not any(secret in text for secret in secrets)
