@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--flower-port", type=int, default=5555, help="Flower's port on 127.0.0.1 (default 5555)")
     run.add_argument("--interval", type=float, default=None, help="seconds between cycles (demo default 5)")
     run.add_argument("--workers", type=int, default=2, help="worker processes")
+    run.add_argument("--webhooks", action="store_true",
+                     help="also run `autosync webhooks` on loopback and watch calendars (change notifications)")
     run.set_defaults(func=cmd_run)
     return parser
 

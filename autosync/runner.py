@@ -13,9 +13,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import requests
 
 from autosync.embedded import EmbeddedError, Services, data_dir, free_port
 from autosync.settings import get_settings, is_set, process_environment
@@ -76,6 +78,34 @@ class Runner:
         self.say(f"worker ({self.args.workers} processes) and beat running; a cycle every {interval:g}s; "
                  f"logs in {self.root / 'logs'}")
 
+    def start_webhooks(self) -> None:
+        """`autosync webhooks`; workers then watch calendars through it.
+
+        With AUTOSYNC_WEBHOOK_URL set (the public address, e.g. a proxy or tunnel) it listens on
+        AUTOSYNC_WEBHOOK_HOST/PORT; otherwise on a free loopback port, which only the emulator reaches.
+        """
+        settings = get_settings()
+        if is_set("AUTOSYNC_WEBHOOK_URL"):
+            host, port = settings.webhook_host, settings.webhook_port
+        else:
+            host, port = "127.0.0.1", free_port()
+            self.env["AUTOSYNC_WEBHOOK_URL"] = f"http://127.0.0.1:{port}/hooks"
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+        self.spawn("webhooks", [sys.executable, "-m", "autosync.cli", "webhooks", "--host", host, "--port", str(port)])
+        deadline = time.monotonic() + 20
+        while True:
+            self.check_children()
+            try:
+                if requests.get(url + "/healthz", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("autosync webhooks did not start")
+            time.sleep(0.1)
+        self.say(f"change notifications on: receiver on {url}, notified at {self.env['AUTOSYNC_WEBHOOK_URL']}; "
+                 "watched calendars sync when their provider notifies, the beat polls only what needs it")
+
     def check_children(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None and self.interrupts == 0:
@@ -104,25 +134,41 @@ def _die_with_parent() -> None:
 
 
 class CycleWatch:
-    """Counts beat cycles from sync_run: a cycle is complete when new runs exist and none is open."""
+    """Counts beat cycles from sync_run: a cycle is complete when new runs exist and none is open.
 
-    def __init__(self, database_url: str) -> None:
+    With change notifications on, the beat leaves watched calendars alone, so a cycle may start no
+    run at all: then a cycle is a beat interval after which no run is open, no app change waits to be
+    pushed and ``idle()`` (the demo's emulator has no notification left to deliver) holds.
+    """
+
+    STATE = ('SELECT coalesce(max("runId"), 0), count(*) FILTER (WHERE "finishedAt" IS NULL), '
+             '(SELECT count(*) FROM event_outbox WHERE "doneAt" IS NULL) FROM sync_run')
+
+    def __init__(self, database_url: str, *, period: float | None = None,
+                 idle: Callable[[], bool] | None = None) -> None:
         self.url = database_url
+        self.period = period
+        self.idle = idle or (lambda: True)
         self.seen = self._state()[0]
+        self.last = time.monotonic()
 
-    def _state(self) -> tuple[int, int]:
+    def _state(self) -> tuple[int, int, int]:
         with psycopg.connect(self.url) as conn:
-            row = conn.execute('SELECT coalesce(max("runId"), 0), count(*) FILTER (WHERE "finishedAt" IS NULL) '
-                               "FROM sync_run").fetchone()
+            row = conn.execute(self.STATE).fetchone()
         assert row is not None
-        return int(row[0]), int(row[1])
+        return int(row[0]), int(row[1]), int(row[2])
 
     def completed(self) -> bool:
-        latest, open_runs = self._state()
-        if latest > self.seen and open_runs == 0:
-            self.seen = latest
-            return True
-        return False
+        latest, open_runs, waiting = self._state()
+        if self.period is None:
+            if latest > self.seen and open_runs == 0:
+                self.seen = latest
+                return True
+            return False
+        if latest == 0 or time.monotonic() - self.last < self.period or open_runs or waiting or not self.idle():
+            return False
+        self.seen, self.last = latest, time.monotonic()
+        return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,8 +186,12 @@ def run(args: argparse.Namespace) -> int:
         if args.demo:
             emulator, demo = _start_demo(runner)
         interval = args.interval or (5.0 if args.demo else float(get_settings().sync_interval))
+        if args.webhooks:
+            runner.start_webhooks()
         runner.start_app(interval)
-        return _loop(runner, demo, args.cycles)
+        watch = CycleWatch(runner.env["AUTOSYNC_DATABASE_URL"], period=interval if args.webhooks else None,
+                           idle=(lambda: demo.client.push_pending() == 0) if demo is not None else None)
+        return _loop(runner, demo, args.cycles, watch)
     except EmbeddedError as exc:
         print(f"autosync run: {exc}", file=sys.stderr)
         return 2
@@ -169,8 +219,7 @@ def _start_demo(runner: Runner) -> tuple[Any, Any]:
     return emulator, demo
 
 
-def _loop(runner: Runner, demo: Any, cycles: int | None) -> int:
-    watch = CycleWatch(runner.env["AUTOSYNC_DATABASE_URL"])
+def _loop(runner: Runner, demo: Any, cycles: int | None, watch: CycleWatch) -> int:
     cycle = 0
     while not runner.stopping:
         runner.check_children()

@@ -32,3 +32,25 @@ def test_short_demo_converges_and_stops_cleanly() -> None:
         assert "imported" in text and "pushed" in text and "requests" in text
     finally:
         shutil.rmtree(data, ignore_errors=True)
+
+
+def test_short_demo_with_change_notifications_converges() -> None:
+    data = Path(tempfile.mkdtemp(prefix="autosync-demo-", dir="/tmp"))
+    data.chmod(0o711)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AUTOSYNC_DATABASE_URL", "AUTOSYNC_BROKER_URL", "AUTOSYNC_WEBHOOK_URL")}
+    env["AUTOSYNC_DATA_DIR"] = str(data / "data")
+    try:
+        out = subprocess.run([str(BIN / "autosync"), "run", "--demo", "--webhooks", "--cycles", "2"], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=300)
+        text = out.stdout + out.stderr
+        assert out.returncode == 0, text
+        assert "change notifications on" in text
+        assert "cycle   2 |" in text and "convergence: OK" in text
+        # Every calendar is watched: Google channels per calendar, a Graph subscription per mailbox.
+        logs = data / "data" / "logs"
+        hooks_log = (logs / "webhooks.log").read_text()
+        assert '"msg": "notification accepted"' in hooks_log and '"event": "exists"' in hooks_log
+        assert '"event": "created"' in hooks_log or '"event": "updated"' in hooks_log
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
