@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-# Sliding-window log: KEYS = one zset per limit, then the cool-down keys; ARGV = now_ms, number of
+# The clock is Redis's own (TIME), never the caller's: admissions from every process and host are
+# ordered by one clock, and a caller delayed between reading its clock and running the script cannot
+# slip an old timestamp into the window. (Scripts are replicated by effects, so TIME is allowed.)
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# Sliding-window log: KEYS = one zset per limit, then the cool-down keys; ARGV = (unused), number of
 # limits, then (count, period_ms) per limit, then a unique member. At most `count` requests enter
 # any window of `period_ms` (strict, unlike a token bucket that allows a double burst at edges).
 # Returns 0 when the request was admitted by every limit, else the milliseconds to wait.
-_ACQUIRE = """
-local now = tonumber(ARGV[1])
+_ACQUIRE = _NOW + """
 local nb = tonumber(ARGV[2])
 local wait = 0
 for i = nb + 1, #KEYS do
@@ -42,8 +48,7 @@ return 0
 """
 
 # Semaphore with leases: KEYS[1] = zset of holders scored by lease expiry.
-_SEM_ACQUIRE = """
-local now = tonumber(ARGV[1])
+_SEM_ACQUIRE = _NOW + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[4])
@@ -80,7 +85,7 @@ class RateLimiter:
         """Take one request from every bucket, or return the seconds to wait (nothing taken)."""
         active = [lim for lim in limits if lim.count > 0]
         keys = [self._k("bucket", lim.key) for lim in active] + [self._k("cooldown", k) for k in cooldown_keys]
-        args: list[float | str] = [int(time.time() * 1000), len(active)]
+        args: list[float | str] = [0, len(active)]
         for lim in active:
             args += [lim.count, int(lim.period * 1000)]
         args.append(uuid.uuid4().hex)
@@ -105,7 +110,7 @@ class RateLimiter:
         """Take one of ``size`` concurrent slots; returns (token, 0) or (None, seconds to wait)."""
         token = uuid.uuid4().hex
         wait_ms = int(self._sem(keys=[self._k("slots", key)],
-                                args=[int(time.time() * 1000), size, int(lease * 1000), token]))
+                                args=[0, size, int(lease * 1000), token]))
         return (token, 0.0) if wait_ms == 0 else (None, wait_ms / 1000.0)
 
     def release_slot(self, key: str, token: str) -> None:

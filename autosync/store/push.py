@@ -22,7 +22,13 @@ LIVE_FOR_CALENDAR = (
     'SELECT p.* FROM push_channel p JOIN calendar c ON ' + COVERS + ' WHERE c."calendarId" = %(c)s '
     'AND p."stoppedAt" IS NULL ORDER BY p."expiresAt" DESC'
 )
-WATCH_DUE = 'SELECT NOT ' + WATCHED + ' AS due FROM calendar c WHERE c."calendarId" = %(c)s'
+# A calendar needs its watch step when no channel covers it long enough, unless watching it failed
+# lately (some calendars cannot be watched: do not pay a failing request every cycle).
+NEEDS_WATCH = (
+    "(NOT " + WATCHED + ' AND (c."watchErrorAt" IS NULL '
+    'OR c."watchErrorAt" < now() - make_interval(secs => %(renew_before)s)))'
+)
+WATCH_DUE = "SELECT " + NEEDS_WATCH + ' AS due FROM calendar c WHERE c."calendarId" = %(c)s'
 INSERT = (
     'INSERT INTO push_channel ("channelId", "calendarType", "userId", "socialAccountId", "calendarId", '
     '"resourceId", secret, "expiresAt") VALUES (%(id)s, %(type)s, %(user_id)s, %(account)s, %(calendar_id)s, '
@@ -43,7 +49,10 @@ CALENDARS_OF = (
     'SELECT c."calendarId", c."calendarType" FROM push_channel p JOIN calendar c ON ' + COVERS + ' '
     'WHERE p."channelId" = %(id)s AND c.status ORDER BY c."calendarId"'
 )
-SET_WATCH_ERROR = 'UPDATE calendar SET "watchError" = %(error)s WHERE "calendarId" = %(c)s'
+SET_WATCH_ERROR = (
+    'UPDATE calendar SET "watchError" = %(error)s, "watchErrorAt" = CASE WHEN %(error)s::text IS NULL THEN NULL '
+    'ELSE now() END WHERE "calendarId" = %(c)s'
+)
 LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
 
 

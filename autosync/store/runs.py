@@ -20,7 +20,7 @@ from autosync.store.db import Conn
 # well, it has no cursor yet, or its safety poll is due: notifications start the other runs.
 SELECT_DUE = (
     'SELECT c."calendarId", c."calendarType", c."userId", c."accessTokenExpirationDate", '
-    "c.token IS NOT NULL AS has_token, %(push)s AND NOT " + push_sql.WATCHED + " AS watch_due "
+    "c.token IS NOT NULL AS has_token, %(push)s AND " + push_sql.NEEDS_WATCH + " AS watch_due "
     "FROM calendar c WHERE c.status AND c.\"calendarType\" = ANY(%(types)s) "
     'AND (%(user_id)s::bigint IS NULL OR c."userId" = %(user_id)s) '
     'AND (%(calendar_ids)s::bigint[] IS NULL OR c."calendarId" = ANY(%(calendar_ids)s)) '

@@ -229,11 +229,19 @@ def test_a_calendar_that_cannot_be_watched_still_syncs_and_stays_polled(hooks, d
     assert _channels(db) == []
     error = db.execute('SELECT "watchError" FROM calendar').fetchone()[0]
     assert "push.webhookUrlNotHttps" in error
-    # Unwatched, it is polled by the beat, which tries to watch it again.
+    # Unwatched, it is polled by every beat, without paying a failing watch request each time.
+    emu.clear_requests()
+    assert _beat() == 1
+    _settle(emu, db)
+    assert [r["endpoint"] for r in emu.requests(provider="google")["requests"]] == ["google.events.list"]
+    assert _channels(db) == []
+    # A day (AUTOSYNC_WATCH_RENEW_BEFORE) later, the next run tries again, and now it works.
+    db.execute('UPDATE calendar SET "watchErrorAt" = now() - interval \'25 hours\'')
     assert _beat() == 1
     _settle(emu, db)
     assert len(_channels(db)) == 1
-    assert db.execute('SELECT "watchError" FROM calendar').fetchone()[0] is None
+    assert db.execute('SELECT "watchError", "watchErrorAt" FROM calendar').fetchone() == (None, None)
+    assert _beat() == 0
 
 
 # --- Outlook: one Graph subscription per mailbox ----------------------------------------------------

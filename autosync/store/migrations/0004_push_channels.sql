@@ -27,4 +27,5 @@ CREATE INDEX push_channel_account ON push_channel ("calendarType", "userId", "so
     WHERE "stoppedAt" IS NULL;
 
 ALTER TABLE calendar
-    ADD COLUMN "watchError" text;                -- why the last attempt to watch the calendar failed
+    ADD COLUMN "watchError"   text,              -- why the last attempt to watch the calendar failed
+    ADD COLUMN "watchErrorAt" timestamptz;       -- when; watching is not tried again for a while
