@@ -148,7 +148,7 @@ class WebhookHandler(BaseHTTPRequestHandler):
         for item in items if isinstance(items, list) else []:
             if not isinstance(item, dict):
                 continue
-            event = str(item.get("lifecycleEvent") if lifecycle else item.get("changeType") or "")
+            event = str((item.get("lifecycleEvent") if lifecycle else item.get("changeType")) or "")
             handle(str(item.get("subscriptionId") or ""), item.get("clientState"), event)
         self._answer(202, b"", "text/plain")
 

@@ -132,6 +132,7 @@ def push_cycle(db_url: str, emu: EmulatorClient, calendars: int, calendar_type: 
         started = time.time()
         app.send_task("autosync.fan_out", args=([calendar_type],), queue="autosync")
         changed: list[str] = change()
+        edits_done = time.time()
         deadline = time.monotonic() + timeout
         while True:
             row = conn.execute(PROGRESS, (since,)).fetchone()
@@ -153,7 +154,9 @@ def push_cycle(db_url: str, emu: EmulatorClient, calendars: int, calendar_type: 
     per_calendar = Counter(r["calendar"] for r in log["requests"] if r["calendar"])
     unchanged = {r["calendar"] for r in log["requests"] if r["calendar"]} - set(changed)
     deliveries = emu.push_deliveries()
-    out.update({"notifications_received": sum(1 for d in deliveries if d["kind"] in ("exists", "change")),
+    out.update({"making_edits_s": round(edits_done - started, 3),
+                "after_last_edit_s": round(max(float(last or 0), edits_done) - edits_done, 3),
+                "notifications_received": sum(1 for d in deliveries if d["kind"] in ("exists", "change")),
                 "notification_attempts_failed": sum(1 for d in deliveries if not 200 <= (d["status"] or 0) < 300),
                 "outcomes": outcomes, "run_reasons": reasons, "events_transferred": int(events),
                 "requests_recorded_by_runs": int(run_requests), "changed_calendars": len(changed),

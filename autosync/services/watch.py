@@ -49,19 +49,21 @@ def watch_step(app: Context, run_id: int) -> Next:
     ctx = load_run(run_id)
     if ctx is None:
         return Next("done", run_id)
+    error, lasting = None, False
     with counting() as stats:
         cal = ensure_token(app, ctx)
         try:
             ensure_watched(app, ctx, cal)
-            error = None
         except (errors.AuthRevoked, errors.AuthInvalid):
             raise  # the run's own fetch would fail the same way: let the retry policy decide once
         except errors.ProviderError as exc:
-            error = exc.describe()
+            # A refusal (e.g. a calendar that does not support notifications) waits a day before the
+            # next try; a hiccup (5xx, throttling) is tried again by the next run.
+            error, lasting = exc.describe(), not isinstance(exc, errors.Transient | errors.Throttled)
             log.warning("could not watch calendar, it stays polled",
                         extra={"calendar": ctx["calendarId"], "error": error})
     with transaction() as conn:
-        sql.set_watch_error(conn, ctx["calendarId"], error)
+        sql.set_watch_error(conn, ctx["calendarId"], error, lasting=lasting)
         run_sql.touch(conn, run_id, "fetch", stats.count)
     return Next("fetch", run_id, calendar_type=ctx["calendarType"])
 

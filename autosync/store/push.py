@@ -50,8 +50,8 @@ CALENDARS_OF = (
     'WHERE p."channelId" = %(id)s AND c.status ORDER BY c."calendarId"'
 )
 SET_WATCH_ERROR = (
-    'UPDATE calendar SET "watchError" = %(error)s, "watchErrorAt" = CASE WHEN %(error)s::text IS NULL THEN NULL '
-    'ELSE now() END WHERE "calendarId" = %(c)s'
+    'UPDATE calendar SET "watchError" = %(error)s, "watchErrorAt" = CASE WHEN %(lasting)s THEN now() END '
+    'WHERE "calendarId" = %(c)s'
 )
 LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
 
@@ -112,6 +112,6 @@ def calendars_of(conn: Conn, channel_id: str) -> list[dict[str, Any]]:
     return conn.execute(CALENDARS_OF, {"id": channel_id}).fetchall()
 
 
-def set_watch_error(conn: Conn, calendar_id: int, error: str | None) -> None:
-    """Record (or clear) why watching a calendar failed."""
-    conn.execute(SET_WATCH_ERROR, {"c": calendar_id, "error": error})
+def set_watch_error(conn: Conn, calendar_id: int, error: str | None, *, lasting: bool = False) -> None:
+    """Record (or clear) why watching a calendar failed; ``lasting``: do not try again for a while."""
+    conn.execute(SET_WATCH_ERROR, {"c": calendar_id, "error": error, "lasting": lasting and error is not None})

@@ -244,6 +244,20 @@ def test_a_calendar_that_cannot_be_watched_still_syncs_and_stays_polled(hooks, d
     assert _beat() == 0
 
 
+def test_a_watch_that_hit_a_provider_hiccup_is_tried_again_by_the_next_run(hooks, db, emu) -> None:
+    cal = link(db, emu, "google")
+    emu.add_fault(provider="google", endpoint="google.events.watch", count=10, status=503,
+                  body={"error": {"code": 503, "message": "Backend Error",
+                                  "errors": [{"domain": "global", "reason": "backendError"}]}})
+    summary = sync(cal.user_id)
+    assert [r["outcome"] for r in summary["runs"]] == ["ok"]  # the sync itself did not suffer
+    assert db.execute('SELECT "watchError" IS NOT NULL, "watchErrorAt" FROM calendar').fetchone() == (True, None)
+    emu.clear_faults()
+    assert _beat() == 1  # unwatched: polled, and the watch is tried again at once
+    _settle(emu, db)
+    assert len(_channels(db)) == 1
+
+
 # --- Outlook: one Graph subscription per mailbox ----------------------------------------------------
 
 
