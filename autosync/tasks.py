@@ -169,11 +169,24 @@ def push_changes(self: Task, run_id: int) -> None:
 
 @app.task(name="autosync.fan_out", bind=True, ignore_result=True)
 def fan_out(self: Task, types: list[int] | None = None) -> int:
-    """Beat: open one run per active calendar and enqueue its first step."""
+    """Beat: open one run per active calendar that needs one, and stop channels nobody needs."""
+    from autosync.services.watch import orphans
+
     steps, _ = runs.open_runs(context(), types or [1, 2], reason="beat")
     for step in steps:
         enqueue(step)
+    for channel_id in orphans(context()):
+        unwatch_channel.apply_async(args=(channel_id,), queue="autosync")
     return len(steps)
+
+
+@app.task(name="autosync.unwatch_channel", bind=True, ignore_result=True, acks_late=True,
+          autoretry_for=(psycopg.OperationalError, redis.RedisError), retry_backoff=True, max_retries=5)
+def unwatch_channel(self: Task, channel_id: str) -> bool:
+    """Stop a change-notification channel that no active calendar needs (unlinked or switched off)."""
+    from autosync.services.watch import unwatch_orphan
+
+    return unwatch_orphan(context(), channel_id)
 
 
 @app.task(name="autosync.sync_user", bind=True, ignore_result=True)

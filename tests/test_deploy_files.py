@@ -65,7 +65,7 @@ def test_task_names_are_a_stable_snapshot() -> None:
     assert ours == [
         "autosync.changed", "autosync.deliver_notifications", "autosync.fan_out", "autosync.fetch_page",
         "autosync.import_page", "autosync.push_changes", "autosync.refresh_token", "autosync.resume_stale",
-        "autosync.sync_user", "autosync.watch_calendar",
+        "autosync.sync_user", "autosync.unwatch_channel", "autosync.watch_calendar",
     ]
 
 

@@ -24,7 +24,7 @@ from autosync.services import runs
 from autosync.services.context import Context
 from autosync.services.pull import load_run
 from autosync.services.runs import Next
-from autosync.services.tokens import ensure_token
+from autosync.services.tokens import calendar_ref, ensure_token, fresh_enough
 from autosync.store import push as sql
 from autosync.store import runs as run_sql
 from autosync.store.db import transaction
@@ -151,3 +151,35 @@ def on_notification(app: Context, channel_id: str, event: str) -> list[Next]:
         return []
     steps, _ = runs.open_runs(app, [1, 2], reason="push", calendar_ids=ids)
     return steps
+
+
+def orphans(app: Context) -> list[str]:
+    """Channels to stop because no active calendar needs them (the beat queues one task each)."""
+    with transaction() as conn:
+        return [r["channelId"] for r in sql.orphaned(conn)]
+
+
+def unwatch_orphan(app: Context, channel_id: str) -> bool:
+    """Stop a channel its calendars no longer need; returns whether the provider was told.
+
+    Only with the stored access token while it is fresh: no refresh (and no re-auth notice) for a
+    calendar the user unlinked. Without one, the channel is forgotten and expires on its own.
+    """
+    with transaction() as conn:
+        rows = sql.orphaned(conn, channel_id)
+        if not rows:
+            return False
+        ch = rows[0]
+        told = False
+        if ch["calendarId"] is not None and fresh_enough(ch["token"], ch["accessTokenExpirationDate"],
+                                                         app.settings.token_refresh_margin):
+            cal = calendar_ref(ch, ch["token"])
+            try:
+                app.provider(ch["calendarType"]).unwatch(cal, channel_id, ch["resourceId"])
+                told = True
+            except errors.ProviderError as exc:
+                log.warning("could not stop an unneeded channel; it expires on its own",
+                            extra={"channel": channel_id, "error": exc.describe()})
+        sql.stop(conn, [channel_id])
+    log.info("channel stopped: no active calendar needs it", extra={"channel": channel_id, "told": told})
+    return told

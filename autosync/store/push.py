@@ -49,6 +49,20 @@ CALENDARS_OF = (
     'SELECT c."calendarId", c."calendarType" FROM push_channel p JOIN calendar c ON ' + COVERS + ' '
     'WHERE p."channelId" = %(id)s AND c.status ORDER BY c."calendarId"'
 )
+# Live channels no active calendar needs any more (unlinked or switched off), with a calendar row of
+# theirs for its stored token (NULL when none is left: the channel then simply expires).
+ORPHANED = (
+    'SELECT p."channelId", p."resourceId", p."calendarType", p."userId", p."socialAccountId", '
+    'c."calendarId", c."extCalendarId", c.token, c."accessTokenExpirationDate" FROM push_channel p '
+    'LEFT JOIN LATERAL (SELECT c.* FROM calendar c WHERE ' + COVERS + ' ORDER BY c."calendarId" LIMIT 1) c ON true '
+    'WHERE p."stoppedAt" IS NULL AND (%(id)s::text IS NULL OR p."channelId" = %(id)s) '
+    # COVERS spelled out per kind, so each branch is an index lookup.
+    'AND CASE WHEN p."calendarId" IS NOT NULL THEN NOT EXISTS (SELECT 1 FROM calendar a '
+    'WHERE a."calendarId" = p."calendarId" AND a.status) '
+    'ELSE NOT EXISTS (SELECT 1 FROM calendar a WHERE a.status AND a."calendarType" = p."calendarType" '
+    'AND a."userId" = p."userId" AND a."socialAccountId" = p."socialAccountId") END '
+    'ORDER BY p."channelId" LIMIT 1000'
+)
 SET_WATCH_ERROR = (
     'UPDATE calendar SET "watchError" = %(error)s, "watchErrorAt" = CASE WHEN %(lasting)s THEN now() END '
     'WHERE "calendarId" = %(c)s'
@@ -115,3 +129,8 @@ def calendars_of(conn: Conn, channel_id: str) -> list[dict[str, Any]]:
 def set_watch_error(conn: Conn, calendar_id: int, error: str | None, *, lasting: bool = False) -> None:
     """Record (or clear) why watching a calendar failed; ``lasting``: do not try again for a while."""
     conn.execute(SET_WATCH_ERROR, {"c": calendar_id, "error": error, "lasting": lasting and error is not None})
+
+
+def orphaned(conn: Conn, channel_id: str | None = None) -> list[dict[str, Any]]:
+    """Live channels that cover no active calendar (one of them when ``channel_id`` is given)."""
+    return conn.execute(ORPHANED, {"id": channel_id}).fetchall()

@@ -403,3 +403,44 @@ def test_channel_secrets_never_reach_the_logs(hooks, db, emu, caplog) -> None:
     assert secrets and caplog.records
     text = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
     assert not any(secret in text for secret in secrets)
+
+
+# --- channels nobody needs any more are stopped --------------------------------------------------------
+
+
+def test_switching_a_calendar_off_stops_its_google_channel(hooks, db, emu) -> None:
+    cal = _watched_google(db, emu)
+    [channel] = _channels(db)
+    db.execute('UPDATE calendar SET status = false WHERE "calendarId" = %s', (cal.calendar_id,))
+    emu.clear_requests()
+    assert _beat() == 0
+    deadline = time.monotonic() + 10
+    while _channels(db)[0]["stoppedAt"] is None:
+        assert time.monotonic() < deadline, "the channel was not stopped"
+        time.sleep(0.05)
+    assert [r["endpoint"] for r in emu.requests(provider="google")["requests"]] == ["google.channels.stop"]
+    state = {c["id"]: c for c in emu.push_state()["channels"]}
+    assert state[channel["channelId"]]["stopped"]
+    emu.clear_requests()
+    assert _beat() == 0  # nothing left to stop
+    time.sleep(0.3)
+    assert emu.requests(provider="google")["total"] == 0
+
+
+def test_a_mailbox_subscription_is_deleted_only_when_none_of_its_calendars_is_active(hooks, db, emu) -> None:
+    cal, second, _ = _watched_outlook(db, emu)
+    [sub] = _channels(db)
+    db.execute('UPDATE calendar SET status = false WHERE "calendarId" = %s', (second,))
+    emu.clear_requests()
+    assert _beat() == 0
+    time.sleep(0.5)
+    assert _channels(db)[0]["stoppedAt"] is None  # the other calendar of the mailbox still needs it
+    db.execute('UPDATE calendar SET status = false WHERE "calendarId" = %s', (cal.calendar_id,))
+    assert _beat() == 0
+    deadline = time.monotonic() + 10
+    while _channels(db)[0]["stoppedAt"] is None:
+        assert time.monotonic() < deadline, "the subscription was not deleted"
+        time.sleep(0.05)
+    ends = [r["endpoint"] for r in emu.requests(provider="outlook")["requests"] if "subscriptions" in r["endpoint"]]
+    assert ends == ["graph.subscriptions.delete"]
+    assert [s["deleted"] for s in emu.push_state()["subscriptions"] if s["id"] == sub["channelId"]] == [True]
