@@ -165,6 +165,7 @@ class Settings:
     task_soft_time_limit: int = env("AUTOSYNC_TASK_SOFT_TIME_LIMIT", "120", _number(int, 1, 86400))
     task_time_limit: int = env("AUTOSYNC_TASK_TIME_LIMIT", "150", _number(int, 1, 86400))
     run_stale_after: int = env("AUTOSYNC_RUN_STALE_AFTER", "900", _number(int, 10, 86400))
+    max_redeliveries: int = env("AUTOSYNC_MAX_REDELIVERIES", "3", _number(int, 1, 100))
     handle_wait: float = env("AUTOSYNC_HANDLE_WAIT", "60", _number(float, 0, 3600))
     send_updates: str = env("AUTOSYNC_SEND_UPDATES", "none", _choice("none", "externalOnly", "all"))
     conflict_policy: str = env("AUTOSYNC_CONFLICT_POLICY", "latest",

@@ -66,9 +66,34 @@ def run_step(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
     enqueue(nxt, queue)
 
 
+def _redeliveries(task: Task) -> int:
+    """How often this attempt of the step came back because its worker process died (0: first delivery).
+
+    A step killed by the hard time limit (or whose process keeps dying) is requeued by the broker
+    (late acks, reject on worker lost); counted per task id and retry, in Redis, only on redelivery.
+    """
+    info = task.request.delivery_info or {}
+    if not (info.get("redelivered") or (task.request.headers or {}).get("redelivered")):
+        return 0
+    key = f"autosync:redeliveries:{task.request.id}:{task.request.retries}"
+    try:
+        pipe = context().limiter.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 86400)
+        return int(pipe.execute()[0])
+    except redis.RedisError:
+        return 0  # cannot count: let it run
+
+
 def _guarded(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> None:
     """The single retry policy around one step."""
     settings = context().settings
+    again = _redeliveries(task)
+    if again > settings.max_redeliveries:
+        log.error("step given up after redeliveries", extra={"run": run_id, "task": task.name, "times": again})
+        _fail(run_id, "failed", f"{task.name} was redelivered {again} times: its worker process died each time "
+                                "(the hard time limit, or memory) — given up so it cannot loop")
+        return
     try:
         run_step(task, fn, run_id, *args)
     except errors.RateLimited as exc:

@@ -90,3 +90,37 @@ def test_soft_time_limit_ends_the_step_cleanly_and_the_retry_completes_the_run(d
     assert [r["outcome"] for r in summary["runs"]] == ["ok"]
     assert len(events(db, cal.calendar_id, live_only=True)) == 3
     assert len(emu.requests(provider="google", endpoint="google.events.list")["requests"]) == 2
+
+
+def test_a_step_whose_worker_process_keeps_dying_is_given_up_instead_of_looping(db, emu, limits_redis) -> None:
+    """What the hard time limit does (SIGKILL of the pool process), done here by hand: the broker
+    redelivers the step each time; after AUTOSYNC_MAX_REDELIVERIES the run fails with the reason."""
+    import os
+
+    cal = link(db, emu, "google")
+    _seed(emu, cal.ext_calendar_id)
+    emu.add_fault(provider="google", endpoint="google.events.list", kind="slow", delay=30, count=10)
+    env = ops_env(AUTOSYNC_MAX_REDELIVERIES="2", AUTOSYNC_HTTP_READ_TIMEOUT="60")
+    inspect = Celery(broker=env["AUTOSYNC_BROKER_URL"]).control.inspect(timeout=0.5)
+    killed: set[int] = set()
+    with workers(1, env, pool="prefork", concurrency=1):
+        assert cli("sync", "--user", str(cal.user_id), env=env).returncode == 0
+        for attempt in range(1, 4):
+            deadline = time.monotonic() + 30
+            pid = None
+            while pid is None:
+                assert time.monotonic() < deadline, f"the step was not delivered again (attempt {attempt})"
+                running = [t for tasks in (inspect.active() or {}).values() for t in tasks
+                           if t["name"] == "autosync.fetch_page" and t["worker_pid"] not in killed]
+                pid = running[0]["worker_pid"] if running else None
+                time.sleep(0.1)
+            time.sleep(0.3)  # inside the slow provider call
+            os.kill(pid, signal.SIGKILL)  # the pool process dies mid-step, as under the hard time limit
+            killed.add(pid)
+        deadline = time.monotonic() + 30
+        while run_rows(db, cal.calendar_id)[-1]["finishedAt"] is None:
+            assert time.monotonic() < deadline, "the run was not given up"
+            time.sleep(0.1)
+    run = run_rows(db, cal.calendar_id)[-1]
+    assert run["outcome"] == "failed" and "redelivered 3 times" in run["error"], run["error"]
+    assert len(killed) == 3
