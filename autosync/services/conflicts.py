@@ -9,25 +9,8 @@ from typing import Any
 
 from autosync.model import Event
 from autosync.services.context import Context
+from autosync.store.conflicts import PENDING, RECORD, SUPERSEDE
 from autosync.store.db import Conn
-
-PENDING = (
-    'SELECT o."outboxId", o.op, o."changedAt", coalesce(e."extEventId", o."extEventId") AS ext, '
-    'e."contentHash" AS hash, '
-    "to_jsonb(e) - 'providerData' AS app_version "
-    'FROM event_outbox o LEFT JOIN cal_event e ON e."eventId" = o."eventId" '
-    'WHERE o."calendarId" = %(c)s AND o."doneAt" IS NULL '
-    'AND coalesce(e."extEventId", o."extEventId") = ANY(%(ids)s)'
-)
-RECORD = (
-    'INSERT INTO sync_conflict ("calendarId", "eventId", "extEventId", policy, winner, "appVersion", '
-    '"providerVersion") SELECT %(c)s, o."eventId", %(ext)s, %(policy)s, %(winner)s, %(app)s::jsonb, '
-    '%(provider)s::jsonb FROM event_outbox o WHERE o."outboxId" = %(outbox)s'
-)
-SUPERSEDE = (
-    'UPDATE event_outbox SET "doneAt" = now(), outcome = \'superseded by provider change\' '
-    'WHERE "outboxId" = %(outbox)s'
-)
 
 
 def winner(policy: str, provider_updated: datetime | None, app_changed: datetime) -> str:

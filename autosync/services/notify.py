@@ -10,18 +10,9 @@ import redis
 
 from autosync.services.context import Context
 from autosync.store.db import transaction
+from autosync.store.notify import CLAIM, DELIVERED, FAILED
 
 log = logging.getLogger(__name__)
-
-CLAIM = (
-    'SELECT "notificationId", "userId", kind, payload, "createdAt" FROM notification '
-    'WHERE "deliveredAt" IS NULL ORDER BY "notificationId" LIMIT %(limit)s FOR UPDATE SKIP LOCKED'
-)
-DELIVERED = (
-    'UPDATE notification SET "deliveredAt" = now(), attempts = attempts + 1 WHERE "notificationId" = ANY(%(ids)s)'
-)
-FAILED = 'UPDATE notification SET attempts = attempts + 1 WHERE "notificationId" = ANY(%(ids)s)'
-
 
 class Sender(Protocol):
     """Delivers one notification to the app backend; raises on failure."""
