@@ -79,14 +79,13 @@ def ensure_watched(app: Context, ctx: dict[str, Any], cal: CalendarRef) -> None:
         live = sql.live_for_calendar(conn, ctx["calendarId"])
         if any(ch["expiresAt"] > now + timedelta(seconds=settings.watch_renew_before) for ch in live):
             return
-        current = live  # Graph renews even one past its expiry, or it answers NotFound
-        if current:
+        if live:  # renew the newest in place (Graph; even past its expiry, or it answers NotFound)
             try:
-                renewed = provider.renew_watch(cal, current[0]["channelId"], expires)
+                renewed = provider.renew_watch(cal, live[0]["channelId"], expires)
             except errors.NotFound:
                 renewed = None  # Graph removed it: make a new one
-                sql.stop(conn, [current[0]["channelId"]])
-                live = [ch for ch in live if ch is not current[0]]
+                sql.stop(conn, [live[0]["channelId"]])
+                live = live[1:]
             if renewed is not None:
                 sql.renewed(conn, renewed.id, renewed.expires_at)
                 _stop_all(provider, cal, conn, [ch for ch in live if ch["channelId"] != renewed.id])
