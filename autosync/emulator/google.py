@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import unquote
 
 from autosync.emulator import google_errors as err
@@ -75,7 +74,7 @@ def _dispatch(state: GoogleState, req: Request) -> Response:
         assert event_id is not None
         state.delete(cal, event_id, req.headers.get("If-Match"))
         return Response(204, b"")
-    payload = _json_body(req)
+    payload = err.json_body(req)
     conference = req.param("conferenceDataVersion", "0") == "1"
     attachments = (req.param("supportsAttachments") or "false").lower() == "true"
     if name == "google.events.insert":
@@ -91,16 +90,6 @@ def _dispatch(state: GoogleState, req: Request) -> Response:
         if_match=req.headers.get("If-Match"),
     )
     return Response(200, render(result, tz))
-
-
-def _json_body(req: Request) -> dict[str, Any]:
-    try:
-        payload = req.json()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise err.GoogleError(400, "parseError", "Parse Error") from exc
-    if not isinstance(payload, dict):
-        raise err.GoogleError(400, "parseError", "Parse Error")
-    return payload
 
 
 # --- admin twins: mutate "as a person would in Google" -----------------------------------------
@@ -129,7 +118,7 @@ def _admin(state: GoogleState, cal: GCalendar, event_id: str | None, req: Reques
             return Response(200, {"items": [dict(s.body) for s in cal.events.values()]})
         if req.method == "POST":
             raw = req.param("raw") == "true"
-            return Response(200, dict(state.insert(cal, _json_body(req), raw=raw)))
+            return Response(200, dict(state.insert(cal, err.json_body(req), raw=raw)))
         return Response(405, {"error": "method not allowed"})
     if req.method == "GET":
         return Response(200, dict(state.get(cal, event_id)))
@@ -138,5 +127,5 @@ def _admin(state: GoogleState, cal: GCalendar, event_id: str | None, req: Reques
         return Response(204, b"")
     if req.method in ("PATCH", "PUT"):
         write = state.patch if req.method == "PATCH" else state.update
-        return Response(200, dict(write(cal, event_id, _json_body(req))))
+        return Response(200, dict(write(cal, event_id, err.json_body(req))))
     return Response(405, {"error": "method not allowed"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autosync.emulator.core import Response
+from autosync.emulator.core import Request, Response
 
 
 class GoogleError(Exception):
@@ -141,3 +141,14 @@ def generic(status: int) -> dict[str, Any]:
     if status == 429:
         return rate_limited("429").body()
     return GoogleError(status, "badRequest", "Bad Request").body()
+
+
+def json_body(req: Request) -> dict[str, Any]:
+    """A request's JSON object body, or Google's 400 parseError."""
+    try:
+        payload = req.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GoogleError(400, "parseError", "Parse Error") from exc
+    if not isinstance(payload, dict):
+        raise GoogleError(400, "parseError", "Parse Error")
+    return payload

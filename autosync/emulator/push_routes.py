@@ -76,16 +76,6 @@ def handle(emu: Emulator, endpoint: str, req: Request) -> Response:
 # --- Google ------------------------------------------------------------------------------------
 
 
-def _google_body(req: Request) -> dict[str, Any]:
-    try:
-        body = req.json()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise gerr.GoogleError(400, "parseError", "Parse Error") from exc
-    if not isinstance(body, dict):
-        raise gerr.GoogleError(400, "parseError", "Parse Error")
-    return body
-
-
 def _required(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value:
@@ -98,7 +88,7 @@ def _watch(emu: Emulator, req: Request, account: Account) -> Response:
     assert match is not None
     with emu.lock:
         cal = emu.google.calendar(account, unquote(match.group(1)))
-    body = _google_body(req)
+    body = gerr.json_body(req)
     channel_id = _required(body, "id")
     if not _CHANNEL_ID_RE.match(channel_id):
         raise gerr.invalid_param("id", f"Invalid channel id {channel_id!r}: at most 64 of [A-Za-z0-9-_+/=].")
@@ -146,7 +136,7 @@ def _requested_expiration(body: dict[str, Any]) -> int | None:
 
 
 def _stop(emu: Emulator, req: Request, account: Account) -> Response:
-    body = _google_body(req)
+    body = gerr.json_body(req)
     emu.push.stop_channel(account.id, _required(body, "id"), _required(body, "resourceId"))
     return Response(204, b"")
 
