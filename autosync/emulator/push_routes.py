@@ -16,6 +16,7 @@ from urllib.parse import quote_plus, unquote, urlsplit
 from autosync.emulator import google_errors as gerr
 from autosync.emulator.core import Account, Request, Response
 from autosync.emulator.graph_errors import GraphError, error_response
+from autosync.emulator.graph_routes import Api
 from autosync.emulator.push import Subscription
 from autosync.emulator.push_delivery import Answer, new_session, post
 
@@ -178,10 +179,7 @@ def _one(req: Request, sub: Subscription, status: int = 200) -> Response:
 
 
 def _graph_body(req: Request) -> dict[str, Any]:
-    try:
-        body = req.json()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GraphError(400, "BadRequest", "Unable to read JSON request payload.") from exc
+    body = Api.body(req)  # Graph's own 400 when it does not parse
     if not isinstance(body, dict):
         raise GraphError(400, "BadRequest", "The request body must be a JSON object.")
     return body
