@@ -19,6 +19,8 @@ from typing import Any
 
 import requests
 
+from autosync.emulator.requestlog import EntryLog
+
 GOOGLE_RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 
@@ -82,12 +84,8 @@ def post(session: requests.Session, url: str, headers: dict[str, str], body: byt
     return Answer(response.status_code, None, response.content, response.headers.get("Content-Type", ""))
 
 
-class DeliveryLog:
+class DeliveryLog(EntryLog):
     """Every delivery attempt (and validation request), in the order they were made."""
-
-    def __init__(self) -> None:
-        self._entries: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
 
     def record(
         self,
@@ -113,18 +111,11 @@ class DeliveryLog:
             "attempt": attempt,
             "time": time.time(),
         }
-        with self._lock:
-            self._entries.append(entry)
+        self._append(entry)
 
     def query(self, provider: str | None = None) -> list[dict[str, Any]]:
         """The entries, optionally of one provider."""
-        with self._lock:
-            return [dict(e) for e in self._entries if provider is None or e["provider"] == provider]
-
-    def clear(self) -> None:
-        """Forget every entry."""
-        with self._lock:
-            self._entries.clear()
+        return self._select(lambda e: provider is None or e["provider"] == provider)
 
 
 def _decoded(body: bytes) -> Any:

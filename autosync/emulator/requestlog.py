@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
 
-class RequestLog:
-    """Append-only list of provider requests, filterable by account, provider and endpoint prefix."""
+class EntryLog:
+    """A thread-safe, append-only list of dict entries (the request log, the push delivery log)."""
 
     def __init__(self) -> None:
         self._entries: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def _select(self, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(e) for e in self._entries if keep(e)]
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._entries.clear()
+
+
+class RequestLog(EntryLog):
+    """Append-only list of provider requests, filterable by account, provider and endpoint prefix."""
 
     def record(
         self,
@@ -48,30 +65,21 @@ class RequestLog:
             "time": time.time(),
             "received": received if received is not None else time.time(),
         }
-        with self._lock:
-            self._entries.append(entry)
+        self._append(entry)
 
     def query(
         self, account: str | None = None, provider: str | None = None, endpoint: str | None = None
     ) -> dict[str, Any]:
         """`{"total", "by_endpoint", "requests"}` for the matching entries."""
-        with self._lock:
-            rows = [
-                e
-                for e in self._entries
-                if (not account or e["account"] == account)
-                and (not provider or e["provider"] == provider)
-                and (not endpoint or e["endpoint"].startswith(endpoint))
-            ]
+        rows = self._select(
+            lambda e: (not account or e["account"] == account)
+            and (not provider or e["provider"] == provider)
+            and (not endpoint or e["endpoint"].startswith(endpoint))
+        )
         by_endpoint: dict[str, int] = {}
         for row in rows:
             by_endpoint[row["endpoint"]] = by_endpoint.get(row["endpoint"], 0) + 1
         return {"total": len(rows), "by_endpoint": by_endpoint, "requests": rows}
-
-    def clear(self) -> None:
-        """Forget every entry."""
-        with self._lock:
-            self._entries.clear()
 
 
 def header_subset(headers: Mapping[str, str]) -> dict[str, Any]:
