@@ -200,7 +200,7 @@ def fan_out(self: Task, types: list[int] | None = None) -> int:
     steps, _ = runs.open_runs(context(), types or [1, 2], reason="beat")
     for step in steps:
         enqueue(step)
-    for channel_id in orphans(context()):
+    for channel_id in orphans():
         unwatch_channel.apply_async(args=(channel_id,), queue="autosync")
     return len(steps)
 

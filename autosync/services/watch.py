@@ -152,7 +152,7 @@ def on_notification(app: Context, channel_id: str, event: str) -> list[Next]:
     return steps
 
 
-def orphans(app: Context) -> list[str]:
+def orphans() -> list[str]:
     """Channels to stop because no active calendar needs them (the beat queues one task each)."""
     with transaction() as conn:
         return [r["channelId"] for r in sql.orphaned(conn)]
