@@ -69,11 +69,11 @@ def _publish(channel_id: str, event: str, calendar_type: int | None) -> None:
                                                   "interval_max": 0.5})
 
 
-def handle(channel_id: str, secret: str | None, event: str) -> str:
+def handle(channel_id: str, secret: str | None, event: str, item_id: str | None = None) -> str:
     """Verify one notification and queue its sync; returns accepted | unknown | forbidden."""
     from autosync.services.watch import verify
 
-    verdict = verify(channel_id, secret, event)
+    verdict = verify(channel_id, secret, event, item_id)
     if verdict.status == "unknown" and event == "sync":
         # Google's handshake can overtake the watch answer, before the channel is stored.
         log.info("channel handshake", extra={"channel": channel_id})
@@ -149,7 +149,10 @@ class WebhookHandler(BaseHTTPRequestHandler):
             if not isinstance(item, dict):
                 continue
             event = str((item.get("lifecycleEvent") if lifecycle else item.get("changeType")) or "")
-            handle(str(item.get("subscriptionId") or ""), item.get("clientState"), event)
+            data = item.get("resourceData")
+            named = data.get("id") if isinstance(data, dict) and not lifecycle else None
+            handle(str(item.get("subscriptionId") or ""), item.get("clientState"), event,
+                   named if isinstance(named, str) and named else None)
         self._answer(202, b"", "text/plain")
 
     def _answer(self, status: int, payload: bytes, content_type: str) -> None:

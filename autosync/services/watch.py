@@ -124,8 +124,13 @@ class Verdict:
     sync: bool = False  # whether it asks for a run
 
 
-def verify(channel_id: str, secret: str | None, event: str) -> Verdict:
-    """Check a notification against its channel (constant-time secret comparison) and count it."""
+def verify(channel_id: str, secret: str | None, event: str, item_id: str | None = None) -> Verdict:
+    """Check a notification against its channel (constant-time secret comparison) and count it.
+
+    A Graph "updated" naming a stored series master is kept as a hint for the next round: deleting one
+    occurrence updates the master (microsoft-graph-docs issue 5520) but may show in no delta round
+    (PR 4501), so that round checks the series' instances itself (pull._outlook_details).
+    """
     if not channel_id:
         return Verdict("unknown")
     with transaction() as conn:
@@ -135,6 +140,8 @@ def verify(channel_id: str, secret: str | None, event: str) -> Verdict:
         if not hmac.compare_digest(ch["secret"].encode(), (secret or "").encode()):
             return Verdict("forbidden")
         sql.accepted(conn, channel_id, event)
+        if item_id and event == "updated" and ch["calendarType"] == 2:
+            sql.hint_series(conn, channel_id, item_id)
     return Verdict("accepted", ch["calendarType"], event in CHANGE_EVENTS)
 
 

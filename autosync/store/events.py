@@ -81,6 +81,28 @@ STALE_INSTANCES = (
 )
 COUNT_LIVE = 'SELECT count(*) AS n FROM cal_event WHERE "calendarId" = %(calendar_id)s AND status'
 RECORD_SEEN = 'COPY sync_seen ("runId", "extEventId") FROM STDIN'
+# Outlook series named by a page: whether this run checked them already (recorded as seen on an
+# earlier page) and their stored exclusions (kept where a listing cannot see them), in one statement.
+SERIES_STATE = (
+    'SELECT m.id AS "extEventId", EXISTS (SELECT 1 FROM sync_seen s WHERE s."runId" = %(run_id)s '
+    'AND s."extEventId" = m.id) AS checked, e."excludedDates" FROM unnest(%(ext)s::text[]) AS m(id) '
+    'LEFT JOIN cal_event e ON e."calendarId" = %(c)s AND e.status AND e."extEventId" = m.id'
+)
+RECORD_SEEN = 'COPY sync_seen ("runId", "extEventId") FROM STDIN'
+# Outlook series named by a page: whether this run checked them already (recorded as seen on an
+# earlier page) and their stored exclusions (kept where a listing cannot see them), in one statement.
+SERIES_STATE = (
+    'SELECT m.id AS "extEventId", EXISTS (SELECT 1 FROM sync_seen s WHERE s."runId" = %(run_id)s '
+    'AND s."extEventId" = m.id) AS checked, e."excludedDates" FROM unnest(%(ext)s::text[]) AS m(id) '
+    'LEFT JOIN cal_event e ON e."calendarId" = %(c)s AND e.status AND e."extEventId" = m.id'
+)
+# The stored exclusions of these series masters (Outlook keeps those a listing cannot see).
+EXCLUDED_OF = (
+    'SELECT "extEventId", "excludedDates" FROM cal_event WHERE "calendarId" = %(c)s AND status '
+    'AND "extEventId" = ANY(%(ext)s) AND "excludedDates" IS NOT NULL'
+)
+# Which of these ids a run has recorded already (Outlook: series checked on an earlier page).
+SEEN_AMONG = 'SELECT DISTINCT "extEventId" FROM sync_seen WHERE "runId" = %(run_id)s AND "extEventId" = ANY(%(ext)s)'
 # Live provider events of the calendar, inside the full sync's window, that the run did not list.
 UNSEEN = (
     'SELECT e."extEventId" FROM cal_event e WHERE e."calendarId" = %(calendar_id)s AND e.status '
@@ -255,6 +277,24 @@ def record_seen(conn: Conn, run_id: int, ext_ids: Iterable[str]) -> None:
     with conn.cursor() as cur, cur.copy(RECORD_SEEN) as copy:
         for ext in ext_ids:
             copy.write_row((run_id, ext))
+
+
+def seen_among(conn: Conn, run_id: int, ext_ids: Iterable[str]) -> set[str]:
+    """The ids among ``ext_ids`` the run has recorded as seen."""
+    wanted = list(ext_ids)
+    if not wanted:
+        return set()
+    return {r["extEventId"] for r in conn.execute(SEEN_AMONG, {"run_id": run_id, "ext": wanted}).fetchall()}
+
+
+def series_state(conn: Conn, calendar_id: int, run_id: int,
+                 master_ids: Iterable[str]) -> dict[str, tuple[bool, list[date]]]:
+    """Per Outlook series master: (checked earlier in this run, stored excluded dates)."""
+    wanted = sorted(set(master_ids))
+    if not wanted:
+        return {}
+    rows = conn.execute(SERIES_STATE, {"c": calendar_id, "run_id": run_id, "ext": wanted}).fetchall()
+    return {r["extEventId"]: (bool(r["checked"]), list(r["excludedDates"] or [])) for r in rows}
 
 
 def unseen(conn: Conn, calendar_id: int, run_id: int, since: date) -> list[str]:

@@ -43,6 +43,17 @@ ACCEPTED = (
     'UPDATE push_channel SET messages = messages + 1, "lastMessageAt" = now(), "lastEvent" = %(event)s '
     'WHERE "channelId" = %(id)s'
 )
+# A Graph notification named an item: keep it for each calendar of the mailbox that stores it as a
+# live series master (other items show in the delta; see migration 0005).
+HINT_SERIES = (
+    'INSERT INTO series_hint ("calendarId", "extEventId") SELECT e."calendarId", e."extEventId" '
+    'FROM push_channel p JOIN calendar c ON ' + COVERS + ' JOIN cal_event e ON '
+    'e."calendarId" = c."calendarId" AND e."extEventId" = %(item)s WHERE p."channelId" = %(id)s '
+    'AND c.status AND e.status AND e.recurrence IS NOT NULL AND e."recurringEventId" IS NULL '
+    "ON CONFLICT DO NOTHING"
+)
+HINTED_SERIES = 'SELECT "extEventId" FROM series_hint WHERE "calendarId" = %(c)s ORDER BY "extEventId"'
+DROP_HINTS = 'DELETE FROM series_hint WHERE "calendarId" = %(c)s AND "extEventId" = ANY(%(ext)s)'
 # Graph asks for a renewal (reauthorizationRequired): make the subscription due now.
 DUE_NOW = 'UPDATE push_channel SET "expiresAt" = least("expiresAt", now()) WHERE "channelId" = %(id)s'
 CALENDARS_OF = (
@@ -114,6 +125,22 @@ def lookup(conn: Conn, channel_id: str) -> dict[str, Any] | None:
 def accepted(conn: Conn, channel_id: str, event: str) -> None:
     """Count a verified notification."""
     conn.execute(ACCEPTED, {"id": channel_id, "event": event[:64]})
+
+
+def hint_series(conn: Conn, channel_id: str, item_id: str) -> None:
+    """Remember a notified item for the calendars that store it as a series master."""
+    conn.execute(HINT_SERIES, {"id": channel_id, "item": item_id})
+
+
+def hinted_series(conn: Conn, calendar_id: int) -> list[str]:
+    """The notified series masters of a calendar that no round has checked yet."""
+    return [r["extEventId"] for r in conn.execute(HINTED_SERIES, {"c": calendar_id}).fetchall()]
+
+
+def drop_hints(conn: Conn, calendar_id: int, ext_ids: list[str]) -> None:
+    """Forget hints a round has dealt with."""
+    if ext_ids:
+        conn.execute(DROP_HINTS, {"c": calendar_id, "ext": ext_ids})
 
 
 def due_now(conn: Conn, channel_id: str) -> None:

@@ -51,7 +51,8 @@ STALE_RUNS = (
 RUN_CONTEXT = (
     'SELECT r.*, c."userId", c."calendarType", c."extCalendarId", c."socialAccountId", c.token, '
     'c."refreshToken", c."accessTokenExpirationDate", c."deltaLink", c."syncWindowStart", '
-    'c."syncWindowEnd", c.status AS calendar_active '
+    'c."syncWindowEnd", c.status AS calendar_active, '
+    'EXISTS (SELECT 1 FROM series_hint h WHERE h."calendarId" = c."calendarId") AS hinted '
     'FROM sync_run r JOIN calendar c ON c."calendarId" = r."calendarId" WHERE r."runId" = %(run_id)s'
 )
 LOCK_RUN = 'SELECT * FROM sync_run WHERE "runId" = %(run_id)s FOR UPDATE'
