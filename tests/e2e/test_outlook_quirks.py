@@ -208,7 +208,8 @@ def _access_token(emu: Any, cal: Linked) -> str:
     return str(grant["access_token"])
 
 
-def test_a_silently_deleted_occurrence_is_noticed_by_the_sync_its_notification_starts(hooks, db, emu) -> None:
+@pytest.mark.usefixtures("hooks")
+def test_a_silently_deleted_occurrence_is_noticed_by_the_sync_its_notification_starts(db, emu) -> None:
     cal, master, occ = _series_synced(db, emu, silent_occurrence_deletes=True)
     _settle(emu, db)
     runs_before = len(run_rows(db, cal.calendar_id))
