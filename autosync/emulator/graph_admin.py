@@ -59,7 +59,9 @@ class Admin:
                 self.api.delta.invalidate(cal.id)
                 return Response(204)
             if key == ("POST", "calendars", 3) and segs[2] == "share":
-                self.store.share(cal.id, str((self.api.body(req) or {}).get("account_id") or ""))
+                who = str((self.api.body(req) or {}).get("account_id") or "")
+                if who and who != cal.account_id and who not in cal.shared_with:
+                    cal.shared_with.append(who)  # as the owner shares it in Outlook
                 return Response(200, {"id": cal.id, "sharedWith": list(cal.shared_with)})
         if segs[:1] == ["events"] and len(segs) >= 2:
             return self.event(req, segs)

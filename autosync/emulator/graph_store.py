@@ -113,20 +113,12 @@ class Store:
             raise not_found()
         return cal
 
-    def share(self, cal_id: str, account_id: str) -> None:
-        """Share a calendar with another mailbox (as its owner does in Outlook)."""
-        cal = self.calendar_of(None, cal_id)
-        if account_id != cal.account_id and account_id not in cal.shared_with:
-            cal.shared_with.append(account_id)
-
     # lookup --------------------------------------------------------------------------------------
     def resolve(self, account: Account | None, item_id: str, calendar: Calendar | None = None) -> StoredEvent | Slot:
         """A live stored item or a plain occurrence; 404 for unknown, deleted or cancelled ids.
 
-        Without ``calendar`` (``/me/events/{id}``) only the account's own mailbox is searched, so the
-        items of a calendar shared with it are not found: Graph answers those 404 too (an item of
-        another mailbox needs ``/me/calendars/{id}/events/{id}`` or ``/users/{owner}/events/{id}``).
-        With it, the item must be in that calendar, which the account must own or share.
+        Without ``calendar`` (``/me/events/{id}``) only the account's own mailbox counts: like Graph, a
+        shared calendar's items answer 404 there and need ``/me/calendars/{id}/events/{id}``.
         """
         stored = self.events.get(item_id)
         found: StoredEvent | Slot | None = self.occurrence(item_id) if stored is None else stored
@@ -135,13 +127,11 @@ class Store:
         cal_id = (
             found.calendar_id if isinstance(found, StoredEvent) else found.master.calendar_id if found else ""
         )
-        if found is None:
+        if found is None or (calendar is not None and calendar.id != cal_id):
             raise not_found()
-        if calendar is not None and calendar.id != cal_id:
-            raise not_found()
-        if account is not None and calendar is None and self.calendars[cal_id].account_id != account.id:
-            raise not_found()
-        if account is not None and calendar is not None and not calendar.open_to(account.id):
+        if account is not None and not (
+            calendar.open_to(account.id) if calendar else self.calendars[cal_id].account_id == account.id
+        ):
             raise not_found()
         return found
 
@@ -230,7 +220,7 @@ class Store:
     def _bump(self, ev: StoredEvent, now: datetime, *, quiet: bool = False) -> None:
         """Record a change of an item (the one place items change) and report it to ``on_change``.
 
-        ``quiet``: the item changes (change key, time, notification) without a new version for delta.
+        ``quiet``: a new change key and a notification, but no new version for delta rounds.
         """
         change = "deleted" if ev.deleted else "created" if ev.seq == 0 and ev.kind != "exception" else "updated"
         if not quiet:
@@ -411,7 +401,7 @@ class Store:
     def delete(self, target: StoredEvent | Slot, *, quiet_occurrence: bool = False) -> None:
         """Delete an item; for an occurrence or exception only that instance is cancelled.
 
-        ``quiet_occurrence``: deleting a plain occurrence leaves delta rounds unchanged (see DeltaConfig).
+        ``quiet_occurrence``: a plain occurrence's deletion leaves delta rounds unchanged (DeltaConfig).
         """
         now = utcnow()
         if isinstance(target, Slot):
