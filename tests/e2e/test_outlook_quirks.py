@@ -217,6 +217,8 @@ def test_a_silently_deleted_occurrence_is_noticed_by_the_sync_its_notification_s
     _wait_runs(db, cal.calendar_id, runs_before + 1)
     _settle(emu, db)
     assert _cancelled(db, cal, master["id"]) == [_today() + 3 * DAY]
+    # Its cost: the (empty) delta round, the master with cancelledOccurrences, one page of /instances.
+    assert sum(r["providerRequests"] for r in run_rows(db, cal.calendar_id)[runs_before:]) == 3
     rows = events(db, cal.calendar_id)
     assert rows[master["id"]]["status"] and rows[master["id"]]["excludedDates"] == [_today() + 3 * DAY]
     assert db.execute("SELECT count(*) FROM series_hint").fetchone()[0] == 0  # dealt with
