@@ -119,19 +119,17 @@ def import_step(app: Context, run_id: int, page_id: int) -> Next:
         if ctx is None:
             return Next("done", run_id)
         with transaction() as conn:
-            staged = conn.execute(sql.LOAD_PAGE, {"page_id": page_id, "run_id": run_id}).fetchone()
-            hinted = (push_sql.hinted_series(conn, ctx["calendarId"])
-                      if staged is not None and staged["isFinal"] and ctx.get("hinted") else [])
-            series = (ev_sql.series_state(conn, ctx["calendarId"], run_id,
-                                          _series_ids(staged["body"]["items"]) | set(hinted))
-                      if staged is not None and ctx["calendarType"] == 2 else {})
+            if ctx["calendarType"] == 2:
+                staged = ev_sql.load_outlook_page(conn, ctx["calendarId"], run_id, page_id)
+            else:
+                staged = conn.execute(sql.LOAD_PAGE, {"page_id": page_id, "run_id": run_id}).fetchone()
         if staged is None:
             return Next("done", run_id)  # already imported (duplicate delivery)
         window = window_for(app, ctx, bool(ctx["fullSync"]))
         body = staged["body"]
         page = Page(items=body["items"], next_page=None if staged["isFinal"] else staged["nextCursor"],
                     sync_cursor=staged["nextCursor"] if staged["isFinal"] else None, meta=body.get("meta") or {})
-        prepared = prepare(app, ctx, page, window, series, hinted)
+        prepared = prepare(app, ctx, page, window, staged.get("series"), staged.get("hinted"))
     return _apply(app, ctx, prepared, page, stats.count, window, page_id=page_id)
 
 
@@ -174,7 +172,7 @@ def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetim
     """Normalize a page (and, for Outlook, check changed series through /instances).
 
     ``series``: per series master the page names, whether this run checked it already and its stored
-    exclusions (store.events.series_state). ``hinted``: series masters a change notification named
+    exclusions (store.events.load_outlook_page). ``hinted``: series masters a change notification named
     (last page only): checked here unless the round already did.
     """
     out = Prepared()
@@ -354,7 +352,7 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
         to_delete += ev_sql.unseen(conn, calendar_id, run_id, since)
     elif ctx["fullSync"] and prepared.seen:
         ev_sql.record_seen(conn, run_id, prepared.seen)
-    elif prepared.checked:  # an incremental round: remember its checked series for its later pages
+    elif prepared.checked and not page.complete:  # incremental: its later pages skip these series
         ev_sql.record_seen(conn, run_id, prepared.checked)
     _guard(app, conn, ctx, to_delete)
     merged = ev_sql.upsert(conn, calendar_id, user_id, live)

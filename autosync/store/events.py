@@ -81,29 +81,22 @@ STALE_INSTANCES = (
 )
 COUNT_LIVE = 'SELECT count(*) AS n FROM cal_event WHERE "calendarId" = %(calendar_id)s AND status'
 RECORD_SEEN = 'COPY sync_seen ("runId", "extEventId") FROM STDIN'
-# Outlook series named by a page: whether this run checked them already (recorded as seen on an
-# earlier page) and their stored exclusions (kept where a listing cannot see them), in one statement.
-SERIES_STATE = (
-    'SELECT m.id AS "extEventId", EXISTS (SELECT 1 FROM sync_seen s WHERE s."runId" = %(run_id)s '
-    'AND s."extEventId" = m.id) AS checked, e."excludedDates" FROM unnest(%(ext)s::text[]) AS m(id) '
-    'LEFT JOIN cal_event e ON e."calendarId" = %(c)s AND e.status AND e."extEventId" = m.id'
+# An Outlook page staged for import (as LOAD_PAGE) with what the pull needs about the series masters it
+# lists or names, and on the last page those a notification named (series_hint): per master, whether
+# this run checked it on an earlier page (recorded as seen) and its stored exclusions. One statement,
+# so an import costs no more round trips than before.
+LOAD_OUTLOOK_PAGE = (
+    "WITH p AS (SELECT * FROM sync_page WHERE \"pageId\" = %(page_id)s AND \"runId\" = %(run_id)s FOR UPDATE), "
+    "hinted AS (SELECT h.\"extEventId\" AS id FROM series_hint h, p WHERE p.\"isFinal\" "
+    "AND h.\"calendarId\" = %(c)s), "
+    "named AS (SELECT coalesce(i->>'seriesMasterId', CASE WHEN i->>'type' = 'seriesMaster' THEN i->>'id' END) "
+    "AS id FROM p, jsonb_array_elements(p.body->'items') i WHERE jsonb_typeof(i) = 'object' "
+    "AND NOT i ? '@removed' UNION SELECT id FROM hinted) "
+    "SELECT p.*, ARRAY(SELECT id FROM hinted ORDER BY id) AS hinted, (SELECT coalesce(jsonb_object_agg(n.id, "
+    "jsonb_build_array(EXISTS (SELECT 1 FROM sync_seen s WHERE s.\"runId\" = %(run_id)s AND s.\"extEventId\" = n.id), "
+    "to_jsonb(e.\"excludedDates\"))), '{}'::jsonb) FROM named n LEFT JOIN cal_event e ON e.\"calendarId\" = %(c)s "
+    "AND e.status AND e.\"extEventId\" = n.id WHERE n.id IS NOT NULL) AS series FROM p"
 )
-RECORD_SEEN = 'COPY sync_seen ("runId", "extEventId") FROM STDIN'
-# Outlook series named by a page: whether this run checked them already (recorded as seen on an
-# earlier page) and their stored exclusions (kept where a listing cannot see them), in one statement.
-SERIES_STATE = (
-    'SELECT m.id AS "extEventId", EXISTS (SELECT 1 FROM sync_seen s WHERE s."runId" = %(run_id)s '
-    'AND s."extEventId" = m.id) AS checked, e."excludedDates" FROM unnest(%(ext)s::text[]) AS m(id) '
-    'LEFT JOIN cal_event e ON e."calendarId" = %(c)s AND e.status AND e."extEventId" = m.id'
-)
-# The stored exclusions of these series masters (Outlook keeps those a listing cannot see).
-EXCLUDED_OF = (
-    'SELECT "extEventId", "excludedDates" FROM cal_event WHERE "calendarId" = %(c)s AND status '
-    'AND "extEventId" = ANY(%(ext)s) AND "excludedDates" IS NOT NULL'
-)
-# Which of these ids a run has recorded already (Outlook: series checked on an earlier page).
-SEEN_AMONG = 'SELECT DISTINCT "extEventId" FROM sync_seen WHERE "runId" = %(run_id)s AND "extEventId" = ANY(%(ext)s)'
-# Live provider events of the calendar, inside the full sync's window, that the run did not list.
 UNSEEN = (
     'SELECT e."extEventId" FROM cal_event e WHERE e."calendarId" = %(calendar_id)s AND e.status '
     'AND e."extEventId" IS NOT NULL AND coalesce(e."endDate", e."startDate") >= %(since)s '
@@ -279,22 +272,14 @@ def record_seen(conn: Conn, run_id: int, ext_ids: Iterable[str]) -> None:
             copy.write_row((run_id, ext))
 
 
-def seen_among(conn: Conn, run_id: int, ext_ids: Iterable[str]) -> set[str]:
-    """The ids among ``ext_ids`` the run has recorded as seen."""
-    wanted = list(ext_ids)
-    if not wanted:
-        return set()
-    return {r["extEventId"] for r in conn.execute(SEEN_AMONG, {"run_id": run_id, "ext": wanted}).fetchall()}
-
-
-def series_state(conn: Conn, calendar_id: int, run_id: int,
-                 master_ids: Iterable[str]) -> dict[str, tuple[bool, list[date]]]:
-    """Per Outlook series master: (checked earlier in this run, stored excluded dates)."""
-    wanted = sorted(set(master_ids))
-    if not wanted:
-        return {}
-    rows = conn.execute(SERIES_STATE, {"c": calendar_id, "run_id": run_id, "ext": wanted}).fetchall()
-    return {r["extEventId"]: (bool(r["checked"]), list(r["excludedDates"] or [])) for r in rows}
+def load_outlook_page(conn: Conn, calendar_id: int, run_id: int, page_id: int) -> dict[str, Any] | None:
+    """A staged Outlook page (locked) plus ``hinted`` ids and ``series``: id -> (checked, stored exclusions)."""
+    row = conn.execute(LOAD_OUTLOOK_PAGE, {"c": calendar_id, "run_id": run_id, "page_id": page_id}).fetchone()
+    if row is None:
+        return None
+    series = {ext: (bool(done), [date.fromisoformat(d) for d in days or []])
+              for ext, (done, days) in (row["series"] or {}).items()}
+    return {**row, "series": series, "hinted": list(row["hinted"] or [])}
 
 
 def unseen(conn: Conn, calendar_id: int, run_id: int, since: date) -> list[str]:

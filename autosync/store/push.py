@@ -52,7 +52,6 @@ HINT_SERIES = (
     'AND c.status AND e.status AND e.recurrence IS NOT NULL AND e."recurringEventId" IS NULL '
     "ON CONFLICT DO NOTHING"
 )
-HINTED_SERIES = 'SELECT "extEventId" FROM series_hint WHERE "calendarId" = %(c)s ORDER BY "extEventId"'
 DROP_HINTS = 'DELETE FROM series_hint WHERE "calendarId" = %(c)s AND "extEventId" = ANY(%(ext)s)'
 # Graph asks for a renewal (reauthorizationRequired): make the subscription due now.
 DUE_NOW = 'UPDATE push_channel SET "expiresAt" = least("expiresAt", now()) WHERE "channelId" = %(id)s'
@@ -130,11 +129,6 @@ def accepted(conn: Conn, channel_id: str, event: str) -> None:
 def hint_series(conn: Conn, channel_id: str, item_id: str) -> None:
     """Remember a notified item for the calendars that store it as a series master."""
     conn.execute(HINT_SERIES, {"id": channel_id, "item": item_id})
-
-
-def hinted_series(conn: Conn, calendar_id: int) -> list[str]:
-    """The notified series masters of a calendar that no round has checked yet."""
-    return [r["extEventId"] for r in conn.execute(HINTED_SERIES, {"c": calendar_id}).fetchall()]
 
 
 def drop_hints(conn: Conn, calendar_id: int, ext_ids: list[str]) -> None:
