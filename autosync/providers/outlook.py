@@ -115,7 +115,7 @@ class OutlookProvider:
         changed AUTOSYNC_GRAPH_API_URL) is refused unsent; the caller drops the cursor.
         """
         base = self.settings.graph_api_url.rstrip("/")
-        if link == base or link.startswith((base + "/", base + "?")):
+        if link.startswith((base + "/", base + "?")):
             return link
         raise errors.LinkRefused(
             "refused a Graph link that does not start with AUTOSYNC_GRAPH_API_URL "
@@ -160,6 +160,22 @@ class OutlookProvider:
         while url:
             body = json_body(self._call("GET", cal, self._trusted(url), verbatim=True))
             found.extend(body.get("value") or [])
+            url = body.get("@odata.nextLink")
+        return found
+
+    def series_ids(self, cal: CalendarRef) -> set[str]:
+        """Ids of the calendar's live series masters: one listing of ``/events`` filtered on type.
+
+        ``/events`` lists masters and single instances, never occurrences, and takes ``$filter`` on
+        ``type`` (Graph list-events); ``$select=id`` keeps the pages small.
+        """
+        query = urlencode({"$filter": "type eq 'seriesMaster'", "$select": "id",
+                           "$top": str(self.settings.outlook_page_size)})
+        url: str | None = f"{self._calendar_base(cal)}/events?{query}"
+        found: set[str] = set()
+        while url:
+            body = json_body(self._call("GET", cal, self._trusted(url), verbatim=True))
+            found.update(str(item["id"]) for item in body.get("value") or [] if isinstance(item, dict) and "id" in item)
             url = body.get("@odata.nextLink")
         return found
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,8 +13,8 @@ from autosync.providers import CalendarRef, Page
 from autosync.providers.http import counting
 from autosync.services import conflicts, runs
 from autosync.services.context import Context
+from autosync.services.outlook_checks import Stored, outlook_details
 from autosync.services.runs import Next
-from autosync.services.series import expected_slots, pin_all_day, without_exdates
 from autosync.services.tokens import ensure_token
 from autosync.store import events as ev_sql
 from autosync.store import push as push_sql
@@ -38,7 +38,7 @@ class Prepared:
     skipped: list[Skipped] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     series_instances: dict[str, list[str]] = field(default_factory=dict)  # master -> live exception ids
-    checked: list[str] = field(default_factory=list)  # Outlook series checked through /instances
+    checked: list[str] = field(default_factory=list)  # Outlook: for the round's later pages (outlook_checks)
     hinted: list[str] = field(default_factory=list)  # notified Outlook series this page dealt with
 
     def copy(self) -> Prepared:
@@ -99,8 +99,9 @@ def fetch_step(app: Context, run_id: int) -> Next:
             _begin_full(run_id, window, drop_cursor=True, calendar_id=ctx["calendarId"])
             ctx = {**ctx, "fullSync": True, "pageCursor": None, "deltaLink": None}
             page = _list(app, ctx, cal, True, window)
-    # A notified series (series_hint) is checked on the last page of the round, even an empty one.
-    if page.items or (page.complete and ctx["calendarType"] == 2 and ctx.get("hinted")):
+    # Notified series (series_hint) and a round's foreign @removed ids are dealt with on its last
+    # page, even an empty one (outlook_checks).
+    if page.items or (page.complete and ctx["calendarType"] == 2 and ctx.get("lastPageChecks")):
         with transaction() as conn:
             page_id = sql.stage_page(conn, run_id, {"items": page.items, "meta": page.meta},
                                      page.sync_cursor if page.complete else page.next_page, page.complete)
@@ -129,7 +130,7 @@ def import_step(app: Context, run_id: int, page_id: int) -> Next:
         body = staged["body"]
         page = Page(items=body["items"], next_page=None if staged["isFinal"] else staged["nextCursor"],
                     sync_cursor=staged["nextCursor"] if staged["isFinal"] else None, meta=body.get("meta") or {})
-        prepared = prepare(app, ctx, page, window, staged.get("series"), staged.get("hinted"))
+        prepared = prepare(app, ctx, page, window, Stored.of(staged) if ctx["calendarType"] == 2 else None)
     return _apply(app, ctx, prepared, page, stats.count, window, page_id=page_id)
 
 
@@ -168,13 +169,8 @@ def _list(app: Context, ctx: dict[str, Any], cal: CalendarRef, full: bool,
 
 
 def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetime, datetime],
-            series: dict[str, tuple[bool, list[date]]] | None = None, hinted: list[str] | None = None) -> Prepared:
-    """Normalize a page (and, for Outlook, check changed series through /instances).
-
-    ``series``: per series master the page names, whether this run checked it already and its stored
-    exclusions (store.events.load_outlook_page). ``hinted``: series masters a change notification named
-    (last page only): checked here unless the round already did.
-    """
+            stored: Stored | None = None) -> Prepared:
+    """Normalize a page (and, for Outlook, check changed series through /instances)."""
     out = Prepared()
     if ctx["calendarType"] == 1:
         from autosync.normalize.google import page_from_google
@@ -196,118 +192,16 @@ def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetim
     out.seen = [e.ext_id for e in events] + [s.ext_id for s in out.skipped if s.ext_id]
     if ctx["calendarType"] == 2:
         cal = ensure_token(app, ctx)
+        known = stored or Stored()
         before = out.copy()
         try:
-            _outlook_details(app, cal, out, page, removed, window, series or {}, hinted or [])
+            outlook_details(app, cal, out, page, removed, window, known)
         except errors.AuthInvalid:  # refused mid-page: refresh once, redo the checks from scratch
             out = before
             fresh = ensure_token(app, ctx, stale=cal.access_token)
-            _outlook_details(app, fresh, out, page, removed, window, series or {}, hinted or [])
-        out.hinted = list(hinted or [])
+            outlook_details(app, fresh, out, page, removed, window, known)
+        out.hinted = list(known.hinted)
     return out
-
-
-def _series_ids(items: list[Any]) -> set[str]:
-    """Ids of the series masters a raw Graph page lists or names."""
-    ids = set()
-    for item in items:
-        if isinstance(item, dict) and "@removed" not in item:
-            if item.get("seriesMasterId"):
-                ids.add(str(item["seriesMasterId"]))
-            elif item.get("type") == "seriesMaster" and item.get("id"):
-                ids.add(str(item["id"]))
-    return ids
-
-
-def _outlook_details(app: Context, cal: CalendarRef, out: Prepared, page: Page, removed: list[str],
-                     window: tuple[datetime, datetime], series: dict[str, tuple[bool, list[date]]],
-                     hinted: list[str]) -> None:
-    from autosync.normalize.outlook import event_from_graph
-
-    provider = app.outlook
-    masters = {e.ext_id: e for e in out.live if e.recurrence and not e.recurring_event_id}
-    # Series this page touches: the masters it lists and the masters its occurrences and exceptions
-    # name. A round need not list a master at all (Microsoft's delta docs name only instances, and
-    # reports differ on masters of series that began before the window), so the names are followed
-    # in full rounds too; each series is checked once per round, however many pages it spans.
-    # A notified master no page of the round named changed in a way the delta does not show (a
-    # deleted occurrence, see watch.verify): check it too.
-    touched = set(masters) | _series_ids(page.items) | set(hinted)
-    checked = {m for m, (done, _) in series.items() if done}
-    # A master already checked on an earlier page of this round was stored from that check.
-    out.live = [e for e in out.live if e.ext_id not in checked or e.ext_id not in masters]
-    for master_id in sorted(touched - checked):
-        master = masters.get(master_id)
-        if master is None:
-            raw = provider.master(cal, master_id)
-            if raw is None:
-                out.deleted.append(master_id)
-                continue
-            try:
-                master = event_from_graph(raw)
-            except errors.NormalizeError as exc:
-                out.skipped.append(Skipped(master_id, exc.reason))
-                continue
-            out.live.append(master)
-            out.seen.append(master_id)
-            masters[master_id] = master
-        try:
-            instances = provider.instances(cal, master_id, window)
-        except errors.NotFound:  # the series was deleted after this page was listed
-            out.deleted.append(master_id)
-            continue
-        out.checked.append(master_id)
-        _reconcile_series(instances, master, out, window, event_from_graph, series.get(master_id, (False, []))[1])
-    # @removed also covers events that only left the window (trap 22): check before deleting.
-    for ext_id in removed:
-        if provider.get(cal, ext_id) is None:
-            out.deleted.append(ext_id)
-
-
-def _reconcile_series(instances: list[dict], master: Event, out: Prepared, window: tuple[datetime, datetime],
-                      normalize: Any, stored_excluded: list[date]) -> None:
-    """Exceptions become instances; occurrences the rule promises but /instances lacks are cancelled.
-
-    The master's exclusions become: those slots, the dates its ``cancelledOccurrences`` named (when it
-    was fetched with them), else the stored ones outside the window, which a listing cannot see.
-    """
-    rule = without_exdates(master)
-    expected = expected_slots(rule, window)
-    promised = {s for s in expected if not isinstance(s, datetime)}
-    present: set[datetime | date] = set()
-    exception_ids: list[str] = []
-    for item in instances:
-        kind = item.get("type")
-        try:
-            event = normalize(item, master=master)
-        except errors.NormalizeError as exc:
-            out.skipped.append(Skipped(str(item.get("id", "")), exc.reason))
-            continue
-        slot = event.original_start or event.start
-        if master.all_day and slot is not None and not isinstance(slot, datetime):
-            slot = pin_all_day(slot, promised)
-            event = replace(event, original_start=slot)
-        if slot is not None:
-            present.add(slot)
-        if kind == "exception":
-            event = replace(event, recurring_event_id=master.ext_id)
-            out.live = [e for e in out.live if e.ext_id != event.ext_id] + [event]
-            exception_ids.append(event.ext_id)
-    missing = [s for s in expected if s not in present]
-    for slot in missing:
-        out.cancelled_instances.append(Event(ext_id=f"{master.ext_id}#{_stamp(slot)}", status="cancelled",
-                                             recurring_event_id=master.ext_id, original_start=slot))
-    lo, hi = window[0].date(), window[1].date()
-    known = (set(master.excluded_dates) if "cancelledOccurrences" in (master.raw or {})
-             else {d for d in stored_excluded if not lo <= d <= hi})
-    dates = tuple(sorted({s.date() if isinstance(s, datetime) else s for s in missing} | known))
-    updated = replace(rule, excluded_dates=dates)
-    out.live = [updated if e.ext_id == master.ext_id else e for e in out.live]
-    out.series_instances[master.ext_id] = exception_ids + [f"{master.ext_id}#{_stamp(s)}" for s in missing]
-
-
-def _stamp(slot: datetime | date) -> str:
-    return slot.strftime("%Y%m%dT%H%M%SZ") if isinstance(slot, datetime) else slot.strftime("%Y%m%d")
 
 
 def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, requests: int,

@@ -156,6 +156,27 @@ def test_a_series_synced_with_its_master_survives_full_rounds_that_stop_listing_
     assert events(db, cal.calendar_id)[master["id"]]["status"]
 
 
+@pytest.mark.parametrize("mode", ["all", "none"])
+def test_a_deleted_series_leaves_in_one_sync_whether_or_not_rounds_list_its_master(worker, db, emu,
+                                                                                 mode: str) -> None:
+    cal = link(db, emu, "outlook")
+    _config(emu, delta_masters=mode)
+    master = _create(emu, cal.ext_calendar_id, _daily_from(_today() + DAY))
+    other = _create(emu, cal.ext_calendar_id, _daily_from(_today() + 2 * DAY))
+    _ok(cal)
+    emu.outlook("DELETE", f"/events/{_q(master['id'])}")
+    emu.clear_requests()
+    run = _ok(cal)
+    rows = events(db, cal.calendar_id)
+    assert not rows[master["id"]]["status"] and rows[other["id"]]["status"]
+    # Hundreds of its occurrences come back @removed; ids that were never ours cost no request: one
+    # listing of the calendar's live masters settles them (and the master's own @removed, one GET).
+    pages = emu.requests(provider="outlook", endpoint="graph.delta")["total"]
+    assert _count(emu, "graph.events.get") == (1 if mode == "all" else 0)
+    assert _count(emu, "graph.events.list") == 1
+    assert run["providerRequests"] == pages + 1 + (1 if mode == "all" else 0), (pages, run)
+
+
 # --- 3. a deleted occurrence that no delta round shows -----------------------------------------------
 
 def _series_synced(db: Any, emu: Any, **config: Any) -> tuple[Linked, dict[str, Any], list[dict[str, Any]]]:
@@ -230,6 +251,25 @@ def test_a_silently_deleted_occurrence_is_noticed_by_the_sync_its_notification_s
     assert events(db, cal.calendar_id)[master["id"]]["eventName"] == "Daily standup"
     gets = [r for r in emu.requests(provider="outlook")["requests"] if r["endpoint"] == "graph.events.get"]
     assert gets == []
+
+
+def test_renaming_a_series_in_the_app_keeps_its_outlook_exceptions_and_cancellations(worker, db, emu) -> None:
+    from tests.e2e.test_pushback_google import app_update
+
+    cal, master, occ = _series_synced(db, emu, silent_occurrence_deletes=True)
+    emu.outlook("DELETE", f"/events/{_q(occ[2]['id'])}")  # polled: not seen yet
+    # Then only an exception changes: its master is fetched by id, with its cancelledOccurrences,
+    # and the deletion is found on the way.
+    emu.outlook("PATCH", f"/events/{_q(occ[4]['id'])}", {"subject": "Standup (in room 2)"})
+    _ok(cal)
+    assert _cancelled(db, cal, master["id"]) == [_today() + 3 * DAY]
+    app_update(db, events(db, cal.calendar_id)[master["id"]]["eventId"], eventName="Daily standup")
+    run = _ok(cal)
+    assert (run["pushUpdated"], run["pushFailed"]) == (1, 0), run
+    # A PATCH that re-sent the recurrence would have made Outlook drop both (as Outlook does).
+    now = {i["id"]: i for i in _instances(emu, master["id"], _today() + DAY)}
+    assert occ[2]["id"] not in now and now[occ[4]["id"]]["subject"] == "Standup (in room 2)"
+    assert emu.outlook("GET", f"/events/{_q(master['id'])}")["subject"] == "Daily standup"
 
 
 # --- 4. a calendar shared from another mailbox -------------------------------------------------------
