@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 from typing import Any
 
@@ -97,12 +99,9 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         print("note: AUTOSYNC_WEBHOOK_URL is not set, so workers create no channels and nothing will notify "
               "this receiver", file=sys.stderr)
     print(f"autosync webhooks listening on {receiver.url}", file=sys.stderr, flush=True)
-    try:
+    signal.signal(signal.SIGTERM, lambda *_: receiver.stop())  # finish the answers in progress, then exit
+    with contextlib.suppress(KeyboardInterrupt):
         receiver.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        receiver.server.server_close()
     return 0
 
 

@@ -184,6 +184,11 @@ class Settings:
     webhook_url: str = env("AUTOSYNC_WEBHOOK_URL", "", _optional_http_url)  # public base of `autosync webhooks`
     webhook_host: str = env("AUTOSYNC_WEBHOOK_HOST", "127.0.0.1")
     webhook_port: int = env("AUTOSYNC_WEBHOOK_PORT", "8470", _number(int, 0, 65535))
+    # What one client may cost the receiver (it is on the open internet): see autosync/webserver.py.
+    webhook_max_connections: int = env("AUTOSYNC_WEBHOOK_MAX_CONNECTIONS", "4000", _number(int, 1, 60000))
+    webhook_header_timeout: float = env("AUTOSYNC_WEBHOOK_HEADER_TIMEOUT", "10", _number(float, 0.5, 300))
+    webhook_body_timeout: float = env("AUTOSYNC_WEBHOOK_BODY_TIMEOUT", "10", _number(float, 0.5, 300))
+    webhook_threads: int = env("AUTOSYNC_WEBHOOK_THREADS", "8", _number(int, 1, 256))
     watch_ttl: int = env("AUTOSYNC_WATCH_TTL", "252000", _number(int, 600, 604800))  # 70 h: under Graph's 4,230 min
     watch_renew_before: int = env("AUTOSYNC_WATCH_RENEW_BEFORE", "86400", _number(int, 60, 604800))
     watch_safety_poll: int = env("AUTOSYNC_WATCH_SAFETY_POLL", "21600", _number(int, 60))
