@@ -194,6 +194,8 @@ class Receiver:
 
     def __init__(self, host: str, port: int, settings: Settings | None = None) -> None:
         settings = settings or get_settings()
+        import autosync.tasks  # noqa: F401  (loaded now, not by the first notification, which has 3 s)
+
         self.book = ChannelBook(settings.database_url)
         self.app = Hooks(self.book, settings)
         self.server = HardenedServer(self.app, host, port, limits(settings))

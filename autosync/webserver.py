@@ -147,17 +147,30 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]
         return bool(self.accepting)
 
     def handle_accept(self) -> None:
-        """Accept; over the cap, answer 503 and close at once."""
-        if len(self.active_channels) < self.limits.max_connections:
-            super().handle_accept()
-            return
-        try:
-            accepted = self.accept()
-        except OSError:
-            return
-        if accepted is None:
-            return
-        conn = accepted[0]
+        """Accept what is waiting (up to 64 at a time); over the cap, answer 503 and close at once.
+
+        Waitress accepts one connection per loop pass; under a burst of thousands that leaves a
+        real notification waiting behind them in the listen backlog for seconds.
+        """
+        for _ in range(64):
+            try:
+                accepted = self.accept()
+            except OSError:
+                return
+            if accepted is None:
+                return
+            conn, addr = accepted
+            if len(self.active_channels) >= self.limits.max_connections:
+                self._refuse(conn)
+                continue
+            try:
+                self.set_socket_options(conn)
+            except OSError:
+                conn.close()
+                continue
+            self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
+
+    def _refuse(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
             conn.setblocking(False)
             conn.send(BUSY)
