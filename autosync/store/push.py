@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from autosync.errors import TokenUnreadable
 from autosync.store.db import Conn
+from autosync.store.sealed import sealer
 
 # A channel covers its own calendar, or (calendarId NULL: a Graph subscription) every calendar of
 # the same mailbox. `c` is the calendar, `p` the channel.
@@ -172,5 +174,16 @@ def set_watch_error(conn: Conn, calendar_id: int, error: str | None, *, lasting:
 
 
 def orphaned(conn: Conn, channel_id: str | None = None) -> list[dict[str, Any]]:
-    """Live channels that cover no active calendar (one of them when ``channel_id`` is given)."""
-    return conn.execute(ORPHANED, {"id": channel_id}).fetchall()
+    """Live channels that cover no active calendar (one of them when ``channel_id`` is given).
+
+    ``token`` is the stored access token, opened; None when there is none or it cannot be opened
+    (the channel is then forgotten and expires on its own).
+    """
+    box = sealer()
+    rows = conn.execute(ORPHANED, {"id": channel_id}).fetchall()
+    for row in rows:
+        try:
+            row["token"] = box.open(row["token"])
+        except TokenUnreadable:
+            row["token"] = None
+    return rows
