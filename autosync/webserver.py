@@ -190,6 +190,24 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]
                 self.timed_out += 1
 
 
+class OncePer(logging.Filter):
+    """Lets one record through per ``seconds``: waitress warns about its task queue on every request
+    that has to wait, which under a flood would be a log line per forged notification."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._last = float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """True at most once per period."""
+        now = time.monotonic()
+        if now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True
+
+
 def raise_descriptor_limit(wanted: int) -> None:
     """Let the process hold ``wanted`` open files (sockets) if the hard limit allows; warn otherwise."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -206,6 +224,9 @@ class HardenedServer:
 
     def __init__(self, app: WsgiApp, host: str, port: int, limits: Limits) -> None:
         raise_descriptor_limit(limits.max_connections + 256)  # plus the database, broker and log files
+        queue_log = logging.getLogger("waitress.queue")
+        if not any(isinstance(f, OncePer) for f in queue_log.filters):
+            queue_log.addFilter(OncePer(10.0))
         adj = Adjustments(
             host=host, port=port, threads=limits.threads, ident="autosync",
             max_request_body_size=limits.max_body + 1,  # waitress refuses a length >= this

@@ -145,6 +145,11 @@ def start(env: dict[str, str], *, ready: bool = True) -> Iterator[tuple[subproce
         log.close()
 
 
+def log_of(url: str) -> str:
+    """What the receiver started by `start` at ``url`` has logged so far."""
+    return Path(f"/tmp/autosync-webhooks-test-{url.rsplit(':', 1)[1]}.log").read_text()
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
