@@ -1,9 +1,11 @@
-"""The `autosync` command line: db upgrade, sync, handle, emulator, status, run, webhooks."""
+"""The `autosync` command line: db upgrade, sync, handle, emulator, status, run, webhooks, tokens."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 from typing import Any
 
@@ -97,13 +99,41 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         print("note: AUTOSYNC_WEBHOOK_URL is not set, so workers create no channels and nothing will notify "
               "this receiver", file=sys.stderr)
     print(f"autosync webhooks listening on {receiver.url}", file=sys.stderr, flush=True)
-    try:
+    signal.signal(signal.SIGTERM, lambda *_: receiver.stop())  # finish the answers in progress, then exit
+    with contextlib.suppress(KeyboardInterrupt):
         receiver.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        receiver.server.server_close()
     return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """OAuth tokens at rest (AUTOSYNC_TOKEN_KEYS): new-key, status, encrypt, rotate."""
+    if args.tokens_command == "new-key":
+        from cryptography.fernet import Fernet
+
+        print(Fernet.generate_key().decode())
+        return 0
+    from autosync.services import sealing
+    from autosync.store.sealed import sealer
+
+    if args.tokens_command == "status":
+        counts = sealing.status()
+        current = sealer().current
+        print(json.dumps({"currentKey": current, "values": counts}))
+        left = sum(n for state, n in counts.items() if state not in ("empty", current))
+        return 0 if current and not left else 1
+    if not sealer().enabled:
+        print("error: AUTOSYNC_TOKEN_KEYS is not set: there is no key to seal with "
+              "(`autosync tokens new-key` prints one)", file=sys.stderr)
+        return 2
+
+    def progress(done: Any) -> None:
+        print(f"\rsealed {done.sealed}, changed meanwhile {done.changed_meanwhile}", end="", file=sys.stderr)
+
+    done = sealing.reseal_all(rotate=args.tokens_command == "rotate", batch=args.batch,
+                              progress=progress if sys.stderr.isatty() else None)
+    print(json.dumps({"sealed": done.sealed, "unreadable": done.unreadable,
+                      "changedMeanwhile": done.changed_meanwhile, "key": sealer().current}))
+    return 1 if done.unreadable else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -154,6 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     hooks.add_argument("--host", help="bind address (default AUTOSYNC_WEBHOOK_HOST)")
     hooks.add_argument("--port", type=int, help="port (default AUTOSYNC_WEBHOOK_PORT)")
     hooks.set_defaults(func=cmd_webhooks)
+
+    tokens = sub.add_parser("tokens", help="OAuth tokens at rest: seal them with AUTOSYNC_TOKEN_KEYS, rotate keys")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, metavar="SUBCOMMAND")
+    tokens_sub.add_parser("new-key", help="print a new random key for AUTOSYNC_TOKEN_KEYS")
+    tokens_sub.add_parser("status", help="count token values: plaintext, or sealed by which key (exit 1 "
+                                         "while any is not sealed with the first key)")
+    for name, what in (("encrypt", "seal every plaintext token with the first key"),
+                       ("rotate", "re-seal every token not sealed with the first key (after adding a new first key)")):
+        action = tokens_sub.add_parser(name, help=f"{what}; batched, resumable, safe while workers run")
+        action.add_argument("--batch", type=int, default=500, help="calendars per transaction (default 500)")
+    tokens.set_defaults(func=cmd_tokens)
 
     run = sub.add_parser("run", help="run worker + beat (+ Flower); --demo adds a live emulator demo")
     run.add_argument("--demo", action="store_true", help="start the emulator with seeded users and drive changes")

@@ -45,6 +45,11 @@ class ClientMisconfigured(ProviderError):
     """invalid_client / unauthorized_client: the app's credentials are wrong (an operator problem)."""
 
 
+class TokenUnreadable(ProviderError):
+    """A stored OAuth token cannot be decrypted with AUTOSYNC_TOKEN_KEYS (an operator problem, like
+    ClientMisconfigured): the run fails with the reason, never with the token; other calendars go on."""
+
+
 class Throttled(ProviderError):
     """Rate limited (429, Google 403 rate-limit reasons, Graph ApplicationThrottled)."""
 

@@ -112,6 +112,22 @@ def _text(name: str, raw: str) -> str:
     return raw
 
 
+def _fernet_keys(name: str, raw: str) -> tuple[Secret, ...]:
+    """Comma-separated Fernet keys; an invalid one stops start-up naming the variable, never the key."""
+    from cryptography.fernet import Fernet
+
+    keys = [k.strip() for k in raw.split(",") if k.strip()]
+    for position, key in enumerate(keys, 1):
+        try:
+            Fernet(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ConfigError(f"{name}: key {position} of {len(keys)} is not a Fernet key (32 url-safe "
+                              "base64-encoded bytes; `autosync tokens new-key` prints one)") from None
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"{name}: the same key is listed twice")
+    return tuple(Secret(k) for k in keys)
+
+
 def mask_url(value: str) -> str:
     """A URL with its password replaced by ***, for reprs and logs."""
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", value)
@@ -184,9 +200,16 @@ class Settings:
     webhook_url: str = env("AUTOSYNC_WEBHOOK_URL", "", _optional_http_url)  # public base of `autosync webhooks`
     webhook_host: str = env("AUTOSYNC_WEBHOOK_HOST", "127.0.0.1")
     webhook_port: int = env("AUTOSYNC_WEBHOOK_PORT", "8470", _number(int, 0, 65535))
+    # What one client may cost the receiver (it is on the open internet): see autosync/webserver.py.
+    webhook_max_connections: int = env("AUTOSYNC_WEBHOOK_MAX_CONNECTIONS", "4000", _number(int, 1, 60000))
+    webhook_header_timeout: float = env("AUTOSYNC_WEBHOOK_HEADER_TIMEOUT", "10", _number(float, 0.5, 300))
+    webhook_body_timeout: float = env("AUTOSYNC_WEBHOOK_BODY_TIMEOUT", "10", _number(float, 0.5, 300))
+    webhook_threads: int = env("AUTOSYNC_WEBHOOK_THREADS", "8", _number(int, 1, 256))
     watch_ttl: int = env("AUTOSYNC_WATCH_TTL", "252000", _number(int, 600, 604800))  # 70 h: under Graph's 4,230 min
     watch_renew_before: int = env("AUTOSYNC_WATCH_RENEW_BEFORE", "86400", _number(int, 60, 604800))
     watch_safety_poll: int = env("AUTOSYNC_WATCH_SAFETY_POLL", "21600", _number(int, 60))
+    # OAuth tokens at rest: the first key seals what autosync writes, every key opens (store/sealed.py).
+    token_keys: tuple[Secret, ...] = env("AUTOSYNC_TOKEN_KEYS", "", _fernet_keys)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -223,7 +246,7 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Configured secret values, so log filters can scrub them."""
-        return [s.reveal() for s in (self.google_client_secret, self.outlook_client_secret) if s]
+        return [s.reveal() for s in (self.google_client_secret, self.outlook_client_secret, *self.token_keys) if s]
 
 
 def is_set(name: str) -> bool:

@@ -9,11 +9,9 @@ calendar polled by the beat, as without notifications.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +19,7 @@ from autosync import errors
 from autosync.providers import CalendarRef, WatchRequest
 from autosync.providers.http import counting
 from autosync.services import runs
+from autosync.services.channels import hash_secret
 from autosync.services.context import Context
 from autosync.services.pull import load_run
 from autosync.services.runs import Next
@@ -30,12 +29,6 @@ from autosync.store import runs as run_sql
 from autosync.store.db import transaction
 
 log = logging.getLogger(__name__)
-
-# Notification kinds that say something changed (Google resource states, Graph change types and
-# the lifecycle events that need a resync); `sync` is only Google's handshake.
-CHANGE_EVENTS = {"exists", "not_exists", "created", "updated", "deleted", "missed", "subscriptionRemoved",
-                 "reauthorizationRequired"}
-
 
 def addresses(base: str, kind: int) -> tuple[str, str | None]:
     """The receiver URLs a provider notifies: (notifications, Graph lifecycle events)."""
@@ -98,7 +91,7 @@ def ensure_watched(app: Context, ctx: dict[str, Any], cal: CalendarRef) -> None:
                                                    lifecycle_address=lifecycle, secret=secret, expires_at=expires))
         per_calendar = ctx["calendarType"] == 1 or not ctx["socialAccountId"]
         sql.insert(conn, ctx, channel_id=channel.id, calendar_id=ctx["calendarId"] if per_calendar else None,
-                   resource_id=channel.resource_id, secret=secret, expires=channel.expires_at)
+                   resource_id=channel.resource_id, secret_hash=hash_secret(secret), expires=channel.expires_at)
         _stop_all(provider, cal, conn, live)
         log.info("channel created", extra={"calendar": ctx["calendarId"], "channel": channel.id,
                                            "expires": channel.expires_at.isoformat()})
@@ -113,29 +106,6 @@ def _stop_all(provider: Any, cal: CalendarRef, conn: Any, channels: list[dict[st
             log.warning("could not stop a replaced channel", extra={"channel": ch["channelId"],
                                                                     "error": exc.describe()})
     sql.stop(conn, [ch["channelId"] for ch in channels])
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What the receiver makes of one notification."""
-
-    status: str  # accepted | unknown | forbidden
-    calendar_type: int | None = None
-    sync: bool = False  # whether it asks for a run
-
-
-def verify(channel_id: str, secret: str | None, event: str) -> Verdict:
-    """Check a notification against its channel (constant-time secret comparison) and count it."""
-    if not channel_id:
-        return Verdict("unknown")
-    with transaction() as conn:
-        ch = sql.lookup(conn, channel_id)
-        if ch is None or ch["stoppedAt"] is not None:
-            return Verdict("unknown")
-        if not hmac.compare_digest(ch["secret"].encode(), (secret or "").encode()):
-            return Verdict("forbidden")
-        sql.accepted(conn, channel_id, event)
-    return Verdict("accepted", ch["calendarType"], event in CHANGE_EVENTS)
 
 
 def on_notification(app: Context, channel_id: str, event: str) -> list[Next]:

@@ -27,9 +27,15 @@ _pool_pid: int | None = None
 _lock = threading.Lock()
 
 
-def connect(url: str | None = None, *, autocommit: bool = False) -> Conn:
-    """A new connection (dict rows) outside the pool, for the CLI and migrations."""
-    return psycopg.connect(url or get_settings().database_url, autocommit=autocommit, row_factory=dict_row)
+def connect(url: str | None = None, *, autocommit: bool = False, **options: Any) -> Conn:
+    """A new connection (dict rows) outside the pool, for the CLI and migrations (libpq ``options`` too)."""
+    return psycopg.connect(url or get_settings().database_url, autocommit=autocommit, row_factory=dict_row,
+                           **options)
+
+
+def ping(conn: Conn) -> None:
+    """One round trip: raises when the server is gone."""
+    conn.execute("SELECT 1")
 
 
 def pool() -> ConnectionPool[Conn]:
@@ -62,13 +68,13 @@ def close_pool() -> None:
 
 
 @contextmanager
-def transaction(*, origin_sync: bool = True) -> Iterator[Conn]:
-    """One transaction on a pooled connection.
+def transaction(*, origin_sync: bool = True, timeout: float | None = None) -> Iterator[Conn]:
+    """One transaction on a pooled connection (waiting at most ``timeout`` s for one; default 30).
 
     With ``origin_sync`` the transaction is marked as autosync's own (``autosync.origin = 'sync'``),
     so the outbox trigger does not mistake imports for app changes.
     """
-    with pool().connection() as conn, conn.transaction():
+    with pool().connection(timeout=timeout) as conn, conn.transaction():
         if not origin_sync:
             conn.execute("SELECT set_config('autosync.origin', '', true)")
         yield conn

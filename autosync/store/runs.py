@@ -11,6 +11,7 @@ import orjson
 
 from autosync.model import Skipped
 from autosync.store import push as push_sql
+from autosync.store import tokens as tokens_sql
 from autosync.store.db import Conn
 
 # Active calendars of the requested types. A needs-reauth calendar is skipped until its tokens
@@ -188,8 +189,9 @@ def stale_runs(conn: Conn, stale_after: int) -> list[dict[str, Any]]:
 
 
 def run_context(conn: Conn, run_id: int) -> dict[str, Any] | None:
-    """A run joined with its calendar."""
-    return conn.execute(RUN_CONTEXT, {"run_id": run_id}).fetchone()
+    """A run joined with its calendar, its tokens opened (sealed in place when still plaintext)."""
+    row = conn.execute(RUN_CONTEXT, {"run_id": run_id}).fetchone()
+    return None if row is None else tokens_sql.opened(conn, row)
 
 
 def touch(conn: Conn, run_id: int, step: str, requests: int = 0) -> None:
