@@ -23,6 +23,7 @@ from autosync.model import (
     Reminder,
     Skipped,
 )
+from autosync.normalize.bodytext import description_of
 from autosync.normalize.common import (
     ONE_DAY,
     as_dict,
@@ -94,7 +95,7 @@ def event_from_graph(item: dict[str, Any], *, master: Event | None = None) -> Ev
         ext_id=ext_id,
         status=_status(item),
         summary=text(item.get("subject")),
-        description=text(as_dict(item.get("body")).get("content")),
+        description=description_of(item.get("body")),
         location=_location(item),
         all_day=all_day,
         start=start,
@@ -210,8 +211,7 @@ def _check_types(item: dict[str, Any], ext_id: str) -> None:
     """NormalizeError unless every property read has its Graph JSON type (see JSON_TYPES)."""
     for name, expected in JSON_TYPES.items():
         value = item.get(name)
-        if value is not None and (not isinstance(value, expected) or (expected is not bool and
-                                                                      isinstance(value, bool))):
+        if value is not None and not isinstance(value, expected):
             raise NormalizeError(ext_id, f"{name} is {_json_type(value)}, expected {_json_type(expected)}")
     for name in ("start", "end"):
         obj = as_dict(item.get(name))
@@ -222,9 +222,9 @@ def _check_types(item: dict[str, Any], ext_id: str) -> None:
     if not isinstance(body.get("content"), str | None) or text(body.get("contentType")).lower() not in (
             "", "html", "text") or not isinstance(body.get("contentType"), str | None):
         raise NormalizeError(ext_id, "body is not {contentType: html|text, content: string}")
-    minutes = item.get("reminderMinutesBeforeStart")
-    if isinstance(minutes, int) and minutes not in INT32:
-        raise NormalizeError(ext_id, f"reminderMinutesBeforeStart {minutes} is out of range")
+    minutes = item.get("reminderMinutesBeforeStart")  # the one number: a boolean is not one, nor 2**40
+    if isinstance(minutes, bool) or (isinstance(minutes, int) and minutes not in INT32):
+        raise NormalizeError(ext_id, f"reminderMinutesBeforeStart {minutes!r} is not a 32-bit number")
 
 
 def _json_type(value: object) -> str:
