@@ -6,6 +6,8 @@ import json
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
+import orjson
+
 from autosync.errors import NormalizeError
 
 ONE_DAY = timedelta(days=1)
@@ -13,6 +15,8 @@ ONE_DAY = timedelta(days=1)
 # deep, an integer beyond 64 bits, …): {"id": <the item's id>, UNSTAGED: <why>}. Normalizing the
 # stand-in raises NormalizeError, so the item is skipped and recorded like any other malformed one.
 UNSTAGED = "@autosync.unstaged"
+# orjson, which encodes staged pages and providerData, refuses containers nested deeper than this.
+MAX_NESTING = 254
 
 
 def compact_json(value: object) -> str:
@@ -36,7 +40,13 @@ def text(value: object) -> str:
 
 
 def item_id(item: object) -> str:
-    """The item's id; NormalizeError for a non-object, a missing/empty id or a staging stand-in."""
+    """The item's id; NormalizeError for a non-object, a missing/empty id, a staging stand-in, or an
+    item JSON storage cannot hold.
+
+    Items from listings were staged already; items fetched one by one (series masters, /instances)
+    were not. Checking here, with the encoder that stores pages and providerData, means no Event ever
+    carries a raw item that providerData, conflict records or the push path could not serialize.
+    """
     if not isinstance(item, dict):
         raise NormalizeError("", f"item is not a JSON object ({type(item).__name__})")
     ext_id = item.get("id")
@@ -44,6 +54,11 @@ def item_id(item: object) -> str:
         raise NormalizeError(text(ext_id), text(item[UNSTAGED]) or "provider item could not be staged")
     if not isinstance(ext_id, str) or not ext_id:
         raise NormalizeError("", "missing id")
+    try:
+        orjson.dumps(item)  # about 2 µs for a full Graph event
+    except TypeError as exc:  # orjson.JSONEncodeError
+        why = f"nested more than {MAX_NESTING} levels deep" if "ecursion" in str(exc) else str(exc)
+        raise NormalizeError(ext_id, f"provider item cannot be stored as JSON: {why}") from None
     return ext_id
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from autosync.model import Skipped
-from autosync.normalize.common import UNSTAGED
+from autosync.normalize.common import MAX_NESTING, UNSTAGED
 from autosync.store import push as push_sql
 from autosync.store.db import Conn
 
@@ -213,8 +213,6 @@ def stage_page(conn: Conn, run_id: int, body: dict[str, Any], next_cursor: str |
     return int(row["pageId"])
 
 
-# orjson, which encodes staged pages and providerData, refuses containers nested deeper than this.
-MAX_NESTING = 254
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 

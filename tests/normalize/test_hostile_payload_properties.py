@@ -10,12 +10,15 @@ from html import escape
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from autosync.emulator.graph_body import exchange_html
+from autosync.errors import NormalizeError
 from autosync.model import Event, Skipped
 from autosync.normalize.bodytext import plain_text
-from autosync.normalize.google import page_from_google
+from autosync.normalize.google import event_from_google, page_from_google
 from autosync.normalize.outlook import event_from_graph, page_from_graph
 from autosync.store.events import row_of
 from autosync.store.runs import page_json
@@ -70,6 +73,16 @@ def test_google_page_imports_every_good_item_and_skips_every_hostile_one(page: A
     items, good, bad = page
     events, skipped = page_from_google(_staged_and_read_back(items), calendar_tz="Europe/Berlin")
     _check(events, skipped, good, bad)
+
+
+@SETTINGS
+@given(st.one_of(graph_hostile("AAMkONE="), google_hostile("AAMkONE=")))
+def test_an_item_fetched_one_by_one_is_refused_with_its_id_and_a_reason(item: dict[str, Any]) -> None:
+    """Series masters and /instances items are not staged: the normalizer alone must refuse them."""
+    normalize = event_from_graph if "type" in item else event_from_google
+    with pytest.raises(NormalizeError) as refused:
+        normalize(item)
+    assert refused.value.ext_id == "AAMkONE=" and refused.value.reason
 
 
 @SETTINGS
