@@ -29,6 +29,7 @@ from autosync.errors import (
     Throttled,
     Transient,
 )
+from autosync.providers.jsontext import loads_bounded
 from autosync.ratelimit import Limit, RateLimiter
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,9 @@ def _send(method: str, url: str, verbatim: bool, policy: Policy, kwargs: dict[st
 def json_body(resp: requests.Response) -> Any:
     """The response body as JSON; malformed JSON from a provider is a transient fault."""
     try:
-        return resp.json()
+        try:
+            return resp.json()
+        except RecursionError:  # one item nested hundreds of levels deep must not fail the page
+            return loads_bounded(resp.text)
     except ValueError:
         raise Transient("malformed JSON in provider response", status=resp.status_code) from None
