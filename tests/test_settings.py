@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
 
 from autosync.errors import ConfigError
-from autosync.log import Scrubber
+from autosync.log import install
 from autosync.settings import Settings
 
 
@@ -51,14 +52,15 @@ def test_secrets_never_show_in_repr_or_errors() -> None:
 
 
 def test_log_scrubber_removes_tokens_and_configured_secrets() -> None:
-    scrub = Scrubber(["client-secret-value"])
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    install(handler, ["client-secret-value"])
     record = logging.makeLogRecord({"msg": "POST refresh_token=1//0gABC&client_secret=client-secret-value "
                                            "Authorization: Bearer ya29.XYZ", "args": None,
                                     "detail": '{"access_token": "eyJhbGci"}'})
-    scrub.filter(record)
-    text = record.getMessage() + record.detail  # type: ignore[attr-defined]
+    handler.handle(record)
     for secret in ("1//0gABC", "client-secret-value", "ya29.XYZ", "eyJhbGci"):
-        assert secret not in text
+        assert secret not in out.getvalue()
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:
