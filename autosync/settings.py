@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -60,12 +62,34 @@ def _number(kind: type, minimum: float, maximum: float | None = None) -> Callabl
             value = kind(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+        # nan compares false with every bound, so it would pass the check below (and disable a guard).
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {raw!r}")
         if value < minimum or (maximum is not None and value > maximum):
             bound = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
             raise ConfigError(f"{name} must be {bound}, got {raw!r}")
         return value
 
     return parse
+
+
+def finite_float(raw: str) -> float:
+    """argparse type: a finite number (float() alone accepts "nan" and "inf")."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {raw!r}")
+    return value
+
+
+def seconds(raw: str) -> float:
+    """argparse type: a finite, non-negative number of seconds."""
+    value = finite_float(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {raw!r}")
+    return value
 
 
 def _optional_http_url(name: str, raw: str) -> str:
@@ -99,7 +123,7 @@ def _rate(name: str, raw: str) -> tuple[int, float]:
         value = (int(count), float(per or "1"))
     except ValueError:
         raise ConfigError(f"{name} must look like COUNT/SECONDS (e.g. 600/60), got {raw!r}") from None
-    if value[0] < 0 or value[1] <= 0:
+    if value[0] < 0 or not math.isfinite(value[1]) or value[1] <= 0:
         raise ConfigError(f"{name} must have COUNT >= 0 and SECONDS > 0, got {raw!r}")
     return value
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
+import math
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -63,10 +68,56 @@ def test_log_scrubber_removes_tokens_and_configured_secrets() -> None:
         assert secret not in out.getvalue()
 
 
-def test_every_setting_is_documented_in_the_readme() -> None:
-    from dataclasses import fields
-    from pathlib import Path
+NON_FINITE = ("nan", "NaN", "inf", "-inf", "Infinity", "1e999")
 
+
+@pytest.mark.parametrize("raw", NON_FINITE)
+def test_no_setting_accepts_a_non_finite_number(raw: str) -> None:
+    # nan passes every bound check (it compares false), so AUTOSYNC_MASS_DELETE_RATIO=nan disabled the guard.
+    for f in fields(Settings):
+        name = f.metadata["env"]
+        for value in (raw, f"10/{raw}"):
+            try:
+                settings = Settings.from_env({name: value})
+            except ConfigError as exc:
+                assert name in str(exc)
+                continue
+            got = getattr(settings, f.name)
+            numbers = got if isinstance(got, tuple) else (got,)
+            assert all(math.isfinite(n) for n in numbers if isinstance(n, float)), (name, value, got)
+
+
+@pytest.mark.parametrize("argv", [
+    ["handle", "--timeout", "nan", '{"field": "AutoSync", "arguments": {"userId": 1}}'],
+    ["handle", "--timeout", "inf", '{"field": "AutoSync", "arguments": {"userId": 1}}'],
+    ["handle", "--timeout", "-1", '{"field": "AutoSync", "arguments": {"userId": 1}}'],
+    ["sync", "--all", "--wait", "nan"],
+    ["sync", "--all", "--wait", "inf"],
+    ["run", "--interval", "nan"],
+])
+def test_numeric_options_refuse_non_finite_and_negative_seconds(argv: list[str]) -> None:
+    # Before, `handle --timeout nan` waited forever: the process must answer at once, with a usage error.
+    out = subprocess.run([sys.executable, "-m", "autosync.cli", *argv], capture_output=True, text=True, timeout=30,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert argv[-2] in out.stderr or argv[2] in out.stderr
+
+
+def test_every_float_option_is_checked() -> None:
+    from autosync.cli import build_parser
+
+    def actions(parser):  # type: ignore[no-untyped-def]
+        for action in parser._actions:
+            yield action
+            for sub in (getattr(action, "choices", None) or {}).values() if hasattr(action, "choices") and \
+                    isinstance(action.choices, dict) else ():
+                yield from actions(sub)
+
+    raw = [a.dest for a in actions(build_parser()) if a.type is float]
+    assert raw == []  # use autosync.settings.seconds or finite_float
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     missing = [f.metadata["env"] for f in fields(Settings) if f"`{f.metadata['env']}`" not in readme]
     assert missing == []

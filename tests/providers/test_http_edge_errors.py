@@ -103,3 +103,10 @@ def test_a_refused_connection_names_the_host_only() -> None:
                 headers={"Authorization": f"Bearer {TOKEN}"})
     assert type(exc) is errors.Transient
     assert "127.0.0.1" in _safe(exc)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "Infinity", "1e999"])
+def test_a_non_finite_retry_after_is_ignored(value: str) -> None:
+    from autosync.providers.http import parse_retry_after
+
+    assert parse_retry_after(value) is None  # an infinite countdown would park the task for ever
