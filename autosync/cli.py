@@ -1,4 +1,4 @@
-"""The `autosync` command line: db upgrade, sync, handle, emulator, status, run, webhooks."""
+"""The `autosync` command line: db upgrade, sync, handle, emulator, status, run, webhooks, flower."""
 
 from __future__ import annotations
 
@@ -107,6 +107,13 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flower(args: argparse.Namespace) -> int:
+    """Serve Flower for the autosync app; refuses to start without authentication."""
+    from autosync import flower
+
+    return flower.run(_settings(), port=args.port, address=args.address)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the whole system (worker, beat, optional Flower), optionally the live demo."""
     from autosync.runner import run
@@ -156,11 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     hooks.add_argument("--port", type=int, help="port (default AUTOSYNC_WEBHOOK_PORT)")
     hooks.set_defaults(func=cmd_webhooks)
 
+    fl = sub.add_parser("flower", help="serve Flower (needs FLOWER_BASIC_AUTH or Flower's OAuth settings)")
+    fl.add_argument("--address", help="bind address (default FLOWER_ADDRESS, 127.0.0.1)")
+    fl.add_argument("--port", type=int, help="port (default FLOWER_PORT, 5555)")
+    fl.set_defaults(func=cmd_flower)
+
     run = sub.add_parser("run", help="run worker + beat (+ Flower); --demo adds a live emulator demo")
     run.add_argument("--demo", action="store_true", help="start the emulator with seeded users and drive changes")
     run.add_argument("--cycles", type=int, help="stop after N beat cycles and print the summary")
     run.add_argument("--flower", action="store_true", help="also start Flower")
-    run.add_argument("--flower-port", type=int, default=5555, help="Flower's port on 127.0.0.1 (default 5555)")
+    run.add_argument("--flower-port", type=int, default=None, help="Flower's port (default FLOWER_PORT, 5555)")
     run.add_argument("--interval", type=seconds, default=None, help="seconds between cycles (demo default 5)")
     run.add_argument("--workers", type=int, default=2, help="worker processes")
     run.add_argument("--webhooks", action="store_true",

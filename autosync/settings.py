@@ -152,7 +152,8 @@ class Settings:
 
     database_url: str = env("AUTOSYNC_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/autosync",
                             _url(("postgresql", "postgres")))
-    broker_url: str = env("AUTOSYNC_BROKER_URL", "redis://127.0.0.1:6379/0", _url(("redis", "rediss")))
+    broker_url: str = env("AUTOSYNC_BROKER_URL", "redis://127.0.0.1:6379/0",
+                          _url(("redis", "rediss", "redis+socket")))
     redis_url: str = env("AUTOSYNC_REDIS_URL", "", _text)  # rate limits/locks; default: the broker
     google_client_id: str = env("MIPLANIT_GOOGLE_CLIENT_ID", "")
     google_client_secret: Secret = env("MIPLANIT_GOOGLE_CLIENT_SECRET", "", _secret)
@@ -203,7 +204,7 @@ class Settings:
     notification_channel: str = env("AUTOSYNC_NOTIFICATION_CHANNEL", "autosync:notifications")
     notification_sender: str = env("AUTOSYNC_NOTIFICATION_SENDER", "redis", _choice("redis", "log"))
     log_level: str = env("AUTOSYNC_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))
-    data_dir: str = env("AUTOSYNC_DATA_DIR", "")  # `autosync run`'s embedded services; default per user
+    data_dir: str = env("AUTOSYNC_DATA_DIR", "")  # holds `autosync run`'s own autosync/ directory; default per user
     # Change notifications (Google watch channels, Graph subscriptions); off while the URL is empty.
     webhook_url: str = env("AUTOSYNC_WEBHOOK_URL", "", _optional_http_url)  # public base of `autosync webhooks`
     webhook_host: str = env("AUTOSYNC_WEBHOOK_HOST", "127.0.0.1")
@@ -211,6 +212,12 @@ class Settings:
     watch_ttl: int = env("AUTOSYNC_WATCH_TTL", "252000", _number(int, 600, 604800))  # 70 h: under Graph's 4,230 min
     watch_renew_before: int = env("AUTOSYNC_WATCH_RENEW_BEFORE", "86400", _number(int, 60, 604800))
     watch_safety_poll: int = env("AUTOSYNC_WATCH_SAFETY_POLL", "21600", _number(int, 60))
+    # Flower (`autosync flower`, `autosync run --flower`) never starts without one of these two; the
+    # names are Flower's own, which Flower also reads itself.
+    flower_basic_auth: Secret = env("FLOWER_BASIC_AUTH", "", _secret)  # user:password[,user:password]
+    flower_oauth: str = env("FLOWER_AUTH", "")  # Flower's OAuth e-mail pattern (with FLOWER_AUTH_PROVIDER…)
+    flower_address: str = env("FLOWER_ADDRESS", "127.0.0.1")
+    flower_port: int = env("FLOWER_PORT", "5555", _number(int, 1, 65535))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -243,11 +250,21 @@ class Settings:
     @property
     def redis(self) -> str:
         """The Redis URL for limits and locks (the broker's unless set)."""
-        return self.redis_url or self.broker_url
+        if self.redis_url:
+            return self.redis_url
+        # Kombu's Unix-socket scheme; redis-py spells the same socket unix://.
+        if self.broker_url.startswith("redis+socket://"):
+            return "unix://" + self.broker_url[len("redis+socket://"):]
+        return self.broker_url
 
     def secrets(self) -> list[str]:
         """Configured secret values, so log filters can scrub them."""
-        return [s.reveal() for s in (self.google_client_secret, self.outlook_client_secret) if s]
+        found = [s.reveal() for s in (self.google_client_secret, self.outlook_client_secret) if s]
+        for entry in self.flower_basic_auth.reveal().split(","):
+            password = entry.partition(":")[2]
+            if password:
+                found.append(password)
+        return found
 
 
 def is_set(name: str) -> bool:

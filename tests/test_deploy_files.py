@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +31,10 @@ def test_honcho_check_passes() -> None:
 def test_procfile_has_worker_beat_and_flower_on_the_app() -> None:
     procs = _procfile()
     assert set(procs) == {"worker", "beat", "flower", "webhooks"}
-    for name in ("worker", "beat", "flower"):
+    for name in ("worker", "beat"):
         assert shlex.split(procs[name])[:4] == ["celery", "-A", "autosync", name]
+    # Flower only through `autosync flower`, which refuses to start without a login.
+    assert shlex.split(procs["flower"]) == ["autosync", "flower"]
     assert shlex.split(procs["webhooks"]) == ["autosync", "webhooks"]
 
 
@@ -44,7 +51,10 @@ def test_compose_services_match_the_procfile_and_wait_for_healthy_services() -> 
         deps = services[name]["depends_on"]
         assert deps["postgres"]["condition"] == "service_healthy"
         assert deps["redis"]["condition"] == "service_healthy"
-    assert "--basic-auth" in services["flower"]["command"]
+    flower = services["flower"]
+    assert "basic-auth" not in flower["command"]  # a password on a command line is readable by every local user
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].endswith("${FLOWER_PASSWORD:?set FLOWER_PASSWORD}")
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]  # loopback on the host; TLS proxy in front (README)
     assert services["worker"]["command"].split("-Q")[1].split()[0] == "autosync,autosync.google,autosync.outlook"
 
 
@@ -74,3 +84,63 @@ def test_cli_help_lists_the_commands() -> None:
                          check=True)
     for command in ("db", "sync", "handle", "emulator", "status", "run", "webhooks"):
         assert command in out.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _flower_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize("auth", [None, "admin", "admin:", ":secret", "admin:pw,guest"])
+def test_flower_refuses_to_start_without_a_login(auth: str | None) -> None:
+    env = _flower_env(**({"FLOWER_BASIC_AUTH": auth} if auth is not None else {}))
+    out = subprocess.run([str(Path(sys.executable).parent / "autosync"), "flower", "--port", str(_free_port())],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "FLOWER_BASIC_AUTH" in out.stderr
+
+
+def _listen_addresses(port: int) -> set[str]:
+    """Local addresses listening on a TCP port, from /proc/net/tcp (hex, little-endian IPv4)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, _, hex_port = local.partition(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    for line in Path("/proc/net/tcp6").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+            found.add("ipv6:" + local.rsplit(":", 1)[0])
+    return found
+
+
+def test_flower_serves_on_loopback_behind_its_login() -> None:
+    port = _free_port()
+    env = _flower_env(FLOWER_BASIC_AUTH="admin:correct-horse-battery")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "autosync"), "flower", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/healthcheck", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert _listen_addresses(port) == {"127.0.0.1"}
+        assert requests.get(base + "/", timeout=5).status_code == 401
+        assert requests.get(base + "/api/tasks", timeout=5).status_code == 401
+        assert requests.get(base + "/api/tasks", auth=("admin", "correct-horse-battery"), timeout=5).ok
+        assert "correct-horse-battery" not in Path(f"/proc/{proc.pid}/cmdline").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(20)
