@@ -1,18 +1,23 @@
-"""Procfile, docker-compose.yml and the Celery app agree; task names are a stable wire contract."""
+"""Procfile, docker-compose.yml, Dockerfile and the Celery app agree; task names are a stable wire contract."""
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import socket
 import subprocess
 import sys
 import time
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,3 +149,48 @@ def test_flower_serves_on_loopback_behind_its_login() -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+# What the Docker image installs besides the runtime dependencies: Flower.
+IMAGE_EXTRAS = ("monitor",)
+
+
+def _lock() -> dict[str, tuple[str, int]]:
+    """requirements.lock as {name: (version, number of hashes)}."""
+    entries: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        pinned = re.match(r"^([A-Za-z0-9_.\-]+)==([^ ;\\]+)", line)
+        if pinned:
+            name = canonicalize_name(pinned.group(1))
+            entries[name] = (pinned.group(2), 0)
+        elif line.strip().startswith("--hash=sha256:") and name:
+            version, hashes = entries[name]
+            entries[name] = (version, hashes + 1)
+    return entries
+
+
+def test_the_lock_pins_every_dependency_the_image_installs_with_hashes() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"]]
+    wanted += [Requirement(r) for extra in IMAGE_EXTRAS for r in project["optional-dependencies"][extra]]
+    lock = _lock()
+    assert lock and all(hashes > 0 for _, hashes in lock.values()), lock
+    for req in wanted:
+        name = canonicalize_name(req.name)
+        assert name in lock, f"{req} is not in requirements.lock: run scripts/lock.sh"
+        assert req.specifier.contains(lock[name][0], prereleases=True), f"{req}: the lock has {lock[name][0]}"
+        # The extras asked for (celery[redis], psycopg[binary,pool]) bring their own packages.
+        for extra in req.extras:
+            for dep in metadata.requires(req.name) or []:
+                sub = Requirement(dep)
+                if sub.marker and sub.marker.evaluate({"extra": extra}) and not sub.marker.evaluate({"extra": ""}):
+                    assert canonicalize_name(sub.name) in lock, f"{req.name}[{extra}] needs {sub.name}"
+
+
+def test_the_image_installs_from_the_lock_and_pins_its_base_by_digest() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11\.\d+-slim-\w+@sha256:[0-9a-f]{64}$", dockerfile, re.M)
+    installs = [line for line in dockerfile.splitlines() if line.startswith("RUN pip install")]
+    assert installs[0].split()[-3:] == ["--require-hashes", "-r", "requirements.lock"]
+    assert all("--no-deps" in line for line in installs[1:])  # nothing after the lock resolves dependencies
