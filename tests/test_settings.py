@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 from autosync.errors import ConfigError
 from autosync.log import install
-from autosync.settings import Settings
+from autosync.settings import Settings, seconds
 
 
 def test_defaults_match_the_contract() -> None:
@@ -103,18 +105,21 @@ def test_numeric_options_refuse_non_finite_and_negative_seconds(argv: list[str])
     assert argv[-2] in out.stderr or argv[2] in out.stderr
 
 
-def test_every_float_option_is_checked() -> None:
+def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    """Every option of a parser and of its subcommands."""
+    for action in parser._actions:
+        yield action
+        if isinstance(action.choices, dict):
+            for sub in action.choices.values():
+                yield from _actions(sub)
+
+
+def test_no_option_takes_a_bare_float() -> None:
     from autosync.cli import build_parser
 
-    def actions(parser):  # type: ignore[no-untyped-def]
-        for action in parser._actions:
-            yield action
-            for sub in (getattr(action, "choices", None) or {}).values() if hasattr(action, "choices") and \
-                    isinstance(action.choices, dict) else ():
-                yield from actions(sub)
-
-    raw = [a.dest for a in actions(build_parser()) if a.type is float]
-    assert raw == []  # use autosync.settings.seconds or finite_float
+    options = list(_actions(build_parser()))
+    assert {"wait", "timeout", "interval"} <= {a.dest for a in options if a.type is seconds}
+    assert [a.dest for a in options if a.type is float] == []  # float() accepts nan and inf
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:
