@@ -67,25 +67,57 @@ def prepare(root: Path) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         root.mkdir(mode=0o700)
-    info = os.lstat(root)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-        raise EmbeddedError(f"{root} is not a directory owned by this user (a symlink, or made by someone else): "
-                            "remove it, or set AUTOSYNC_DATA_DIR to another directory")
-    os.chmod(root, 0o700)
+    _secure_dir(root, {os.geteuid()}, "remove it, or set AUTOSYNC_DATA_DIR to another directory")
     return root
 
 
+def _secure_dir(path: Path, owners: set[int], advice: str, *, uid: int | None = None, gid: int | None = None) -> None:
+    """Make an existing directory 0700 (and owned by ``uid``), refusing a symlink or a stranger's directory.
+
+    Works on an open descriptor, so the directory checked is the one changed even where others can
+    rename entries (the fallback socket directory in /tmp).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        raise EmbeddedError(f"{path} is not a directory owned by this user (a symlink?): {advice}") from None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid not in owners:
+            raise EmbeddedError(f"{path} is not a directory owned by this user (someone else's): {advice}")
+        if uid is not None and info.st_uid != uid:
+            os.fchown(fd, uid, gid if gid is not None else -1)
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+
+
 def open_private(path: Path, mode: str = "ab") -> IO[bytes]:
-    """Open a file only this user can read (an existing file's mode is tightened too)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC), 0o600)
+    """Open a file only this user can read (an existing file's mode is tightened; a symlink is refused)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
     os.fchmod(fd, 0o600)
     return os.fdopen(fd, mode)
 
 
-def write_private(path: Path, text: str) -> None:
-    """Replace a file's content; the file is only this user's."""
-    with open_private(path, "wb") as f:
-        f.write(text.encode())
+def write_private(path: Path, text: str, *, uid: int | None = None, gid: int | None = None) -> None:
+    """Replace a file with a new one only its owner (this user, or ``uid``) can read.
+
+    Written beside it and renamed over it: whatever stood at ``path`` (a symlink or hard link
+    someone planted in a directory they can write, such as PostgreSQL's data as nobody) is replaced,
+    never written through.
+    """
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        if uid is not None:
+            os.fchown(fd, uid, gid if gid is not None else -1)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode())
+        os.rename(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
 
 
 def free_port() -> int:
@@ -150,14 +182,9 @@ def socket_dir(preferred: Path, name: str, uid: int | None = None, gid: int | No
     fallback = Path(tempfile.gettempdir()) / f"autosync-{os.geteuid()}-{digest}"
     with contextlib.suppress(FileExistsError):
         fallback.mkdir(mode=0o700)
-    info = os.lstat(fallback)
     owners = {os.geteuid(), uid if uid is not None else os.geteuid()}
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in owners:
-        raise EmbeddedError(f"{fallback} (for a socket; {preferred} is too long a path) is not a directory of "
-                            "this user: remove it, or set a shorter AUTOSYNC_DATA_DIR")
-    if uid is not None and info.st_uid != uid:
-        os.chown(fallback, uid, gid if gid is not None else -1)
-    os.chmod(fallback, 0o700)
+    _secure_dir(fallback, owners, f"it holds the sockets because {preferred} is too long a path for one; "
+                                  "remove it, or set a shorter AUTOSYNC_DATA_DIR", uid=uid, gid=gid)
     return fallback
 
 
@@ -304,10 +331,7 @@ def _write_pg_auth(pgdata: Path, os_user: str, uid: int | None, gid: int | None)
            "local all all peer map=autosync\n")
     ident = f"# Written by autosync at every start.\nautosync {os_user} postgres\n"
     for name, text in (("pg_hba.conf", hba), ("pg_ident.conf", ident)):
-        path = pgdata / name
-        write_private(path, text)
-        if uid is not None:
-            os.chown(path, uid, gid if gid is not None else -1)
+        write_private(pgdata / name, text, uid=uid, gid=gid)
 
 
 def stop_leftovers(root: Path, log: Callable[[str], None] = print) -> list[int]:

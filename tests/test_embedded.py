@@ -288,6 +288,21 @@ def test_embedded_services_refuse_other_local_users_and_keep_their_files_private
         out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, out
     assert _wait_gone(_processes_under(parent)) == []
+    # PostgreSQL's data belongs to nobody, so a process of nobody can plant links there; autosync, as
+    # root, rewrites pg_hba.conf and pg_ident.conf at start and must replace them, not write through.
+    victim = parent / "victim"
+    victim.write_text("root's file\n")
+    victim.chmod(0o600)
+    pgdata = parent / "autosync" / "postgres"
+    (pgdata / "pg_hba.conf").unlink()
+    (pgdata / "pg_hba.conf").symlink_to(victim)
+    again = _start(parent)
+    again.send_signal(signal.SIGTERM)
+    out, _ = again.communicate(timeout=90)
+    assert again.returncode == 0, out
+    assert victim.read_text() == "root's file\n" and victim.stat().st_uid == 0
+    assert not (pgdata / "pg_hba.conf").is_symlink()
+    assert _wait_gone(_processes_under(parent)) == []
     shutil.rmtree(parent, ignore_errors=True)
 
 
@@ -302,3 +317,27 @@ def test_a_data_directory_that_someone_else_controls_is_refused(tmp_path: Path) 
     assert out.returncode == 2
     assert "not a directory owned by this user" in out.stderr and "AUTOSYNC_DATA_DIR" in out.stderr
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_data_directory_too_deep_for_a_socket_path_uses_a_private_socket_directory() -> None:
+    base = Path(tempfile.mkdtemp(prefix="autosync-deep-", dir="/tmp"))
+    base.chmod(0o711)
+    parent = base / ("d" * 60) / ("e" * 40)  # sockets would exceed the 107 bytes of a Unix socket path
+    parent.mkdir(parents=True)
+    for p in (parent, parent.parent):
+        p.chmod(0o711)
+    proc = _start(parent)
+    try:
+        state = json.loads((parent / "autosync" / "run.json").read_text())
+        sockets = [path for pid in state["pids"].values() if Path(f"/proc/{pid}").exists()
+                   for path in _listening(pid)[1]]
+        assert len(sockets) == 2 and all(s.startswith(tempfile.gettempdir() + "/autosync-") for s in sockets)
+        for s in sockets:
+            assert Path(s).parent.stat().st_mode & 0o777 == 0o700
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out
+    for s in sockets:
+        shutil.rmtree(Path(s).parent, ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)

@@ -76,7 +76,7 @@ def test_a_token_in_a_failure_reaches_no_table_status_or_log_line(db, emu, limit
     stored = _everything_stored(db)
     assert "InvalidHeader" in stored  # the failure was recorded: run error and the calendar's last error
     assert MARK not in stored
-    assert MARK not in status.stdout + failed.__repr__() + pushed.__repr__()
+    assert MARK not in status.stdout + json.dumps(failed) + json.dumps(pushed)
     log = logfile.read_text()
     assert '"msg": "push failed"' in log and "run finished" in log
     assert MARK not in log
