@@ -1,4 +1,4 @@
-"""The `autosync` command line: db upgrade, sync, handle, emulator, status, run, webhooks, tokens."""
+"""The `autosync` command line: db upgrade, sync, handle, emulator, status, run, webhooks, tokens, flower."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from autosync.errors import ConfigError
+from autosync.settings import seconds
 
 
 def _settings() -> Any:
@@ -136,6 +137,13 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     return 1 if done.unreadable else 0
 
 
+def cmd_flower(args: argparse.Namespace) -> int:
+    """Serve Flower for the autosync app; refuses to start without authentication."""
+    from autosync import flower
+
+    return flower.run(_settings(), port=args.port, address=args.address)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the whole system (worker, beat, optional Flower), optionally the live demo."""
     from autosync.runner import run
@@ -159,14 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--all", action="store_true", help="every active calendar (a fan-out now)")
     sync.add_argument("--calendar", type=int, help="one calendar id")
     sync.add_argument("--calendar-type", type=int, choices=[1, 2], help="1 Google, 2 Outlook (default both)")
-    sync.add_argument("--wait", type=float, metavar="SECONDS", help="wait for the runs; print a JSON summary")
+    sync.add_argument("--wait", type=seconds, metavar="SECONDS", help="wait for the runs; print a JSON summary")
     sync.add_argument("--allow-mass-delete", action="store_true",
                       help="let this run delete more than the mass-delete guard allows")
     sync.set_defaults(func=cmd_sync)
 
     handle = sub.add_parser("handle", help="handle an AutoSync event (JSON argument or stdin)")
     handle.add_argument("event", nargs="?", help="the event JSON (default: read stdin)")
-    handle.add_argument("--timeout", type=float, help="seconds to wait (default AUTOSYNC_HANDLE_WAIT)")
+    handle.add_argument("--timeout", type=seconds, help="seconds to wait (default AUTOSYNC_HANDLE_WAIT)")
     handle.set_defaults(func=cmd_handle)
 
     emu = sub.add_parser("emulator", help="serve the Google/Graph provider emulator")
@@ -196,12 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--batch", type=int, default=500, help="calendars per transaction (default 500)")
     tokens.set_defaults(func=cmd_tokens)
 
+    fl = sub.add_parser("flower", help="serve Flower (needs FLOWER_BASIC_AUTH or Flower's OAuth settings)")
+    fl.add_argument("--address", help="bind address (default FLOWER_ADDRESS, 127.0.0.1)")
+    fl.add_argument("--port", type=int, help="port (default FLOWER_PORT, 5555)")
+    fl.set_defaults(func=cmd_flower)
+
     run = sub.add_parser("run", help="run worker + beat (+ Flower); --demo adds a live emulator demo")
     run.add_argument("--demo", action="store_true", help="start the emulator with seeded users and drive changes")
     run.add_argument("--cycles", type=int, help="stop after N beat cycles and print the summary")
     run.add_argument("--flower", action="store_true", help="also start Flower")
-    run.add_argument("--flower-port", type=int, default=5555, help="Flower's port on 127.0.0.1 (default 5555)")
-    run.add_argument("--interval", type=float, default=None, help="seconds between cycles (demo default 5)")
+    run.add_argument("--flower-port", type=int, default=None, help="Flower's port (default FLOWER_PORT, 5555)")
+    run.add_argument("--interval", type=seconds, default=None, help="seconds between cycles (demo default 5)")
     run.add_argument("--workers", type=int, default=2, help="worker processes")
     run.add_argument("--webhooks", action="store_true",
                      help="also run `autosync webhooks` on loopback and watch calendars (change notifications)")

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import requests
 
-from autosync.embedded import EmbeddedError, Services, data_dir, free_port
+from autosync.embedded import EmbeddedError, Services, data_dir, free_port, open_private, prepare, write_private
 from autosync.settings import get_settings, is_set, process_environment
 
 
@@ -45,22 +47,29 @@ class Runner:
         self.stopping = True
 
     def start_services(self) -> None:
+        prepare(self.root)
         need_pg, need_broker = not is_set("AUTOSYNC_DATABASE_URL"), not is_set("AUTOSYNC_BROKER_URL")
         if not need_pg and not need_broker:
             self.say("using AUTOSYNC_DATABASE_URL and AUTOSYNC_BROKER_URL")
             return
-        self.services = Services(self.root).start(self.say, postgres=need_pg, broker=need_broker)
+        # The demo's data is throwaway, so it may skip fsync; anything else keeps it.
+        self.services = Services(self.root, durable=not self.args.demo).start(self.say, postgres=need_pg,
+                                                                                broker=need_broker)
         if need_pg:
             self.env["AUTOSYNC_DATABASE_URL"] = self.services.database_url
         if need_broker:
             self.env["AUTOSYNC_BROKER_URL"] = self.services.broker_url
+            if not is_set("AUTOSYNC_REDIS_URL"):
+                self.env["AUTOSYNC_REDIS_URL"] = self.services.redis_url
 
-    def spawn(self, name: str, argv: list[str]) -> None:
+    def spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
         logs = self.root / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(argv, env=self.env, stdout=out, stderr=out, start_new_session=True,
-                                preexec_fn=_die_with_parent)
+        logs.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(logs, 0o700)
+        out = open_private(logs / f"{name}.log")
+        proc = subprocess.Popen(argv, env={**self.env, **(extra_env or {})}, stdout=out, stderr=out,
+                                start_new_session=True, preexec_fn=_die_with_parent)
+        out.close()
         self.procs[name] = proc
         if self.services:
             self.services.register(name, proc)
@@ -72,11 +81,25 @@ class Runner:
                               "-n", f"autosync-run-{os.getpid()}@%h"])
         self.spawn("beat", [*celery, "beat", "--loglevel", "INFO", "-s", str(self.root / "beat-schedule")])
         if self.args.flower:
-            port = self.args.flower_port
-            self.spawn("flower", [*celery, "flower", f"--port={port}", "--address=127.0.0.1"])
-            self.say(f"Flower on http://127.0.0.1:{port}")
+            self.start_flower()
         self.say(f"worker ({self.args.workers} processes) and beat running; a cycle every {interval:g}s; "
                  f"logs in {self.root / 'logs'}")
+
+    def start_flower(self) -> None:
+        """`autosync flower` with the configured login, or a generated one kept 0600 in the data directory.
+
+        The generated password is printed as a path, never as text: stdout may end up in a log.
+        """
+        settings = get_settings()
+        port = self.args.flower_port or settings.flower_port
+        extra: dict[str, str] = {}
+        login = "FLOWER_BASIC_AUTH / FLOWER_AUTH as configured"
+        if not (settings.flower_basic_auth or settings.flower_oauth):
+            path = self.root / "flower-password"
+            extra["FLOWER_BASIC_AUTH"] = _flower_login(path)
+            login = f"user admin, password in {path}"
+        self.spawn("flower", [sys.executable, "-m", "autosync.cli", "flower", "--port", str(port)], extra)
+        self.say(f"Flower on http://{settings.flower_address}:{port} ({login})")
 
     def start_webhooks(self) -> None:
         """`autosync webhooks`; workers then watch calendars through it.
@@ -127,9 +150,23 @@ class Runner:
             self.services.stop()
 
 
+def _flower_login(path: Path) -> str:
+    """admin:<password> from the file, or a new random one saved there (0600) for later runs."""
+    try:
+        os.chmod(path, 0o600)
+        login = path.read_text().strip()
+    except FileNotFoundError:
+        login = ""
+    if not login.startswith("admin:") or len(login) < len("admin:") + 16:
+        login = "admin:" + secrets.token_urlsafe(18)
+        write_private(path, login + "\n")
+    return login
+
+
 def _die_with_parent() -> None:
     import ctypes
 
+    os.umask(0o077)  # what the children write (logs, beat's schedule) is this user's alone
     ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM, 0, 0, 0)
 
 

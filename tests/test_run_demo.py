@@ -48,7 +48,7 @@ def test_short_demo_with_change_notifications_converges() -> None:
         assert "change notifications on" in text
         assert "cycle   2 |" in text and "convergence: OK" in text
         # Every calendar is watched: Google channels per calendar, a Graph subscription per mailbox.
-        logs = data / "data" / "logs"
+        logs = data / "data" / "autosync" / "logs"
         hooks_log = (logs / "webhooks.log").read_text()
         assert '"msg": "notification accepted"' in hooks_log and '"event": "exists"' in hooks_log
         assert '"event": "created"' in hooks_log or '"event": "updated"' in hooks_log

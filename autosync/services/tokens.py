@@ -8,6 +8,7 @@ from typing import Any
 
 from autosync import errors
 from autosync.providers import CalendarRef
+from autosync.redact import describe
 from autosync.services.context import Context
 from autosync.store import tokens as sql
 from autosync.store.db import transaction
@@ -64,7 +65,7 @@ def ensure_token(app: Context, ctx: dict[str, Any], *, stale: str | None = None)
             grant = provider.refresh(refresh_token)
         except errors.AuthRevoked as exc:
             # Recorded in the same transaction that is then committed; no retry loop.
-            _needs_reauth(conn, ctx, exc.describe())
+            _needs_reauth(conn, ctx, describe(exc, app.settings.secrets()))
             revoked = exc
         else:
             expires = grant.expires_at.astimezone(UTC).replace(tzinfo=None)

@@ -18,6 +18,7 @@ from typing import Any
 from autosync import errors
 from autosync.providers import CalendarRef, WatchRequest
 from autosync.providers.http import counting
+from autosync.redact import describe
 from autosync.services import runs
 from autosync.services.channels import hash_secret
 from autosync.services.context import Context
@@ -52,7 +53,8 @@ def watch_step(app: Context, run_id: int) -> Next:
         except errors.ProviderError as exc:
             # A refusal (e.g. a calendar that does not support notifications) waits a day before the
             # next try; a hiccup (5xx, throttling) is tried again by the next run.
-            error, lasting = exc.describe(), not isinstance(exc, errors.Transient | errors.Throttled)
+            error = describe(exc, app.settings.secrets())
+            lasting = not isinstance(exc, errors.Transient | errors.Throttled)
             log.warning("could not watch calendar, it stays polled",
                         extra={"calendar": ctx["calendarId"], "error": error})
     with transaction() as conn:
