@@ -173,6 +173,9 @@ class CycleWatch:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `autosync run`."""
+    if getattr(args, "latency", None) is not None and not args.demo:
+        print("autosync run: --latency applies to the demo's emulator: add --demo", file=sys.stderr)
+        return 2
     runner = Runner(args)
     signal.signal(signal.SIGINT, runner._on_signal)
     signal.signal(signal.SIGTERM, runner._on_signal)
@@ -208,7 +211,8 @@ def _start_demo(runner: Runner) -> tuple[Any, Any]:
     from autosync.demo import Demo
     from autosync.emulator.server import Emulator
 
-    emulator = Emulator().start("127.0.0.1", free_port())
+    latency = getattr(runner.args, "latency", None)
+    emulator = Emulator(latency=latency).start("127.0.0.1", free_port())
     demo = Demo(runner.env["AUTOSYNC_DATABASE_URL"], emulator)
     runner.env.update(demo.provider_env())
     # A demo should show recovery within a few cycles, not after production back-offs.
@@ -216,6 +220,8 @@ def _start_demo(runner: Runner) -> tuple[Any, Any]:
     runner.env.setdefault("AUTOSYNC_HTTP_BACKOFF_CAP", "1")
     counts = demo.setup()
     runner.say("demo: emulator on " + emulator.base_url + "; " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    if latency is not None and latency.ms:
+        runner.say(f"demo: every provider answer takes {latency.ms:g} ± {latency.jitter_ms:g} ms, as on the real services")
     return emulator, demo
 
 
