@@ -221,7 +221,8 @@ def _start_demo(runner: Runner) -> tuple[Any, Any]:
     counts = demo.setup()
     runner.say("demo: emulator on " + emulator.base_url + "; " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     if latency is not None and latency.ms:
-        runner.say(f"demo: every provider answer takes {latency.ms:g} ± {latency.jitter_ms:g} ms, as on the real services")
+        runner.say(f"demo: every provider answer takes {latency.ms:g} ± {latency.jitter_ms:g} ms, "
+                   "as on the real services")
     return emulator, demo
 
 

@@ -1,4 +1,4 @@
-"""Access tokens: refresh when missing or close to expiry, once per account, under a lock."""
+"""Access tokens: refresh when missing or close to expiry, once per account, under a lease."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 from autosync import errors
 from autosync.providers import CalendarRef
 from autosync.services.context import Context
+from autosync.services.leases import held
+from autosync.settings import Settings
 from autosync.store import tokens as sql
 from autosync.store.db import transaction
 from autosync.store.runs import notify
@@ -34,44 +36,74 @@ def calendar_ref(ctx: dict[str, Any], token: str) -> CalendarRef:
     return CalendarRef(ctx["calendarId"], ctx["extCalendarId"], account, token)
 
 
+def refresh_lease_seconds(settings: Settings) -> float:
+    """How long a refresh may take at most (every attempt timing out, every wait at its cap), plus a margin.
+
+    The lease on an account's refresh lasts this long, so it never expires under a live holder: a
+    rotated Microsoft refresh token is then never sent twice, even by a chain that waited.
+    """
+    attempts = settings.http_retries + 1
+    per_attempt = settings.http_connect_timeout + settings.http_read_timeout
+    waits = settings.http_retries * max(settings.http_backoff_cap, settings.max_inline_wait)
+    return attempts * per_attempt + waits + 5.0
+
+
 def ensure_token(app: Context, ctx: dict[str, Any], *, stale: str | None = None) -> CalendarRef:
     """A usable access token for the run's calendar.
 
     ``stale`` is a token the provider just refused (401): refresh unless another worker already
-    replaced it. Refreshes of one account are serialized across workers by an advisory lock, and the
-    token is re-read under the lock, so concurrent chains refresh once and a rotated Microsoft
-    refresh token is never used twice (trap 15, 16).
+    replaced it. Refreshes of one account are serialized across workers by a lease, and the token is
+    re-read once the lease is held, so concurrent chains refresh once and a rotated Microsoft refresh
+    token is never used twice (Microsoft may rotate it on every refresh:
+    https://learn.microsoft.com/entra/identity-platform/refresh-tokens). No database connection is
+    held while the provider answers: the lease is claimed and released in transactions of its own.
     """
     margin = app.settings.token_refresh_margin
     if stale is None and fresh_enough(ctx["token"], ctx["accessTokenExpirationDate"], margin):
         return calendar_ref(ctx, ctx["token"])
+    usable = _usable(ctx, stale, margin)
+    if usable is not None:
+        return calendar_ref(ctx, usable)
     provider = app.provider(ctx["calendarType"])
-    revoked: errors.AuthRevoked
-    with transaction() as conn:
-        sql.lock_account(conn, ctx)
-        current = sql.read_token(conn, ctx["calendarId"])
+    key = sql.lease_key(ctx)
+    with held(key, ttl=refresh_lease_seconds(app.settings), wait=app.settings.max_inline_wait) as mine:
+        if not mine:
+            # Another worker has been refreshing this account's token for a while: come back later
+            # without holding a worker slot (the task is rescheduled, not failed).
+            raise errors.RateLimited("token refresh of this account in progress", 1.0)
+        with transaction() as conn:
+            current = sql.read_token(conn, ctx["calendarId"])  # after the claim: sees the last holder's save
         token = current.get("token")
         if token and token != stale and fresh_enough(token, current.get("accessTokenExpirationDate"), margin):
             return calendar_ref(ctx, token)
-        refresh_token = current.get("refreshToken")
         if current.get("known_dead"):
             # Another chain of this account found this refresh token dead while we waited for the
-            # lock: do not send it again, do not notify twice.
+            # lease: do not send it again, do not notify twice.
             raise errors.AuthRevoked(current.get("reauthReason") or "refresh token revoked")
+        refresh_token = current.get("refreshToken")
         try:
             if not refresh_token:
                 raise errors.AuthRevoked("no refresh token stored")
             grant = provider.refresh(refresh_token)
         except errors.AuthRevoked as exc:
-            # Recorded in the same transaction that is then committed; no retry loop.
-            _needs_reauth(conn, ctx, exc.describe())
-            revoked = exc
-        else:
-            expires = grant.expires_at.astimezone(UTC).replace(tzinfo=None)
+            with transaction() as conn:  # recorded before the lease is released; no retry loop
+                _needs_reauth(conn, ctx, exc.describe())
+            raise
+        expires = grant.expires_at.astimezone(UTC).replace(tzinfo=None)
+        with transaction() as conn:
             sql.save_token(conn, ctx, grant.access_token, expires, grant.refresh_token)
-            log.info("token refreshed", extra={"calendar": ctx["calendarId"], "provider": provider.name})
-            return calendar_ref(ctx, grant.access_token)
-    raise revoked
+        log.info("token refreshed", extra={"calendar": ctx["calendarId"], "provider": provider.name})
+        return calendar_ref(ctx, grant.access_token)
+
+
+def _usable(ctx: dict[str, Any], stale: str | None, margin: int) -> str | None:
+    """The stored token when another chain already refreshed it (read without claiming anything)."""
+    with transaction() as conn:
+        current = sql.read_token(conn, ctx["calendarId"])
+    token = current.get("token")
+    if token and token != stale and fresh_enough(token, current.get("accessTokenExpirationDate"), margin):
+        return str(token)
+    return None
 
 
 def _needs_reauth(conn: Any, ctx: dict[str, Any], reason: str) -> None:
