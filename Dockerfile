@@ -5,4 +5,4 @@ COPY autosync ./autosync
 RUN pip install --no-cache-dir ".[monitor]"
 ENV PYTHONPATH=/app
 USER nobody
-CMD ["celery", "-A", "autosync", "worker", "--loglevel", "INFO"]
+CMD ["autosync", "worker", "--loglevel", "INFO"]

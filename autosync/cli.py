@@ -1,4 +1,4 @@
-"""The `autosync` command line: db upgrade, sync, handle, emulator, status, run, webhooks."""
+"""The `autosync` command line: db upgrade, sync, handle, emulator, status, worker, run, webhooks."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from autosync.errors import ConfigError
+from autosync.workers import add_parser as add_worker_parser
 
 
 def _settings() -> Any:
@@ -169,13 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     hooks.add_argument("--port", type=int, help="port (default AUTOSYNC_WEBHOOK_PORT)")
     hooks.set_defaults(func=cmd_webhooks)
 
+    add_worker_parser(sub)
+
     run = sub.add_parser("run", help="run worker + beat (+ Flower); --demo adds a live emulator demo")
     run.add_argument("--demo", action="store_true", help="start the emulator with seeded users and drive changes")
     run.add_argument("--cycles", type=int, help="stop after N beat cycles and print the summary")
     run.add_argument("--flower", action="store_true", help="also start Flower")
     run.add_argument("--flower-port", type=int, default=5555, help="Flower's port on 127.0.0.1 (default 5555)")
     run.add_argument("--interval", type=float, default=None, help="seconds between cycles (demo default 5)")
-    run.add_argument("--workers", type=int, default=2, help="worker processes")
+    run.add_argument("--workers", type=int, help="worker processes (default AUTOSYNC_WORKER_PROCESSES: cores)")
     run.add_argument("--latency", type=_latency, metavar="MS[:JITTER_MS]",
                      help="with --demo: the emulator answers after MS ± JITTER_MS milliseconds, as real providers do")
     run.add_argument("--webhooks", action="store_true",

@@ -21,6 +21,8 @@ import requests
 
 from autosync.embedded import EmbeddedError, Services, data_dir, free_port
 from autosync.settings import get_settings, is_set, process_environment
+from autosync.workers import argv as worker_argv
+from autosync.workers import child_environment, die_with_parent, plan
 
 
 class Runner:
@@ -60,7 +62,7 @@ class Runner:
         logs.mkdir(parents=True, exist_ok=True)
         out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(argv, env=self.env, stdout=out, stderr=out, start_new_session=True,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=die_with_parent)
         self.procs[name] = proc
         if self.services:
             self.services.register(name, proc)
@@ -68,14 +70,17 @@ class Runner:
     def start_app(self, interval: float) -> None:
         celery = [sys.executable, "-m", "celery", "-A", "autosync"]
         self.env["AUTOSYNC_SYNC_INTERVAL"] = str(max(1, int(interval)))
-        self.spawn("worker", [*celery, "worker", "-c", str(self.args.workers), "--loglevel", "INFO",
-                              "-n", f"autosync-run-{os.getpid()}@%h"])
+        workers = plan(get_settings(), processes=self.args.workers)
+        self.env.update(child_environment(workers))
+        for i in range(1, workers.processes + 1):
+            self.spawn(f"worker{i}", worker_argv(workers, i, name=f"autosync-run-{os.getpid()}-"))
         self.spawn("beat", [*celery, "beat", "--loglevel", "INFO", "-s", str(self.root / "beat-schedule")])
         if self.args.flower:
             port = self.args.flower_port
             self.spawn("flower", [*celery, "flower", f"--port={port}", "--address=127.0.0.1"])
             self.say(f"Flower on http://127.0.0.1:{port}")
-        self.say(f"worker ({self.args.workers} processes) and beat running; a cycle every {interval:g}s; "
+        self.say(f"worker ({workers.processes} processes, {workers.pool} pool x {workers.concurrency}) and beat "
+                 f"running; a cycle every {interval:g}s; "
                  f"logs in {self.root / 'logs'}")
 
     def start_webhooks(self) -> None:
@@ -125,12 +130,6 @@ class Runner:
                 proc.wait()
         if self.services:
             self.services.stop()
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 class CycleWatch:
