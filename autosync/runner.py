@@ -73,7 +73,9 @@ class Runner:
         workers = plan(get_settings(), processes=self.args.workers)
         self.env.update(child_environment(workers))
         for i in range(1, workers.processes + 1):
-            self.spawn(f"worker{i}", worker_argv(workers, i, name=f"autosync-run-{os.getpid()}-"))
+            # worker, worker2, ...: logs/worker.log stays the first process's log
+            self.spawn("worker" if i == 1 else f"worker{i}",
+                       worker_argv(workers, i, name=f"autosync-run-{os.getpid()}-"))
         self.spawn("beat", [*celery, "beat", "--loglevel", "INFO", "-s", str(self.root / "beat-schedule")])
         if self.args.flower:
             port = self.args.flower_port
