@@ -26,7 +26,9 @@ def held(key: str, *, ttl: float, wait: float) -> Iterator[bool]:
     """
     holder = uuid.uuid4().hex
     deadline = time.monotonic() + wait
-    pause = 0.02
+    # Short polls: a provider answers a refresh in 100-300 ms, and a sleeping waiter keeps its worker
+    # slot (a whole process under prefork). Capped so a crowd of waiters does not load PostgreSQL.
+    pause = 0.025
     while True:
         with transaction() as conn:
             if sql.claim(conn, key, holder, ttl):
@@ -35,7 +37,7 @@ def held(key: str, *, ttl: float, wait: float) -> Iterator[bool]:
             yield False
             return
         time.sleep(min(pause * random.uniform(0.5, 1.5), max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 2, 0.25)
+        pause = min(pause * 2, 0.1)
     try:
         yield True
     finally:
