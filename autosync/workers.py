@@ -23,6 +23,7 @@ from autosync.settings import Settings, get_settings, process_environment
 QUEUES = "autosync,autosync.google,autosync.outlook"
 # Steps in flight per process when AUTOSYNC_WORKER_CONCURRENCY is 0: enough to keep a core busy at
 # ~150 ms per provider request (see BENCHMARKS.md); prefork runs one process per core instead.
+# (gevent is measured by the benchmark when installed, but not offered: see BENCHMARKS.md.)
 DEFAULT_CONCURRENCY = {"threads": 32, "gevent": 64}
 
 
@@ -139,7 +140,7 @@ def add_parser(sub: Any) -> None:
     """`autosync worker` on the CLI's sub-command parser."""
     w = sub.add_parser("worker", help="run this host's Celery workers (an I/O pool process per core)")
     w.add_argument("--processes", type=int, help="worker processes (default AUTOSYNC_WORKER_PROCESSES: cores)")
-    w.add_argument("--pool", choices=["threads", "gevent", "prefork"], help="default AUTOSYNC_WORKER_POOL")
+    w.add_argument("--pool", choices=["threads", "prefork"], help="default AUTOSYNC_WORKER_POOL")
     w.add_argument("--concurrency", type=int, help="steps per process (default AUTOSYNC_WORKER_CONCURRENCY)")
     w.add_argument("--loglevel", default="INFO")
     w.add_argument("celery_args", nargs=argparse.REMAINDER, help="after --: passed on to every `celery worker`")
