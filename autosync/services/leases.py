@@ -41,9 +41,13 @@ def held(key: str, *, ttl: float, wait: float) -> Iterator[bool]:
     try:
         yield True
     finally:
-        try:
-            with transaction() as conn:
-                sql.release(conn, key, holder)
-        except psycopg.Error:
-            # The database went away: the lease expires after its ttl; nothing is lost.
-            log.warning("could not release a lease; it expires on its own", extra={"lease": key})
+        release_quietly(key, holder)
+
+
+def release_quietly(key: str, holder: str) -> None:
+    """Release a lease in a transaction of its own; when PostgreSQL is away, it expires on its own."""
+    try:
+        with transaction() as conn:
+            sql.release(conn, key, holder)
+    except psycopg.Error:
+        log.warning("could not release a lease; it expires on its own", extra={"lease": key})

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autosync import errors
-from autosync.providers import CalendarRef
+from autosync.providers import CalendarRef, Provider
 from autosync.services.context import Context
-from autosync.services.leases import held
+from autosync.services.leases import release_quietly
 from autosync.settings import Settings
+from autosync.store import leases
 from autosync.store import tokens as sql
 from autosync.store.db import transaction
 from autosync.store.runs import notify
@@ -53,34 +57,51 @@ def ensure_token(app: Context, ctx: dict[str, Any], *, stale: str | None = None)
 
     ``stale`` is a token the provider just refused (401): refresh unless another worker already
     replaced it. Refreshes of one account are serialized across workers by a lease, and the token is
-    re-read once the lease is held, so concurrent chains refresh once and a rotated Microsoft refresh
+    read after the lease is claimed, so concurrent chains refresh once and a rotated Microsoft refresh
     token is never used twice (Microsoft may rotate it on every refresh:
     https://learn.microsoft.com/entra/identity-platform/refresh-tokens). No database connection is
-    held while the provider answers: the lease is claimed and released in transactions of its own.
+    held while the provider answers: the claim (with the read) and the save (with the release) are
+    short transactions of their own.
     """
-    margin = app.settings.token_refresh_margin
+    settings = app.settings
+    margin = settings.token_refresh_margin
     if stale is None and fresh_enough(ctx["token"], ctx["accessTokenExpirationDate"], margin):
         return calendar_ref(ctx, ctx["token"])
-    usable = _usable(ctx, stale, margin)
-    if usable is not None:
-        return calendar_ref(ctx, usable)
     provider = app.provider(ctx["calendarType"])
-    key = sql.lease_key(ctx)
-    with held(key, ttl=refresh_lease_seconds(app.settings), wait=app.settings.max_inline_wait) as mine:
-        if not mine:
+    key, holder = sql.lease_key(ctx), uuid.uuid4().hex
+    deadline = time.monotonic() + settings.max_inline_wait
+    pause = 0.025
+    while True:
+        with transaction() as conn:
+            # Claim, then read: the read sees whatever the previous holder saved before releasing.
+            mine = leases.claim(conn, key, holder, refresh_lease_seconds(settings))
+            current = sql.read_token(conn, ctx["calendarId"])
+            token = _fresh(current, stale, margin)
+            dead = current.get("known_dead")
+            if mine and (token or dead):
+                leases.release(conn, key, holder)  # nothing left to do under it
+        if token:
+            return calendar_ref(ctx, token)  # another chain refreshed it meanwhile
+        if dead:
+            # Another chain of this account found this refresh token dead: do not send it again, do
+            # not notify twice.
+            raise errors.AuthRevoked(current.get("reauthReason") or "refresh token revoked")
+        if mine:
+            return _refresh(ctx, provider, current.get("refreshToken"), key, holder)
+        if time.monotonic() >= deadline:
             # Another worker has been refreshing this account's token for a while: come back later
             # without holding a worker slot (the task is rescheduled, not failed).
             raise errors.RateLimited("token refresh of this account in progress", 1.0)
-        with transaction() as conn:
-            current = sql.read_token(conn, ctx["calendarId"])  # after the claim: sees the last holder's save
-        token = current.get("token")
-        if token and token != stale and fresh_enough(token, current.get("accessTokenExpirationDate"), margin):
-            return calendar_ref(ctx, token)
-        if current.get("known_dead"):
-            # Another chain of this account found this refresh token dead while we waited for the
-            # lease: do not send it again, do not notify twice.
-            raise errors.AuthRevoked(current.get("reauthReason") or "refresh token revoked")
-        refresh_token = current.get("refreshToken")
+        # Short polls: a refresh takes one provider round trip (100-300 ms); a waiting worker slot.
+        time.sleep(min(pause * random.uniform(0.5, 1.5), max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 0.1)
+
+
+def _refresh(ctx: dict[str, Any], provider: Provider, refresh_token: str | None, key: str, holder: str) -> CalendarRef:
+    """Under the lease: one refresh call with no connection held, then save (or needs-reauth) and
+    release in one transaction."""
+    released = False
+    try:
         try:
             if not refresh_token:
                 raise errors.AuthRevoked("no refresh token stored")
@@ -88,18 +109,23 @@ def ensure_token(app: Context, ctx: dict[str, Any], *, stale: str | None = None)
         except errors.AuthRevoked as exc:
             with transaction() as conn:  # recorded before the lease is released; no retry loop
                 _needs_reauth(conn, ctx, exc.describe())
+                leases.release(conn, key, holder)
+            released = True
             raise
         expires = grant.expires_at.astimezone(UTC).replace(tzinfo=None)
         with transaction() as conn:
             sql.save_token(conn, ctx, grant.access_token, expires, grant.refresh_token)
-        log.info("token refreshed", extra={"calendar": ctx["calendarId"], "provider": provider.name})
-        return calendar_ref(ctx, grant.access_token)
+            leases.release(conn, key, holder)
+        released = True
+    finally:
+        if not released:  # the call failed (it is retried later) or the save did: free the account now
+            release_quietly(key, holder)
+    log.info("token refreshed", extra={"calendar": ctx["calendarId"], "provider": provider.name})
+    return calendar_ref(ctx, grant.access_token)
 
 
-def _usable(ctx: dict[str, Any], stale: str | None, margin: int) -> str | None:
-    """The stored token when another chain already refreshed it (read without claiming anything)."""
-    with transaction() as conn:
-        current = sql.read_token(conn, ctx["calendarId"])
+def _fresh(current: dict[str, Any], stale: str | None, margin: int) -> str | None:
+    """The stored token when it is usable: fresh, and not the one the provider just refused."""
     token = current.get("token")
     if token and token != stale and fresh_enough(token, current.get("accessTokenExpirationDate"), margin):
         return str(token)
