@@ -13,4 +13,4 @@ COPY autosync ./autosync
 RUN pip install --no-cache-dir --no-deps --no-build-isolation .
 ENV PYTHONPATH=/app
 USER nobody
-CMD ["celery", "-A", "autosync", "worker", "--loglevel", "INFO"]
+CMD ["autosync", "worker", "--loglevel", "INFO"]

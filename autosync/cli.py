@@ -1,4 +1,4 @@
-"""The `autosync` command line: db upgrade, sync, handle, emulator, status, run, webhooks, tokens, flower."""
+"""The `autosync` command line: db upgrade, sync, handle, emulator, status, worker, run, webhooks, tokens, flower."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from autosync.errors import ConfigError
 from autosync.settings import seconds
+from autosync.workers import add_parser as add_worker_parser
 
 
 def _settings() -> Any:
@@ -69,8 +70,18 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     """Serve the provider emulator."""
     from autosync.emulator.server import serve
 
-    serve(args.host, args.port, args.seed)
+    serve(args.host, args.port, args.seed, args.latency, args.oauth_latency)
     return 0
+
+
+def _latency(text: str) -> Any:
+    """argparse type of --latency: MS or MS:JITTER_MS (argparse names the option in its error)."""
+    from autosync.emulator.latency import parse_latency
+
+    try:
+        return parse_latency(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -181,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8765)
     emu.add_argument("--seed", help="JSON seed file")
+    emu.add_argument("--latency", type=_latency, metavar="MS[:JITTER_MS]",
+                     help="every provider answer takes MS ± JITTER_MS milliseconds (default 0)")
+    emu.add_argument("--oauth-latency", type=_latency, metavar="MS[:JITTER_MS]",
+                     help="the OAuth token endpoints' own latency (default: --latency)")
     emu.set_defaults(func=cmd_emulator)
 
     st = sub.add_parser("status", help="per-calendar sync status")
@@ -209,13 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--port", type=int, help="port (default FLOWER_PORT, 5555)")
     fl.set_defaults(func=cmd_flower)
 
+    add_worker_parser(sub)
+
     run = sub.add_parser("run", help="run worker + beat (+ Flower); --demo adds a live emulator demo")
     run.add_argument("--demo", action="store_true", help="start the emulator with seeded users and drive changes")
     run.add_argument("--cycles", type=int, help="stop after N beat cycles and print the summary")
     run.add_argument("--flower", action="store_true", help="also start Flower")
     run.add_argument("--flower-port", type=int, default=None, help="Flower's port (default FLOWER_PORT, 5555)")
     run.add_argument("--interval", type=seconds, default=None, help="seconds between cycles (demo default 5)")
-    run.add_argument("--workers", type=int, default=2, help="worker processes")
+    run.add_argument("--workers", type=int, help="worker processes (default AUTOSYNC_WORKER_PROCESSES: cores)")
+    run.add_argument("--latency", type=_latency, metavar="MS[:JITTER_MS]",
+                     help="with --demo: the emulator answers after MS ± JITTER_MS milliseconds, as real providers do")
     run.add_argument("--webhooks", action="store_true",
                      help="also run `autosync webhooks` on loopback and watch calendars (change notifications)")
     run.set_defaults(func=cmd_run)

@@ -23,6 +23,8 @@ import requests
 
 from autosync.embedded import EmbeddedError, Services, data_dir, free_port, open_private, prepare, write_private
 from autosync.settings import get_settings, is_set, process_environment
+from autosync.workers import argv as worker_argv
+from autosync.workers import child_environment, die_with_parent, plan
 
 
 class Runner:
@@ -68,7 +70,7 @@ class Runner:
         os.chmod(logs, 0o700)
         out = open_private(logs / f"{name}.log")
         proc = subprocess.Popen(argv, env={**self.env, **(extra_env or {})}, stdout=out, stderr=out,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True, preexec_fn=_private_child)
         out.close()
         self.procs[name] = proc
         if self.services:
@@ -77,12 +79,17 @@ class Runner:
     def start_app(self, interval: float) -> None:
         celery = [sys.executable, "-m", "celery", "-A", "autosync"]
         self.env["AUTOSYNC_SYNC_INTERVAL"] = str(max(1, int(interval)))
-        self.spawn("worker", [*celery, "worker", "-c", str(self.args.workers), "--loglevel", "INFO",
-                              "-n", f"autosync-run-{os.getpid()}@%h"])
+        workers = plan(get_settings(), processes=self.args.workers)
+        self.env.update(child_environment(workers))
+        for i in range(1, workers.processes + 1):
+            # worker, worker2, ...: logs/worker.log stays the first process's log
+            self.spawn("worker" if i == 1 else f"worker{i}",
+                       worker_argv(workers, i, name=f"autosync-run-{os.getpid()}-"))
         self.spawn("beat", [*celery, "beat", "--loglevel", "INFO", "-s", str(self.root / "beat-schedule")])
         if self.args.flower:
             self.start_flower()
-        self.say(f"worker ({self.args.workers} processes) and beat running; a cycle every {interval:g}s; "
+        self.say(f"worker ({workers.processes} processes, {workers.pool} pool x {workers.concurrency}) and beat "
+                 f"running; a cycle every {interval:g}s; "
                  f"logs in {self.root / 'logs'}")
 
     def start_flower(self) -> None:
@@ -163,11 +170,11 @@ def _flower_login(path: Path) -> str:
     return login
 
 
-def _die_with_parent() -> None:
-    import ctypes
-
-    os.umask(0o077)  # what the children write (logs, beat's schedule) is this user's alone
-    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM, 0, 0, 0)
+def _private_child() -> None:
+    """In a child before exec: what it writes (logs, beat's schedule) is this user's alone, and it
+    gets SIGTERM when the runner dies."""
+    os.umask(0o077)
+    die_with_parent()
 
 
 class CycleWatch:
@@ -210,6 +217,9 @@ class CycleWatch:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `autosync run`."""
+    if getattr(args, "latency", None) is not None and not args.demo:
+        print("autosync run: --latency applies to the demo's emulator: add --demo", file=sys.stderr)
+        return 2
     runner = Runner(args)
     signal.signal(signal.SIGINT, runner._on_signal)
     signal.signal(signal.SIGTERM, runner._on_signal)
@@ -245,7 +255,8 @@ def _start_demo(runner: Runner) -> tuple[Any, Any]:
     from autosync.demo import Demo
     from autosync.emulator.server import Emulator
 
-    emulator = Emulator().start("127.0.0.1", free_port())
+    latency = getattr(runner.args, "latency", None)
+    emulator = Emulator(latency=latency).start("127.0.0.1", free_port())
     demo = Demo(runner.env["AUTOSYNC_DATABASE_URL"], emulator)
     runner.env.update(demo.provider_env())
     # A demo should show recovery within a few cycles, not after production back-offs.
@@ -253,6 +264,9 @@ def _start_demo(runner: Runner) -> tuple[Any, Any]:
     runner.env.setdefault("AUTOSYNC_HTTP_BACKOFF_CAP", "1")
     counts = demo.setup()
     runner.say("demo: emulator on " + emulator.base_url + "; " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    if latency is not None and latency.ms:
+        runner.say(f"demo: every provider answer takes {latency.ms:g} ± {latency.jitter_ms:g} ms, "
+                   "as on the real services")
     return emulator, demo
 
 

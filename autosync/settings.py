@@ -213,7 +213,12 @@ class Settings:
                                _choice("latest", "provider", "app"))
     mass_delete_ratio: float = env("AUTOSYNC_MASS_DELETE_RATIO", "0.5", _number(float, 0, 1))
     mass_delete_min: int = env("AUTOSYNC_MASS_DELETE_MIN", "10", _number(int, 0))
-    worker_concurrency: int = env("AUTOSYNC_WORKER_CONCURRENCY", "0", _number(int, 0, 512))
+    # The worker pool: threads (default; I/O-bound steps wait on providers side by side) or prefork
+    # (one step per process, with Celery's time limits). See autosync/workers.py and BENCHMARKS.md.
+    worker_pool: str = env("AUTOSYNC_WORKER_POOL", "threads", _choice("threads", "prefork"))
+    worker_concurrency: int = env("AUTOSYNC_WORKER_CONCURRENCY", "0", _number(int, 0, 1024))  # 0: per pool
+    worker_processes: int = env("AUTOSYNC_WORKER_PROCESSES", "0", _number(int, 0, 256))  # 0: one per core
+    db_pool_size: int = env("AUTOSYNC_DB_POOL_SIZE", "16", _number(int, 1, 1000))  # per worker process
     worker_max_tasks_per_child: int = env("AUTOSYNC_WORKER_MAX_TASKS_PER_CHILD", "1000", _number(int, 1))
     worker_max_memory_per_child: int = env("AUTOSYNC_WORKER_MAX_MEMORY_PER_CHILD", "300000",
                                            _number(int, 1000))  # KiB

@@ -117,7 +117,7 @@ def celery_worker_session(database_url: str, emulator: object) -> Iterator[objec
     from autosync.celery import app
 
     app.control.purge()
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING",
+    with start_worker(app, pool="threads", concurrency=8, perform_ping_check=False, loglevel="WARNING",
                       shutdown_timeout=30) as worker:
         yield worker
 

@@ -36,11 +36,12 @@ def test_honcho_check_passes() -> None:
 def test_procfile_has_worker_beat_and_flower_on_the_app() -> None:
     procs = _procfile()
     assert set(procs) == {"worker", "beat", "flower", "webhooks"}
-    for name in ("worker", "beat"):
+    for name in ("beat",):
         assert shlex.split(procs[name])[:4] == ["celery", "-A", "autosync", name]
     # Flower only through `autosync flower`, which refuses to start without a login.
     assert shlex.split(procs["flower"]) == ["autosync", "flower"]
     assert shlex.split(procs["webhooks"]) == ["autosync", "webhooks"]
+    assert shlex.split(procs["worker"])[:2] == ["autosync", "worker"]  # one I/O-pool process per core
 
 
 def test_compose_services_match_the_procfile_and_wait_for_healthy_services() -> None:
@@ -60,7 +61,23 @@ def test_compose_services_match_the_procfile_and_wait_for_healthy_services() -> 
     assert "basic-auth" not in flower["command"]  # a password on a command line is readable by every local user
     assert flower["environment"]["FLOWER_BASIC_AUTH"].endswith("${FLOWER_PASSWORD:?set FLOWER_PASSWORD}")
     assert flower["ports"] == ["127.0.0.1:5555:5555"]  # loopback on the host; TLS proxy in front (README)
-    assert services["worker"]["command"].split("-Q")[1].split()[0] == "autosync,autosync.google,autosync.outlook"
+    assert "autosync1@" in " ".join(services["worker"]["healthcheck"]["test"])  # `autosync worker`'s first node
+
+
+def test_autosync_worker_runs_one_io_pool_process_per_core_on_every_queue() -> None:
+    from autosync.settings import Settings
+    from autosync.workers import argv, cores, plan
+
+    settings = Settings.from_env({})
+    p = plan(settings)
+    assert (p.processes, p.pool, p.concurrency) == (cores(), "threads", 32)
+    line = argv(p, 1)
+    assert line[line.index("-Q") + 1] == "autosync,autosync.google,autosync.outlook"
+    assert line[line.index("-P") + 1] == "threads" and line[line.index("-n") + 1] == "autosync1@%h"
+    prefork = plan(Settings.from_env({"AUTOSYNC_WORKER_POOL": "prefork"}))
+    assert (prefork.processes, prefork.concurrency) == (1, cores())  # prefork forks its own children
+    sized = plan(Settings.from_env({"AUTOSYNC_WORKER_PROCESSES": "3", "AUTOSYNC_WORKER_CONCURRENCY": "48"}))
+    assert (sized.processes, sized.concurrency) == (3, 48)
 
 
 def test_a_worker_without_q_consumes_every_autosync_queue() -> None:
@@ -87,7 +104,7 @@ def test_task_names_are_a_stable_snapshot() -> None:
 def test_cli_help_lists_the_commands() -> None:
     out = subprocess.run([sys.executable, "-m", "autosync.cli", "--help"], capture_output=True, text=True,
                          check=True)
-    for command in ("db", "sync", "handle", "emulator", "status", "run", "webhooks"):
+    for command in ("db", "sync", "handle", "emulator", "status", "worker", "run", "webhooks"):
         assert command in out.stdout
 
 

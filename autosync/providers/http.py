@@ -99,6 +99,10 @@ def session() -> requests.Session:
     s: requests.Session | None = getattr(_local, "session", None)
     if s is None:
         s = requests.Session()
+        # Sized for one thread of the threads pool: it sends one request at a time, so it keeps one
+        # keep-alive connection per host and never returns a second one to a full pool (urllib3's
+        # "Connection pool is full, discarding connection"; the benchmark counts them: none). Four
+        # host pools: Google's token and API hosts, Microsoft's login and Graph hosts.
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
         s.mount("http://", adapter)
         s.mount("https://", adapter)

@@ -47,7 +47,10 @@ def pool() -> ConnectionPool[Conn]:
                 get_settings().database_url,
                 connection_class=psycopg.Connection[DictRow],
                 min_size=1,
-                max_size=8,
+                # Per process. No step holds a connection while a provider answers (leases replace
+                # locks held across calls), so a connection is busy only for SQL: a pool far smaller
+                # than the I/O pool's threads serves them (the benchmark records waits for it).
+                max_size=get_settings().db_pool_size,
                 # Every pooled connection is autosync's own: the outbox trigger ignores its writes
                 # (no echo) without a set_config round trip per transaction.
                 kwargs={"row_factory": dict_row, "autocommit": False, "options": "-c autosync.origin=sync"},

@@ -87,13 +87,12 @@ SET_WATCH_ERROR = (
     'UPDATE calendar SET "watchError" = %(error)s, "watchErrorAt" = CASE WHEN %(lasting)s THEN now() END '
     'WHERE "calendarId" = %(c)s'
 )
-LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
-
-
-def lock_mailbox(conn: Conn, ctx: dict[str, Any]) -> None:
-    """Serialize channel changes of one mailbox (held until commit): one Graph subscription per mailbox."""
-    owner = ctx["socialAccountId"] or f"cal{ctx['calendarId']}"
-    conn.execute(LOCK, {"key": f"watch:{ctx['calendarType']}:{ctx['userId']}:{owner}"})
+def watch_key(ctx: dict[str, Any]) -> str:
+    """The lease that serializes channel changes: per mailbox for Graph (one subscription covers every
+    calendar of a mailbox), per calendar for Google (one channel per calendar)."""
+    per_calendar = ctx["calendarType"] == 1 or not ctx["socialAccountId"]
+    owner = f"cal{ctx['calendarId']}" if per_calendar else ctx["socialAccountId"]
+    return f"watch:{ctx['calendarType']}:{ctx['userId']}:{owner}"
 
 
 def live_for_calendar(conn: Conn, calendar_id: int) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""SQL for OAuth tokens: per-account locking, saving a refreshed token, the needs-reauth state, sealing at rest.
+"""SQL for OAuth tokens: the per-account lease key, saving a refreshed token, the needs-reauth state, sealing at rest.
 
 Token columns are read and written only here and in `opened` (run contexts): values are sealed on
 write and opened on read (store/sealed.py), so callers only ever see plaintext.
@@ -17,7 +17,6 @@ _ACCOUNT = (
     '"calendarType" = %(type)s AND "userId" = %(user_id)s AND '
     '(("socialAccountId" IS NULL AND "calendarId" = %(calendar_id)s) OR "socialAccountId" = %(account)s)'
 )
-LOCK_ACCOUNT = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
 READ_TOKEN = (
     'SELECT token, "refreshToken", "accessTokenExpirationDate", '
     '"needsReauth" AND "reauthTokenHash" IS NOT DISTINCT FROM md5(coalesce("refreshToken", \'\')) AS known_dead, '
@@ -62,10 +61,9 @@ def account_params(ctx: dict[str, Any]) -> dict[str, Any]:
             "account": ctx["socialAccountId"]}
 
 
-def lock_account(conn: Conn, ctx: dict[str, Any]) -> None:
-    """Serialize token refreshes of one account across all workers (held until commit)."""
-    key = f"token:{ctx['calendarType']}:{ctx['userId']}:{ctx['socialAccountId'] or 'cal' + str(ctx['calendarId'])}"
-    conn.execute(LOCK_ACCOUNT, {"key": key})
+def lease_key(ctx: dict[str, Any]) -> str:
+    """The lease that serializes token refreshes of one account across all workers."""
+    return f"token:{ctx['calendarType']}:{ctx['userId']}:{ctx['socialAccountId'] or 'cal' + str(ctx['calendarId'])}"
 
 
 def read_token(conn: Conn, calendar_id: int) -> dict[str, Any]:
