@@ -62,13 +62,14 @@ def close_pool() -> None:
 
 
 @contextmanager
-def transaction(*, origin_sync: bool = True) -> Iterator[Conn]:
+def transaction(*, origin_sync: bool = True, timeout: float | None = None) -> Iterator[Conn]:
     """One transaction on a pooled connection.
 
     With ``origin_sync`` the transaction is marked as autosync's own (``autosync.origin = 'sync'``),
-    so the outbox trigger does not mistake imports for app changes.
+    so the outbox trigger does not mistake imports for app changes. ``timeout`` bounds the wait for a
+    connection (PoolTimeout after it; the pool's 30 s by default) where a caller must answer quickly.
     """
-    with pool().connection() as conn, conn.transaction():
+    with pool().connection(timeout=timeout) as conn, conn.transaction():
         if not origin_sync:
             conn.execute("SELECT set_config('autosync.origin', '', true)")
         yield conn
