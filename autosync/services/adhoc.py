@@ -171,9 +171,11 @@ def handle(payload: Any, timeout: float) -> dict[str, str]:
     """
     try:
         user_id, calendar_type, silent = parse_event(payload)
-        # A dead broker is found before anything is recorded; one that dies right after the check
-        # still gets its request closed by enqueue().
+        # Dead services are found before anything is recorded, each in SERVICE_WAIT seconds, with the
+        # driver's reason (not a pool timeout); a broker that dies right after its check still gets
+        # its request closed by enqueue().
         health.check_broker(timeout=SERVICE_WAIT)
+        health.check_database(timeout=SERVICE_WAIT)
         request_id = enqueue(user_id, calendar_type, silent=silent, source="AutoSync", connect_timeout=SERVICE_WAIT)
     except InvalidRequest as exc:
         return exc.response
