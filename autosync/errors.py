@@ -24,6 +24,10 @@ class ServiceUnavailable(AutosyncError):
         self.variable = variable
 
 
+class MigrationError(AutosyncError):
+    """A migration could not be loaded or applied; says which and what to do."""
+
+
 class SchemaNotReady(AutosyncError):
     """The database lacks autosync's tables or columns: `autosync db upgrade` has not been run on it."""
 

@@ -21,7 +21,6 @@ import random
 import re
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -31,14 +30,12 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from autosync.errors import AutosyncError
+from autosync.errors import MigrationError
+from autosync.store import concurrent
+from autosync.store.concurrent import IndexStatement
 
 LOCK_KEY = 0x6175746F73796E63  # "autosync"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)(\.concurrent)?\.sql$")
-_CREATE = re.compile(r"^CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+ON\s+(\w+)\s*(.*)$",
-                     re.S | re.I)
-_DROP = re.compile(r"^DROP\s+INDEX\s+CONCURRENTLY\s+IF\s+EXISTS\s+(\w+)$", re.I)
-_PLAIN_COLUMNS = re.compile(r'^\(\s*("?\w+"?(?:\s*,\s*"?\w+"?)*)\s*\)$')
 
 # Earlier texts of a migration that was rewritten without changing the schema it produces, so a
 # database that applied the earlier text shows no drift. 0001 became adoption-safe (tables and
@@ -73,38 +70,6 @@ FOREIGN_KEYS = (
     "AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) "
     "AND p.relname = ANY(%s)"
 )
-INDEX_STATE = (
-    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-    "WHERE c.relname = %s AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
-)
-# A valid b-tree index on exactly these key columns, without predicate or expressions (unique if asked).
-EQUIVALENT_INDEX = (
-    "SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
-    "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_am am ON am.oid = ic.relam "
-    "WHERE t.relname = %(table)s AND t.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) "
-    "AND am.amname = 'btree' AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL "
-    "AND (i.indisunique OR NOT %(unique)s) "
-    "AND ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) "
-    "          JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum "
-    "          WHERE k.ord <= i.indnkeyatts ORDER BY k.ord) = %(columns)s::text[] "
-    "ORDER BY i.indisunique DESC, ic.relname LIMIT 1"
-)
-
-
-class MigrationError(AutosyncError):
-    """A migration could not be loaded or applied; says which and what to do."""
-
-
-@dataclass(frozen=True)
-class IndexStatement:
-    """One statement of a concurrent migration."""
-
-    sql: str
-    name: str
-    drop: bool = False
-    table: str = ""
-    unique: bool = False
-    columns: tuple[str, ...] | None = None  # a plain column list (None: partial or expression index)
 
 
 @dataclass(frozen=True)
@@ -138,31 +103,7 @@ class Migration:
     @cached_property
     def statements(self) -> tuple[IndexStatement, ...]:
         """The statements of a concurrent migration (validated)."""
-        return parse_concurrent(self.id, self.sql) if self.concurrent else ()
-
-
-def _strip_comments(text: str) -> str:
-    return "\n".join(line.split("--", 1)[0] for line in text.splitlines())
-
-
-def parse_concurrent(file_id: str, text: str) -> tuple[IndexStatement, ...]:
-    """Split a concurrent migration into index statements; anything else is refused."""
-    out = []
-    for raw in _strip_comments(text).split(";"):
-        stmt = " ".join(raw.split())
-        if not stmt:
-            continue
-        if drop := _DROP.match(stmt):
-            out.append(IndexStatement(stmt, drop[1].lower(), drop=True))
-            continue
-        create = _CREATE.match(stmt)
-        if create is None:
-            raise MigrationError(f"{file_id}: a .concurrent.sql file holds only 'CREATE [UNIQUE] INDEX CONCURRENTLY "
-                                 f"IF NOT EXISTS' and 'DROP INDEX CONCURRENTLY IF EXISTS' statements, not: {stmt[:80]}")
-        cols = _PLAIN_COLUMNS.match(create[4].strip())
-        columns = tuple(c.strip().strip('"') for c in cols[1].split(",")) if cols else None
-        out.append(IndexStatement(stmt, create[2].lower(), table=create[3], unique=bool(create[1]), columns=columns))
-    return tuple(out)
+        return concurrent.parse(self.id, self.sql) if self.concurrent else ()
 
 
 def available(source: Path | None = None) -> list[Migration]:
@@ -215,7 +156,8 @@ def upgrade(url: str, report: Callable[[str], None] = print, *, lock_timeout: fl
                 started = time.monotonic()
                 report(f"[{i}/{len(pending)}] applying {m.id} ...")
                 if m.concurrent:
-                    note = _apply_concurrent(conn, m, report)
+                    note = concurrent.apply(conn, m.id, m.statements, report)
+                    conn.execute(RECORD, (m.version, m.recorded_name, m.checksum, note or None))
                 else:
                     note = _apply_plain(conn, m, report, lock_timeout, attempts)
                 report(f"[{i}/{len(pending)}] applied {m.id} in {time.monotonic() - started:.2f}s"
@@ -303,7 +245,7 @@ _TOUCH = re.compile(r'\b(?:ALTER\s+TABLE(?:\s+IF\s+EXISTS)?(?:\s+ONLY)?|REFERENC
 
 def tables_touched(text: str) -> set[str]:
     """Tables a migration may lock: altered, given triggers or indexes, referenced by new keys, written."""
-    return {t.lower() for t in _TOUCH.findall(_strip_comments(text))}
+    return {t.lower() for t in _TOUCH.findall(concurrent.strip_comments(text))}
 
 
 def lock_order(conn: psycopg.Connection, tables: set[str]) -> list[str]:
@@ -329,84 +271,13 @@ def _tables_named(text: str) -> set[str]:
     return {t.lower() for t in re.findall(r"CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)", text, re.I)}
 
 
-def index_state(conn: psycopg.Connection, name: str) -> bool | None:
-    """True: the index exists and is valid; False: INVALID (an interrupted build); None: absent."""
-    row = conn.execute(INDEX_STATE, (name,)).fetchone()
-    return None if row is None else bool(row[0])
-
-
-def covering_index(conn: psycopg.Connection, st: IndexStatement) -> str | None:
-    """An existing index of another name with the same shape (e.g. the app's own unique constraint)."""
-    if st.columns is None:
-        return None
-    row = conn.execute(EQUIVALENT_INDEX, {"table": st.table, "unique": st.unique,
-                                          "columns": list(st.columns)}).fetchone()
-    return str(row[0]) if row and row[0] != st.name else None
-
-
-def _drop(conn: psycopg.Connection, name: str) -> None:
-    conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
-
-
-def _apply_concurrent(conn: psycopg.Connection, m: Migration, report: Callable[[str], None],
-                      record: bool = True) -> str:
-    """Each statement on its own, outside a transaction; recorded once all are done."""
-    # A concurrent build waits for transactions that started before it; it blocks no app query while
-    # it waits, so no lock_timeout (it would abort builds on a busy database for nothing).
-    conn.execute("SELECT set_config('lock_timeout', '0', false)")
-    notes = []
-    for st in m.statements:
-        if st.drop:
-            conn.execute(st.sql.encode())  # type: ignore[call-overload]
-            continue
-        state = index_state(conn, st.name)
-        if state is True:
-            continue
-        if state is False:
-            report(f"  {st.name} is INVALID (left by an interrupted build): dropping and building it again")
-            _drop(conn, st.name)
-        elif cover := covering_index(conn, st):
-            notes.append(f"{st.name} not built: the existing index {cover} covers it")
-            continue
-        started = time.monotonic()
-        try:
-            conn.execute(st.sql.encode())  # type: ignore[call-overload]
-        except psycopg.Error as exc:
-            with suppress(psycopg.Error):
-                _drop(conn, st.name)  # a failed concurrent build leaves an INVALID index behind
-            hint = ("remove the duplicate rows it names, then run `autosync db upgrade` again"
-                    if isinstance(exc, psycopg.errors.UniqueViolation) else "run `autosync db upgrade` again")
-            detail = exc.diag.message_detail or ""
-            raise MigrationError(f"{m.id}: building index {st.name} failed: {exc.diag.message_primary or exc}"
-                                 f"{' (' + detail + ')' if detail else ''}; {hint}") from None
-        notes.append(f"built {st.name} in {time.monotonic() - started:.2f}s")
-    note = "; ".join(notes)
-    if record:
-        conn.execute(RECORD, (m.version, m.recorded_name, m.checksum, note or None))
-    return note
-
-
-def broken_indexes(conn: psycopg.Connection, m: Migration) -> list[tuple[str, str]]:
-    """Indexes a concurrent migration creates that are missing or INVALID now: (name, 'missing'|'INVALID')."""
-    out = []
-    for st in m.statements:
-        if st.drop:
-            continue
-        state = index_state(conn, st.name)
-        if state is False:
-            out.append((st.name, "INVALID"))
-        elif state is None and covering_index(conn, st) is None:
-            out.append((st.name, "missing"))
-    return out
-
-
 def _repair(conn: psycopg.Connection, applied: list[Migration], report: Callable[[str], None]) -> bool:
     """Build again the indexes of applied concurrent migrations that were dropped or left INVALID."""
     repaired = False
     for m in applied:
-        broken = broken_indexes(conn, m)
+        broken = concurrent.broken(conn, m.statements)
         if broken:
             report(f"repairing {m.id}: " + ", ".join(f"{name} is {what}" for name, what in broken))
-            _apply_concurrent(conn, m, report, record=False)
+            concurrent.apply(conn, m.id, m.statements, report)
             repaired = True
     return repaired

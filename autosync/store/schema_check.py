@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from autosync.store import migrate
+from autosync.store import concurrent, migrate
 
 TRIGGERS = (
     "SELECT c.relname AS tbl, t.tgname AS name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
@@ -87,7 +87,9 @@ def status(url: str, source: Path | None = None) -> Status:
             if not m.matches(got["checksum"]):
                 out.drift.append(f"{m.id}: the file changed after it was applied "
                                  f"(recorded checksum {got['checksum'][:12]}…, file {m.checksum[:12]}…)")
-            for name, what in migrate.broken_indexes(conn, m) if m.concurrent else []:
+        for m in migrations:
+            applied = (m.version, m.recorded_name) in done
+            for name, what in concurrent.broken(conn, m.statements, applied=applied):
                 out.drift.append(f"index {name} is {what}"
                                  + (" (left by an interrupted concurrent build)" if what == "INVALID" else "")
                                  + ": `autosync db upgrade` builds it again")

@@ -326,7 +326,8 @@ def test_a_database_migrated_by_the_earlier_release_upgrades_without_drift(empty
 
 
 def test_later_migration_files_apply_in_order_even_when_two_share_a_version(empty_db, tmp_path) -> None:
-    from autosync.store.migrate import MigrationError, upgrade
+    from autosync.errors import MigrationError
+    from autosync.store.migrate import upgrade
     from autosync.store.schema_check import status
 
     for m in available():
