@@ -31,7 +31,7 @@ def _configure() -> None:
         get_settings()
     except ConfigError as exc:
         if _under_celery_command():
-            print(f"configuration error: {exc}", file=sys.stderr)
+            print(f"autosync: configuration error: {exc}", file=sys.stderr)  # as the autosync CLI says it
             raise SystemExit(2) from None
         raise
     # celeryconfig.py sits at the repository top level; make it importable wherever we run from.

@@ -79,6 +79,14 @@ def seconds(raw: str) -> float:
     return value
 
 
+def timeout_seconds(raw: str) -> float:
+    """Seconds above zero (a lock timeout of 0 would mean: wait forever)."""
+    value = seconds(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} must be above zero")
+    return value
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -133,7 +141,7 @@ def add_db(sub: Any) -> None:
                     "twice, concurrently, and while the app writes (short lock waits, retried; indexes on "
                     "app tables built CONCURRENTLY). Also rebuilds indexes left INVALID.")
     up.add_argument("--database-url", metavar="URL", help="database to upgrade (default AUTOSYNC_DATABASE_URL)")
-    up.add_argument("--lock-timeout", type=seconds, default=2.0, metavar="SECONDS",
+    up.add_argument("--lock-timeout", type=timeout_seconds, default=2.0, metavar="SECONDS",
                     help="longest the app's queries may queue behind a migration's lock; then it rolls back "
                          "and retries (default 2)")
     up.add_argument("--attempts", type=positive_int, default=20, metavar="N",

@@ -28,7 +28,7 @@ def where(url: str, default_port: int) -> str:
     """host:port of a service URL, without user or password."""
     parts = urlsplit(url)
     if not parts.hostname:
-        return parts.path or "local socket"
+        return "the local socket"
     return f"{parts.hostname}:{parts.port or default_port}"
 
 

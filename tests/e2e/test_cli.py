@@ -106,7 +106,9 @@ def test_celery_with_a_bad_setting_prints_one_line_naming_the_variable(program: 
                          text=True, timeout=60)
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2
-    assert len(lines) == 1 and lines[0].startswith("configuration error: AUTOSYNC_SYNC_INTERVAL "), out.stderr
+    assert len(lines) == 1 and lines[0].startswith("autosync: configuration error: AUTOSYNC_SYNC_INTERVAL "), out.stderr
+    same = cli("status", env=env)  # the autosync CLI says it in the same words
+    assert same.returncode == 2 and same.stderr.strip() == lines[0]
 
 
 def _status(env: dict[str, str], *args: str) -> tuple[int, Any]:
