@@ -74,7 +74,9 @@ task_default_exchange = "autosync"
 task_default_routing_key = QUEUE_DEFAULT
 
 beat_schedule = {
-    "fan-out": {"task": "autosync.fan_out", "schedule": float(_s.sync_interval), "args": ([1, 2],)},
+    # The interval lets the task skip a fan-out that a second beat already ran in this interval.
+    "fan-out": {"task": "autosync.fan_out", "schedule": float(_s.sync_interval), "args": ([1, 2],),
+                "kwargs": {"interval": _s.sync_interval}},
     "resume-stale-runs": {"task": "autosync.resume_stale", "schedule": 60.0},
     "deliver-notifications": {"task": "autosync.deliver_notifications", "schedule": 10.0},
 }

@@ -222,6 +222,8 @@ class Settings:
     worker_max_tasks_per_child: int = env("AUTOSYNC_WORKER_MAX_TASKS_PER_CHILD", "1000", _number(int, 1))
     worker_max_memory_per_child: int = env("AUTOSYNC_WORKER_MAX_MEMORY_PER_CHILD", "300000",
                                            _number(int, 1000))  # KiB
+    # Touched every few seconds while a worker consumes; `autosync health worker` checks its age.
+    worker_liveness_file: str = env("AUTOSYNC_WORKER_LIVENESS_FILE", "/tmp/autosync-worker.alive")  # noqa: S108
     notification_channel: str = env("AUTOSYNC_NOTIFICATION_CHANNEL", "autosync:notifications")
     notification_sender: str = env("AUTOSYNC_NOTIFICATION_SENDER", "redis", _choice("redis", "log"))
     log_level: str = env("AUTOSYNC_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -195,11 +195,21 @@ def push_changes(self: Task, run_id: int) -> None:
 
 
 @app.task(name="autosync.fan_out", bind=True, ignore_result=True)
-def fan_out(self: Task, types: list[int] | None = None) -> int:
-    """Beat: open one run per active calendar that needs one, and stop channels nobody needs."""
+def fan_out(self: Task, types: list[int] | None = None, interval: float | None = None) -> int:
+    """Beat: open one run per active calendar that needs one, and stop channels nobody needs.
+
+    The beat passes its ``interval``: then only one fan-out runs per interval, however many beats
+    send it. Without it (an operator, a test, a benchmark) the fan-out always runs.
+    """
     from autosync.services.watch import orphans
 
-    steps, _ = runs.open_runs(context(), types or [1, 2], reason="beat")
+    if interval:
+        claimed = runs.periodic_fan_out(context(), types or [1, 2], float(interval))
+        if claimed is None:
+            return 0
+        steps = claimed
+    else:
+        steps, _ = runs.open_runs(context(), types or [1, 2], reason="beat")
     for step in steps:
         enqueue(step)
     for channel_id in orphans():

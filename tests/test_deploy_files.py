@@ -80,6 +80,24 @@ def test_autosync_worker_runs_one_io_pool_process_per_core_on_every_queue() -> N
     assert (sized.processes, sized.concurrency) == (3, 48)
 
 
+def _seconds(value: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(value[:-1]) * units[value[-1]] if value[-1] in units else float(value)
+
+
+def test_compose_checks_worker_and_beat_health_and_lets_running_steps_finish_on_stop() -> None:
+    from autosync.settings import Settings
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["worker"]["healthcheck"]["test"][1:4] == ["autosync", "health", "worker"]
+    assert services["beat"]["healthcheck"]["test"][1:4] == ["autosync", "health", "beat"]
+    defaults = Settings.from_env({})
+    assert _seconds(services["worker"]["stop_grace_period"]) > defaults.task_time_limit
+    assert _seconds(services["beat"]["healthcheck"]["start_period"]) > defaults.sync_interval
+    checks = [part for svc in services.values() for part in svc.get("healthcheck", {}).get("test", [])]
+    assert not any("inspect" in part for part in checks)  # no broadcast through the broker
+
+
 def test_a_worker_without_q_consumes_every_autosync_queue() -> None:
     from autosync.celery import app
 

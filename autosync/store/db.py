@@ -72,10 +72,11 @@ def close_pool() -> None:
 
 @contextmanager
 def transaction(*, origin_sync: bool = True, timeout: float | None = None) -> Iterator[Conn]:
-    """One transaction on a pooled connection (waiting at most ``timeout`` s for one; default 30).
+    """One transaction on a pooled connection.
 
     With ``origin_sync`` the transaction is marked as autosync's own (``autosync.origin = 'sync'``),
-    so the outbox trigger does not mistake imports for app changes.
+    so the outbox trigger does not mistake imports for app changes. ``timeout`` bounds the wait for a
+    connection (PoolTimeout after it; the pool's 30 s by default) where a caller must answer quickly.
     """
     with pool().connection(timeout=timeout) as conn, conn.transaction():
         if not origin_sync:

@@ -38,6 +38,19 @@ SELECT_DUE = (
     'AND o."nextAttemptAt" <= now())) '
     'ORDER BY c."calendarId"'
 )
+# A periodic fan-out claims its interval: it runs only when the last one of its scope is at least
+# %(min_gap)s seconds old. Two beats firing in the same interval then open runs once. The row stays
+# locked until the fan-out commits, so a concurrent claim waits and then sees the new "lastAt".
+CLAIM_FAN_OUT = (
+    'INSERT INTO fan_out (scope, "lastAt", "interval") VALUES (%(scope)s, now(), %(interval)s) '
+    'ON CONFLICT (scope) DO UPDATE SET "lastAt" = now(), "interval" = EXCLUDED."interval" '
+    'WHERE fan_out."lastAt" <= now() - make_interval(secs => %(min_gap)s) RETURNING scope'
+)
+SKIP_FAN_OUT = (
+    'UPDATE fan_out SET duplicates = duplicates + 1, "lastDuplicateAt" = now() WHERE scope = %(scope)s '
+    'RETURNING extract(epoch FROM now() - "lastAt") AS age'
+)
+FAN_OUT_RUNS = 'UPDATE fan_out SET "lastRuns" = %(runs)s WHERE scope = %(scope)s'
 START_RUNS = (
     'INSERT INTO sync_run ("calendarId", reason, "requestIds") '
     "SELECT unnest(%(calendar_ids)s::bigint[]), %(reason)s, %(request_ids)s::bigint[] "
@@ -159,6 +172,10 @@ SET_REQUEST_PENDING = (
     'UPDATE sync_request SET pending = %(pending)s, "finishedAt" = CASE WHEN %(pending)s = 0 THEN now() END '
     'WHERE "requestId" = %(request_id)s'
 )
+CLOSE_UNSENT_REQUEST = (
+    'UPDATE sync_request SET pending = 0, "finishedAt" = now(), error = %(error)s '
+    'WHERE "requestId" = %(request_id)s AND "finishedAt" IS NULL'
+)
 REQUEST_STATUS = 'SELECT * FROM sync_request WHERE "requestId" = %(request_id)s'
 RUNS_OF_REQUEST = 'SELECT * FROM sync_run WHERE %(request_id)s = ANY("requestIds") ORDER BY "runId"'
 
@@ -186,6 +203,16 @@ def start_runs(conn: Conn, calendar_ids: Sequence[int], *, reason: str,
     coalesced = conn.execute(COALESCE_RUNS, {"calendar_ids": rest, "rerun": rerun, "request_ids": req}
                              ).fetchall() if rest else []
     return created, coalesced
+
+
+def claim_fan_out(conn: Conn, scope: str, interval: float) -> float | None:
+    """Claim this interval's fan-out; None when claimed, else how many seconds ago the last one ran."""
+    claimed = conn.execute(CLAIM_FAN_OUT, {"scope": scope, "interval": round(interval),
+                                           "min_gap": 0.6 * interval}).fetchone()
+    if claimed is not None:
+        return None
+    row = conn.execute(SKIP_FAN_OUT, {"scope": scope}).fetchone()
+    return float(row["age"]) if row else 0.0
 
 
 def stale_runs(conn: Conn, stale_after: int) -> list[dict[str, Any]]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,3 +98,22 @@ def cli(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.Comp
     """Run the autosync CLI in a subprocess with this environment."""
     return subprocess.run([str(BIN / "autosync"), *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+@contextmanager
+def beats(count: int, env: dict[str, str], *, stagger: float = 0.0) -> Iterator[list[subprocess.Popen]]:
+    """``count`` separate `celery -A autosync beat` processes, ``stagger`` seconds apart, each with a schedule
+    file of its own (as two hosts would have); stopped on exit."""
+    folder = Path(tempfile.mkdtemp(prefix="autosync-beats-"))
+    procs = []
+    try:
+        for i in range(count):
+            if i:
+                time.sleep(stagger)
+            procs.append(subprocess.Popen([str(BIN / "celery"), "-A", "autosync", "beat", "--loglevel", "WARNING",
+                                           "--schedule", str(folder / f"beat-{i}")], cwd=ROOT, env=env,
+                                          stdout=subprocess.DEVNULL, stderr=open(folder / f"beat-{i}.log", "ab")))  # noqa: SIM115
+        yield procs
+    finally:
+        stop(procs)
+        shutil.rmtree(folder, ignore_errors=True)

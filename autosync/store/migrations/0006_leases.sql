@@ -1,4 +1,4 @@
--- 0005: short, named leases for work that spans a provider call.
+-- 0006: short, named leases for work that spans a provider call.
 --
 -- A token refresh (one per account at a time, so a rotated Microsoft refresh token is never sent
 -- twice) and a change-notification channel update (one per mailbox or calendar at a time) used to be
@@ -7,7 +7,7 @@
 -- short transaction instead, held while the provider answers, and released after the result is
 -- saved; one whose holder died expires on its own.
 
-CREATE TABLE autosync_lease (
+CREATE TABLE IF NOT EXISTS autosync_lease (
     key         text PRIMARY KEY,        -- what is leased, e.g. token:2:282:AAMkAD...
     holder      text NOT NULL,           -- random per claim: only the holder releases it
     "expiresAt" timestamptz NOT NULL     -- claimable again after this, even if never released
