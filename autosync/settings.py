@@ -280,8 +280,11 @@ class Settings:
     @property
     def redis(self) -> str:
         """The Redis URL for limits and locks (the broker's unless set)."""
-        if self.redis_url:
-            return self.redis_url
+        return self.redis_url or self.broker_redis_url
+
+    @property
+    def broker_redis_url(self) -> str:
+        """The broker's URL as redis-py spells it (for a direct PING or LPUSH to the broker's Redis)."""
         # Kombu's Unix-socket scheme; redis-py spells the same socket unix://.
         if self.broker_url.startswith("redis+socket://"):
             return "unix://" + self.broker_url[len("redis+socket://"):]

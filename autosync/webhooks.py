@@ -76,7 +76,7 @@ class Hooks:
         self.book = book
         self.publish = publish
         self.refusals = Refusals()
-        self._broker = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=1, socket_timeout=1)
+        self._broker = redis.Redis.from_url(settings.broker_redis_url, socket_connect_timeout=1, socket_timeout=1)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], (environ.get("PATH_INFO") or "").rstrip("/")

@@ -69,6 +69,8 @@ def check_broker(url: str | None = None, timeout: float = PROBE_TIMEOUT) -> None
     import redis
 
     url = url or get_settings().broker_url
+    if url.startswith("redis+socket://"):  # Kombu's Unix-socket scheme; redis-py spells it unix://
+        url = "unix://" + url[len("redis+socket://"):]
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
