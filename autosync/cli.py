@@ -410,12 +410,16 @@ def add_tokens(sub: Any) -> None:
                             description="Seal the OAuth tokens in the calendar table with AUTOSYNC_TOKEN_KEYS "
                                         "(Fernet; the first key seals, every key opens) and rotate keys.")
     tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, metavar="SUBCOMMAND")
-    tokens_sub.add_parser("new-key", help="print a new random key for AUTOSYNC_TOKEN_KEYS")
-    tokens_sub.add_parser("status", help="count token values: plaintext, or sealed by which key (exit 1 "
-                                         "while any is not sealed with the first key)")
+    what = "print a new random key for AUTOSYNC_TOKEN_KEYS"
+    tokens_sub.add_parser("new-key", help=what, description=what.capitalize() + ".")
+    what = "count token values: plaintext, or sealed by which key (exit 1 while any is not sealed with the first key)"
+    tokens_sub.add_parser("status", help=what, description=what.capitalize() + ".")
     for name, what in (("encrypt", "seal every plaintext token with the first key"),
                        ("rotate", "re-seal every token not sealed with the first key (after adding a new first key)")):
-        action = tokens_sub.add_parser(name, help=f"{what}; batched, resumable, safe while workers run")
+        action = tokens_sub.add_parser(name, help=f"{what}; batched, resumable, safe while workers run",
+                                       description=f"{what.capitalize()}: in batches of --batch calendars, one "
+                                                   "short transaction each; resumable, and safe while workers run "
+                                                   "(a token refreshed meanwhile is never overwritten).")
         action.add_argument("--batch", type=positive_int, default=500, metavar="N",
                             help="calendars per transaction (default 500)")
     tokens.set_defaults(func=cmd_tokens, needs=("database",))
