@@ -12,8 +12,8 @@ from typing import Any
 
 from bench.harness import ROOT, Services, create_database, drop_database, redis_server
 
-FULL = {"steady": [1000, 10000], "large": [10000, 50000], "outlook": [1000], "import": (10000, 5)}
-QUICK = {"steady": [300, 1000], "large": [2000, 10000], "outlook": [200], "import": (5000, 3)}
+FULL = {"steady": [1000, 10000], "large": [10000, 50000], "outlook": [1000], "import": (10000, 5), "latency": 1000}
+QUICK = {"steady": [300, 1000], "large": [2000, 10000], "outlook": [200], "import": (5000, 3), "latency": 300}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -23,8 +23,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"],
                    help="worker pool (default prefork)")
     p.add_argument("--concurrency", type=int, default=4, help="worker concurrency (default 4)")
-    p.add_argument("--only", nargs="*", choices=["import", "steady", "large", "outlook", "push"],
+    p.add_argument("--only", nargs="*", choices=["import", "steady", "large", "outlook", "push", "latency"],
                    help="run only these parts")
+    p.add_argument("--latency-pool", default="threads", choices=["threads", "gevent"],
+                   help="the latency part's pool (default threads, as `autosync worker`)")
+    p.add_argument("--latency-concurrency", type=int, help="steps per process (default: autosync's for the pool)")
+    p.add_argument("--latency-processes", type=int, help="worker processes (default: one per core)")
+    p.add_argument("--latency-calendars", type=int, help="calendars (default 1000, quick 300)")
     return p.parse_args(argv)
 
 
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
     sizes = QUICK if args.quick else FULL
-    parts = set(args.only or ["import", "steady", "large", "outlook", "push"])
+    parts = set(args.only or ["import", "steady", "large", "outlook", "push", "latency"])
     from bench import instrument, report, scenarios
     from bench.importpath import import_path
 
@@ -48,7 +53,7 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
     version = code_version()
     res: dict[str, Any] = {"quick": args.quick, "pool": args.pool, "concurrency": args.concurrency,
                            "cpus": os.cpu_count(), "worker_processes": 1,
-                           "redis": redis_url, "steady": [], "large": []}
+                           "redis": redis_url, "steady": [], "large": [], "only": args.only}
     kw = {"pool": args.pool, "concurrency": args.concurrency}
     create_database(svc)
     try:
@@ -83,6 +88,16 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
             _say(f"steady state with change notifications, outlook, {n} calendars")
             res["steady"].append(scenarios.steady_push(
                 svc, "outlook", n, per_account=5, events=(5, 15), share=0.01, **kw))
+        if "latency" in parts:
+            from autosync.workers import DEFAULT_CONCURRENCY, cores
+            from bench import latency
+
+            pool = args.latency_pool
+            n = args.latency_calendars or sizes["latency"]
+            _say(f"under provider latency: google {n} calendars, 0 ms and 150 ± 50 ms, {pool}")
+            res["latency"] = latency.run(svc, n, pool=pool,
+                                         concurrency=args.latency_concurrency or DEFAULT_CONCURRENCY[pool],
+                                         processes=args.latency_processes or cores())
         if "large" in parts:
             for n in sizes["large"]:
                 _say(f"one large google calendar, ~{n} events")
