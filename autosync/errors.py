@@ -113,6 +113,10 @@ class Permanent(ProviderError):
     """Any other 4xx: retrying the same request cannot succeed."""
 
 
+class LinkRefused(Permanent):
+    """A stored or returned paging/delta link points outside the configured API URL: never followed."""
+
+
 class NormalizeError(AutosyncError):
     """A provider item is malformed; the item is skipped and recorded, the calendar keeps syncing."""
 

@@ -135,7 +135,10 @@ class Hooks:
             sub = item.get("subscriptionId") if isinstance(item, dict) else None
             event = item.get("lifecycleEvent" if lifecycle else "changeType") if isinstance(item, dict) else None
             if isinstance(sub, str) and isinstance(event, str):
-                notes.append(Note(sub, item.get("clientState"), event[:64]))
+                data = item.get("resourceData") if not lifecycle else None
+                named = data.get("id") if isinstance(data, dict) else None
+                notes.append(Note(sub, item.get("clientState"), event[:64],
+                                  item=named[:512] if isinstance(named, str) and named else None))
             else:
                 self.refusals.add("malformed", str(sub)[:64])
         for note, verdict in zip(notes, receive(self.book, 2, notes, self.publish) if notes else [], strict=True):

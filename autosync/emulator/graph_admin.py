@@ -7,6 +7,9 @@ a Graph event JSON body as accepted by ``POST /me/events``, plus optional keys
   on these local dates (recurrence time zone);
 - ``"@emulator.exceptions": [{"originalDate": "2024-05-27", "patch": {...PATCH body...}}, ...]`` — turn
   those occurrences into exceptions with the given changes.
+
+``POST /calendars/{cal}/share {"account_id": ...}`` shares a calendar with another mailbox (a delegate);
+``POST /config`` switches delta behaviour (see DeltaConfig in graph_delta).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from autosync.emulator.core import Request, Response
+from autosync.emulator.graph_delta import DELTA_MASTER_MODES
 from autosync.emulator.graph_errors import GraphError, bad_request
 from autosync.emulator.graph_model import Calendar, StoredEvent
 from autosync.emulator.graph_odata import window
@@ -54,6 +58,11 @@ class Admin:
             if key == ("POST", "calendars", 3) and segs[2] == "invalidate":
                 self.api.delta.invalidate(cal.id)
                 return Response(204)
+            if key == ("POST", "calendars", 3) and segs[2] == "share":
+                who = str((self.api.body(req) or {}).get("account_id") or "")
+                if who and who != cal.account_id and who not in cal.shared_with:
+                    cal.shared_with.append(who)  # as the owner shares it in Outlook
+                return Response(200, {"id": cal.id, "sharedWith": list(cal.shared_with)})
         if segs[:1] == ["events"] and len(segs) >= 2:
             return self.event(req, segs)
         raise GraphError(404, "NotFound", f"No admin route {req.method} {req.path}")
@@ -76,7 +85,7 @@ class Admin:
         if req.method == "PATCH":
             return Response(200, self.api.render(self.store.patch(target, self.api.body(req)), ctx))
         if req.method == "DELETE":
-            self.store.delete(target)
+            self.store.delete(target, quiet_occurrence=self.api.delta.config.silent_occurrence_deletes)
             return Response(204)
         raise GraphError(405, "MethodNotAllowed", req.method)
 
@@ -88,6 +97,8 @@ class Admin:
             for name, value in body.items():
                 if not hasattr(conf, name) or type(value) is not type(getattr(conf, name)):
                     raise bad_request(f"Unknown or mistyped config key {name!r}.")
+                if name == "delta_masters" and value not in DELTA_MASTER_MODES:
+                    raise bad_request(f"delta_masters must be one of {', '.join(DELTA_MASTER_MODES)}.")
                 setattr(conf, name, value)
         return Response(200, dict(vars(conf)))
 

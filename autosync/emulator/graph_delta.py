@@ -9,12 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from autosync.emulator.graph_errors import GraphError, bad_request
-from autosync.emulator.graph_model import parse_occurrence_id
+from autosync.emulator.graph_model import StoredEvent, parse_occurrence_id
 from autosync.emulator.graph_render import Ctx, render_bare, render_full, render_removed
 from autosync.emulator.graph_store import Slot, Store, instant
 from autosync.emulator.graph_time import epoch, overlaps
 
 _ALNUM = string.ascii_letters + string.digits
+DELTA_MASTER_MODES = ("all", "started_in_window", "none")
 Entry = list[Any]  # ["item", id] | ["occ", occurrence id, master id, original epoch] | ["removed", id]
 
 
@@ -39,6 +40,16 @@ class DeltaConfig:
         10  # Graph's documented default for events paging; override per request by Prefer
     )
     signal_cancelled_occurrences: bool = False  # trap 21: a cancelled occurrence gets no @removed by default
+    # Which series masters a round lists beside their instances: "all" (recorded in ridafkih/keeper.sh
+    # PR 409), "started_in_window" (masters of series that began before the window are left out) or
+    # "none" (Microsoft's delta docs name only single instances, occurrences and exceptions). Public
+    # reports disagree, so clients must cope with each; see _listed().
+    delta_masters: str = "all"
+    # Deleting one occurrence changes its master (change key, a change notification, the master's
+    # cancelledOccurrences) but shows up in no delta round at all: neither an @removed for the
+    # occurrence nor the series again (microsoft-graph-docs PR 4501: "no indication is given for a
+    # deleted occurrence"). Off: the series is listed again, as a change to its master.
+    silent_occurrence_deletes: bool = False
     empty_first_page: bool = False  # start each round with an empty page that has a nextLink
     max_states_per_calendar: int = 200  # older generations answer 410 SyncStateNotFound
 
@@ -82,7 +93,8 @@ class Delta:
                 continue
             slots = self.store.slots(ev, low, high)
             if slots:
-                members = [(ev.id, ev.seq, ["item", ev.id])] + [self._slot_entry(s) for s in slots]
+                master = [(ev.id, ev.seq, ["item", ev.id])] if self._listed(ev, low) else []
+                members = master + [self._slot_entry(s) for s in slots]
                 groups.append((instant(slots[0].start, ev.all_day), members))
         groups.sort(key=lambda g: g[0])
         return {item_id: (version, entry) for _, members in groups for item_id, version, entry in members}
@@ -93,6 +105,13 @@ class Delta:
             return slot.id, slot.exception.seq, ["item", slot.id]
         return slot.id, slot.master.seq, ["occ", slot.id, slot.master.id, epoch(slot.original)]
 
+    def _listed(self, master: StoredEvent, low: datetime) -> bool:
+        """Whether a round lists this series master beside its instances (``delta_masters``)."""
+        mode = self.config.delta_masters
+        if mode == "none":
+            return False
+        return mode != "started_in_window" or instant(master.start, master.all_day) >= low
+
     def _silent(self, item_id: str) -> bool:
         """A cancelled occurrence of a live series: no @removed unless configured (trap 21)."""
         if self.config.signal_cancelled_occurrences:
@@ -100,6 +119,15 @@ class Delta:
         parsed = parse_occurrence_id(item_id)
         master = self.store.events.get(self.store.by_key.get(parsed[0], "")) if parsed else None
         return bool(parsed and master and not master.deleted and parsed[1] in master.cancelled)
+
+    def _unlisted_master(self, item_id: str) -> bool:
+        """A master rounds leave out (``delta_masters``) gets no @removed as 'outside the window' either.
+
+        Its instances still come and go; a client that never saw the master learns of its deletion
+        from them, or from its next full round.
+        """
+        ev = self.store.events[item_id]
+        return ev.kind == "seriesMaster" and self.config.delta_masters != "all"
 
     # rounds --------------------------------------------------------------------------------------
     def start_round(
@@ -118,6 +146,7 @@ class Delta:
                 and i not in now
                 and i not in previous.known
                 and not self._silent(i)
+                and not self._unlisted_master(i)
             ]
             changed = [
                 entry

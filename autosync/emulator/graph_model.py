@@ -25,6 +25,13 @@ class Calendar:
     display_name: str
     name: str
     primary: bool = False
+    # Mailboxes this calendar is shared with (delegates): they reach it as /me/calendars/{id}, but its
+    # items are not in their own mailbox, so /me/events/{id} does not find them.
+    shared_with: list[str] = field(default_factory=list)
+
+    def open_to(self, account_id: str) -> bool:
+        """Whether the mailbox owns this calendar or has it shared with it."""
+        return account_id == self.account_id or account_id in self.shared_with
 
 
 @dataclass

@@ -6,7 +6,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -66,6 +66,7 @@ SELECTABLE = {
     "attendees",
     "organizer",
     "originalStart",
+    "cancelledOccurrences",
     "id",
 }
 
@@ -119,9 +120,13 @@ class Ctx:
     calendars: Mapping[str, Calendar]
     written: bool = False  # the answer to the POST/PATCH that wrote the item
 
+    def label(self) -> str:
+        """The zone name responses carry: the requested one (``Prefer: outlook.timezone``), else UTC."""
+        return self.prefs.zone_name or "UTC"
+
     def dtz(self, value: datetime, all_day: bool) -> dict[str, str]:
         """A dateTimeTimeZone; all-day values stay midnight-to-midnight whatever the zone (trap 10)."""
-        label = self.prefs.zone_name or "UTC"
+        label = self.label()
         if all_day:
             return {"dateTime": graph_dt(value), "timeZone": label}
         local = value.astimezone(self.prefs.zone or ZoneInfo("UTC")).replace(tzinfo=None)
@@ -192,10 +197,11 @@ def render_full(
     )
     if props.get("transactionId") and occurrence is None:
         out["transactionId"] = props["transactionId"]
+    series = ev if occurrence is not None or ev.kind == "seriesMaster" else master
     out.update(
         {
-            "originalStartTimeZone": _win(ev.start_zone),
-            "originalEndTimeZone": _win(ev.end_zone),
+            "originalStartTimeZone": ctx.label() if ev.all_day else _win(ev.start_zone),
+            "originalEndTimeZone": ctx.label() if ev.all_day else _win(ev.end_zone),
             "iCalUId": uid,
             "reminderMinutesBeforeStart": props["reminderMinutesBeforeStart"],
             "isReminderOn": props["isReminderOn"],
@@ -218,7 +224,7 @@ def render_full(
             "allowNewTimeProposals": props["allowNewTimeProposals"],
             "isDraft": props["isDraft"],
             "hideAttendees": props["hideAttendees"],
-            "recurrence": ev.recurrence if kind == "seriesMaster" else None,
+            "recurrence": _recurrence(ev, is_organizer) if kind == "seriesMaster" else None,
             "onlineMeeting": _online_meeting(ev.key, props),
             "responseStatus": response,
             "body": body,
@@ -231,12 +237,55 @@ def render_full(
         }
     )
     if original is not None:
-        out["originalStart"] = graph_date_stamp(original)
+        out["originalStart"] = graph_date_stamp(_original_instant(original, ev.all_day, series))
     return out
 
 
 def _win(zone_key: str) -> str:
     return windows_name(resolve_zone(zone_key))
+
+
+def _original_instant(original: datetime, all_day: bool, series: StoredEvent | None) -> datetime:
+    """``originalStart`` of an instance: for an all-day series, the creator's local midnight in UTC.
+
+    Graph keeps an all-day slot as midnight in the zone the series was made in and converts that to
+    UTC for ``originalStart``, while ``originalStartTimeZone`` only echoes the requested zone; so a
+    series made at UTC+2 reports the previous day at 22:00Z (Microsoft's answer in
+    microsoft-graph-docs issue 2804, and issue 7163: "midnight in the recurrenceTimeZone converted to
+    UTC"). Stored all-day originals are floating midnights (read as UTC); timed ones are instants.
+    """
+    if not all_day or series is None or series.recurrence is None:
+        return original
+    zone = resolve_zone(series.recurrence["range"]["recurrenceTimeZone"] or series.start_zone)
+    return original.replace(tzinfo=None).replace(tzinfo=zone).astimezone(UTC)
+
+
+def _recurrence(ev: StoredEvent, is_organizer: bool) -> dict[str, Any] | None:
+    """A master's recurrence; an attendee's copy of an all-day series has no recurrenceTimeZone.
+
+    Reported in microsoft-graph-docs issue 7163 (Microsoft could not reproduce it, so clients must
+    not depend on the zone being there): the organizer's copy names it, an invitee's is blank.
+    """
+    if ev.recurrence is None or is_organizer or not ev.all_day:
+        return ev.recurrence
+    return {**ev.recurrence, "range": {**ev.recurrence["range"], "recurrenceTimeZone": ""}}
+
+
+def cancelled_occurrences(master: StoredEvent) -> list[str]:
+    """``cancelledOccurrences`` of a master: ``OID.{masterId}.{yyyy-MM-dd}`` per cancelled slot.
+
+    Graph returns the property only when ``$select`` names it on a GET of the master (microsoft-graph
+    v1.0 event model; a 2025 write-up on martin-machacek.com shows the value format); the date is the
+    slot's day on the series' own clock.
+    """
+    if master.recurrence is None:
+        return []
+    zone = resolve_zone(master.recurrence["range"]["recurrenceTimeZone"] or master.start_zone)
+    days = set()
+    for stamp in master.cancelled:
+        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=stamp)
+        days.add(moment.date() if master.all_day else moment.astimezone(zone).date())
+    return [f"OID.{master.id}.{day.isoformat()}" for day in sorted(days)]
 
 
 def render_bare(

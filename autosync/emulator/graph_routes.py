@@ -14,6 +14,7 @@ from autosync.emulator.graph_odata import order, parse_filter, raw_pairs, skip_l
 from autosync.emulator.graph_render import (
     Ctx,
     apply_select,
+    cancelled_occurrences,
     parse_prefs,
     parse_select,
     render_attachments,
@@ -158,7 +159,7 @@ class Api:
         cals = (
             [self.calendar(req.account, route.calendar)]
             if route.calendar
-            else [c for c in self.store.calendars.values() if req.account and c.account_id == req.account.id]
+            else [c for c in self.store.calendars.values() if req.account and c.open_to(req.account.id)]
         )
         value = [
             {
@@ -223,18 +224,27 @@ class Api:
         items = order([e for e in self.store.live_items(cal.id) if keep(e)], req.param("$orderby"))
         return self._page(req, list(items), f"calendars('{quote(cal.id)}')/events")
 
+    def target(self, req: Request, route: Route) -> StoredEvent | Slot:
+        """The item a route names: ``/me/events/{id}`` (own mailbox) or ``/me/calendars/{cal}/events/{id}``."""
+        cal = self.calendar(req.account, route.calendar) if route.calendar is not None else None
+        return self.store.resolve(req.account, route.event_id or "", cal)
+
     def get(self, req: Request, route: Route) -> Response:
-        """GET /me/events/{id}."""
-        target = self.store.resolve(req.account, route.event_id or "")
+        """GET /me/events/{id} (or through its calendar); ``cancelledOccurrences`` only when selected."""
+        target = self.target(req, route)
         ctx = self.ctx(req)
-        body = self._one(target, req, ctx, parse_select(req.param("$select")), self._expand(req))
+        select = parse_select(req.param("$select"))
+        body = self._one(target, req, ctx, select, self._expand(req))
+        if select is not None and "cancelledOccurrences" in select:
+            master = target if isinstance(target, StoredEvent) and target.kind == "seriesMaster" else None
+            body["cancelledOccurrences"] = cancelled_occurrences(master) if master else []
         return Response(
             200, {"@odata.context": self._context(req, "events/$entity"), **body}, ctx.prefs.applied()
         )
 
     def instances(self, req: Request, route: Route) -> Response:
         """GET /me/events/{id}/instances: occurrences and exceptions in the window, not cancelled ones."""
-        target = self.store.resolve(req.account, route.event_id or "")
+        target = self.target(req, route)
         if not isinstance(target, StoredEvent) or target.kind != "seriesMaster":
             raise bad_request(
                 "The instances of an item that is not a series master cannot be listed.",
@@ -259,7 +269,7 @@ class Api:
 
     def attachments(self, req: Request, route: Route) -> Response:
         """GET /me/events/{id}/attachments."""
-        target = self.store.resolve(req.account, route.event_id or "")
+        target = self.target(req, route)
         stored = target if isinstance(target, StoredEvent) else target.exception or target.master
         return Response(
             200,
@@ -291,7 +301,7 @@ class Api:
 
     def update(self, req: Request, route: Route) -> Response:
         """PATCH /me/events/{id}: only supplied properties change; 412 on a stale If-Match."""
-        target = self.store.resolve(req.account, route.event_id or "")
+        target = self.target(req, route)
         self.store.check_if_match(target, req.headers.get("If-Match"))
         updated = self.store.patch(target, self.body(req))
         ctx = self.ctx(req)
@@ -304,9 +314,9 @@ class Api:
 
     def delete(self, req: Request, route: Route) -> Response:
         """DELETE /me/events/{id}: 204; 404 ErrorItemNotFound when already gone."""
-        target = self.store.resolve(req.account, route.event_id or "")
+        target = self.target(req, route)
         self.store.check_if_match(target, req.headers.get("If-Match"))
-        self.store.delete(target)
+        self.store.delete(target, quiet_occurrence=self.delta.config.silent_occurrence_deletes)
         return Response(204)
 
     # delta ---------------------------------------------------------------------------------------

@@ -107,15 +107,19 @@ class Store:
         return self.calendars[self.add_calendar(account, None, "Calendar")]
 
     def calendar_of(self, account: Account | None, cal_id: str) -> Calendar:
-        """A calendar the account owns (any calendar for admin calls); 404 otherwise."""
+        """A calendar the account owns or has shared with it (any calendar for admin calls); 404 otherwise."""
         cal = self.calendars.get(cal_id)
-        if cal is None or (account is not None and cal.account_id != account.id):
+        if cal is None or (account is not None and not cal.open_to(account.id)):
             raise not_found()
         return cal
 
     # lookup --------------------------------------------------------------------------------------
-    def resolve(self, account: Account | None, item_id: str) -> StoredEvent | Slot:
-        """A live stored item or a plain occurrence; 404 for unknown, deleted or cancelled ids."""
+    def resolve(self, account: Account | None, item_id: str, calendar: Calendar | None = None) -> StoredEvent | Slot:
+        """A live stored item or a plain occurrence; 404 for unknown, deleted or cancelled ids.
+
+        Without ``calendar`` (``/me/events/{id}``) only the account's own mailbox counts: like Graph, a
+        shared calendar's items answer 404 there and need ``/me/calendars/{id}/events/{id}``.
+        """
         stored = self.events.get(item_id)
         found: StoredEvent | Slot | None = self.occurrence(item_id) if stored is None else stored
         if stored is not None and stored.deleted:
@@ -123,7 +127,11 @@ class Store:
         cal_id = (
             found.calendar_id if isinstance(found, StoredEvent) else found.master.calendar_id if found else ""
         )
-        if found is None or (account is not None and self.calendars[cal_id].account_id != account.id):
+        if found is None or (calendar is not None and calendar.id != cal_id):
+            raise not_found()
+        if account is not None and not (
+            calendar.open_to(account.id) if calendar else self.calendars[cal_id].account_id == account.id
+        ):
             raise not_found()
         return found
 
@@ -209,11 +217,16 @@ class Store:
         return [e for e in items if not e.deleted and e.kind != "exception"]
 
     # writes --------------------------------------------------------------------------------------
-    def _bump(self, ev: StoredEvent, now: datetime) -> None:
-        """Record a change of an item (the one place items change) and report it to ``on_change``."""
+    def _bump(self, ev: StoredEvent, now: datetime, *, quiet: bool = False) -> None:
+        """Record a change of an item (the one place items change) and report it to ``on_change``.
+
+        ``quiet``: a new change key and a notification, but no new version for delta rounds.
+        """
         change = "deleted" if ev.deleted else "created" if ev.seq == 0 and ev.kind != "exception" else "updated"
-        self.seq += 1
-        ev.seq, ev.change_key, ev.modified = self.seq, new_change_key(), now
+        if not quiet:
+            self.seq += 1
+            ev.seq = self.seq
+        ev.change_key, ev.modified = new_change_key(), now
         if self.on_change is not None:
             self.on_change(self.calendars[ev.calendar_id].account_id, ev.id, ev.change_key, change)
 
@@ -385,12 +398,15 @@ class Store:
         ev.exception_ids, ev.cancelled = [], []
         self._align_master(ev)
 
-    def delete(self, target: StoredEvent | Slot) -> None:
-        """Delete an item; for an occurrence or exception only that instance is cancelled."""
+    def delete(self, target: StoredEvent | Slot, *, quiet_occurrence: bool = False) -> None:
+        """Delete an item; for an occurrence or exception only that instance is cancelled.
+
+        ``quiet_occurrence``: a plain occurrence's deletion leaves delta rounds unchanged (DeltaConfig).
+        """
         now = utcnow()
         if isinstance(target, Slot):
             target.master.cancelled.append(epoch(target.original))
-            self._bump(target.master, now)
+            self._bump(target.master, now, quiet=quiet_occurrence and target.exception is None)
             return
         target.deleted = True
         self._bump(target, now)

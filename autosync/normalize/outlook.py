@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from autosync.errors import NormalizeError
@@ -103,7 +103,7 @@ def event_from_graph(item: dict[str, Any], *, master: Event | None = None) -> Ev
         start_tz=start_tz,
         end_tz=end_tz,
         recurring_event_id=text(item.get("seriesMasterId")) or None,
-        original_start=_original_start(item, ext_id, all_day, start),
+        original_start=_original_start(item, ext_id, all_day, start, master),
         organizer=_organizer(item.get("organizer")),
         attendees=tuple(_attendee(a) for a in as_list(item.get("attendees")) if isinstance(a, dict)),
         reminders=_reminders(item),
@@ -299,14 +299,43 @@ def _location(item: dict[str, Any]) -> str:
     return "; ".join(n for n in names if n)
 
 
-def _original_start(item: dict[str, Any], ext_id: str, all_day: bool, start: Moment | None) -> Moment | None:
+def _original_start(item: dict[str, Any], ext_id: str, all_day: bool, start: Moment | None,
+                    master: Event | None) -> Moment | None:
     value = item.get("originalStart")
     if not value:
         return start if item.get("type") == "occurrence" else None
     moment = parse_datetime(ext_id, value, "originalStart", UTC)
-    if all_day:
-        return moment.astimezone(zone(text(item.get("originalStartTimeZone"))) or UTC).date()
-    return moment
+    if not all_day:
+        return moment
+    if item.get("type") == "occurrence" and isinstance(start, date):
+        return start  # an occurrence nobody moved sits on its slot, and its floating date is exact
+    return _all_day_slot(moment, _series_zone(master))
+
+
+def _all_day_slot(moment: datetime, creator_zone: str | None = None) -> date:
+    """The day of an all-day series slot that Graph gives as ``originalStart`` (a UTC instant).
+
+    For all-day items Graph reports ``originalStart`` as midnight in the zone the series was made in,
+    converted to UTC, and ``originalStartTimeZone`` as merely the zone we asked for (UTC): a series
+    made at UTC+2 says 22:00Z the day before (microsoft-graph-docs issues 2804 and 7163). The
+    master's ``recurrenceTimeZone`` names that zone, but an invitee's copy may leave it blank (7163);
+    without it the day is read from the time itself: offsets run from UTC-12 to UTC+14, so a midnight
+    at 00:00-10:00Z lies at or west of Greenwich (same day) and a later one east of it (next day).
+    Where both are possible (10:00-12:00Z) east wins, except exactly 10:00Z (Hawaii).
+    """
+    where = zone(creator_zone) if creator_zone else None
+    if where is not None:
+        local = moment.astimezone(where)
+        if local.time() == time(0):
+            return local.date()
+    utc = moment.astimezone(UTC)
+    return utc.date() + ONE_DAY if utc.time() > time(10) else utc.date()
+
+
+def _series_zone(master: Event | None) -> str | None:
+    """The master's ``recurrenceTimeZone`` (as sent, a Windows or IANA name), if it has one."""
+    raw = master.raw if master is not None and isinstance(master.raw, dict) else {}
+    return text(as_dict(as_dict(raw.get("recurrence")).get("range")).get("recurrenceTimeZone")) or None
 
 
 def _organizer(value: object) -> Organizer | None:

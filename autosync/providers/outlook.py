@@ -17,6 +17,16 @@ from autosync.ratelimit import Limit
 from autosync.settings import Settings
 
 CURSOR_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
+# Every event property autosync reads, plus cancelledOccurrences, which Graph returns only when a GET of
+# a series master names it in $select (v1.0 event model in msgraph-sdk-python; contract trap 39).
+MASTER_SELECT = ",".join((
+    "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "categories", "transactionId",
+    "originalStartTimeZone", "originalEndTimeZone", "iCalUId", "reminderMinutesBeforeStart", "isReminderOn",
+    "hasAttachments", "subject", "bodyPreview", "importance", "sensitivity", "isAllDay", "isCancelled",
+    "isOrganizer", "responseRequested", "seriesMasterId", "showAs", "type", "webLink", "onlineMeetingUrl",
+    "isOnlineMeeting", "onlineMeetingProvider", "allowNewTimeProposals", "isDraft", "hideAttendees",
+    "recurrence", "onlineMeeting", "responseStatus", "body", "start", "end", "location", "locations",
+    "attendees", "organizer", "cancelledOccurrences"))
 
 
 def _code(body: Any) -> str:
@@ -63,6 +73,7 @@ class OutlookProvider:
     def __init__(self, settings: Settings, edge: HttpEdge) -> None:
         self.settings = settings
         self.edge = edge
+        self._select_cancelled = True  # whether masters are fetched with $select=...cancelledOccurrences
 
     def _prefer(self) -> dict[str, str]:
         # Prefer headers are not part of the delta token: send them on every request (trap 14).
@@ -87,8 +98,28 @@ class OutlookProvider:
             return f"{base}/calendars/{quote(cal.ext_calendar_id, safe='')}"
         return base
 
-    def _event_url(self, ext_id: str) -> str:
-        return f"{self.settings.graph_api_url}/me/events/{quote(ext_id, safe='')}"
+    def _event_url(self, cal: CalendarRef, ext_id: str) -> str:
+        """An event through its calendar where the calendar is known.
+
+        ``/me/events/{id}`` searches only the signed-in user's own mailbox: the events of a calendar
+        shared with (or delegated to) the user answer 404 there, while
+        ``/me/calendars/{calId}/events/{id}`` finds them (Graph event get/update/delete and
+        event-list-instances list both paths).
+        """
+        return f"{self._calendar_base(cal)}/events/{quote(ext_id, safe='')}"
+
+    def _trusted(self, link: str) -> str:
+        """A stored or returned nextLink/deltaLink, replayed only when it points at the configured Graph.
+
+        The bearer token goes with it, so a link to any other host or path (a tampered cursor, a
+        changed AUTOSYNC_GRAPH_API_URL) is refused unsent; the caller drops the cursor.
+        """
+        base = self.settings.graph_api_url.rstrip("/")
+        if link.startswith((base + "/", base + "?")):
+            return link
+        raise errors.LinkRefused(
+            "refused a Graph link that does not start with AUTOSYNC_GRAPH_API_URL "
+            f"({base}); the access token was not sent and the stored cursor is dropped")
 
     def refresh(self, refresh_token: str) -> TokenGrant:
         """Refresh at the Microsoft token URL; the response carries a NEW refresh token (trap 15)."""
@@ -108,7 +139,8 @@ class OutlookProvider:
     def list_changes(self, cal: CalendarRef, *, cursor: str | None, page: str | None,
                      window: tuple[datetime, datetime]) -> Page:
         """One delta page; links are replayed verbatim, never rebuilt (trap 12)."""
-        url = page or cursor or self.initial_delta_url(cal, window)
+        link = page or cursor
+        url = self._trusted(link) if link else self.initial_delta_url(cal, window)
         body = json_body(self._call("GET", cal, url, verbatim=True))
         items = body.get("value")
         if not isinstance(items, list):
@@ -123,20 +155,55 @@ class OutlookProvider:
         """Every occurrence and exception of a series in the window (cancelled ones are absent)."""
         query = urlencode({"startDateTime": graph_time(window[0]), "endDateTime": graph_time(window[1]),
                            "$top": str(self.settings.outlook_page_size)})
-        url: str | None = f"{self._event_url(master_id)}/instances?{query}"
+        url: str | None = f"{self._event_url(cal, master_id)}/instances?{query}"
         found: list[dict] = []
         while url:
-            body = json_body(self._call("GET", cal, url, verbatim=True))
+            body = json_body(self._call("GET", cal, self._trusted(url), verbatim=True))
             found.extend(body.get("value") or [])
+            url = body.get("@odata.nextLink")
+        return found
+
+    def series_ids(self, cal: CalendarRef) -> set[str]:
+        """Ids of the calendar's live series masters: one listing of ``/events`` filtered on type.
+
+        ``/events`` lists masters and single instances, never occurrences, and takes ``$filter`` on
+        ``type`` (Graph list-events); ``$select=id`` keeps the pages small.
+        """
+        query = urlencode({"$filter": "type eq 'seriesMaster'", "$select": "id",
+                           "$top": str(self.settings.outlook_page_size)})
+        url: str | None = f"{self._calendar_base(cal)}/events?{query}"
+        found: set[str] = set()
+        while url:
+            body = json_body(self._call("GET", cal, self._trusted(url), verbatim=True))
+            found.update(str(item["id"]) for item in body.get("value") or [] if isinstance(item, dict) and "id" in item)
             url = body.get("@odata.nextLink")
         return found
 
     def get(self, cal: CalendarRef, ext_id: str) -> dict[str, Any] | None:
         """GET one event; None when it is gone."""
         try:
-            return dict(json_body(self._call("GET", cal, self._event_url(ext_id))))
+            return dict(json_body(self._call("GET", cal, self._event_url(cal, ext_id))))
         except errors.NotFound:
             return None
+
+    def master(self, cal: CalendarRef, ext_id: str) -> dict[str, Any] | None:
+        """GET a series master with its ``cancelledOccurrences``; None when it is gone.
+
+        Should a service refuse that $select (400: the property's availability has varied), the
+        plain GET is used from then on: the /instances check finds cancelled occurrences anyway.
+        """
+        if not self._select_cancelled:
+            return self.get(cal, ext_id)
+        url = f"{self._event_url(cal, ext_id)}?{urlencode({'$select': MASTER_SELECT})}"
+        try:
+            return dict(json_body(self._call("GET", cal, url)))
+        except errors.NotFound:
+            return None
+        except errors.Permanent as exc:
+            if exc.status != 400:
+                raise
+            self._select_cancelled = False
+            return self.get(cal, ext_id)
 
     def create(self, cal: CalendarRef, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
         """POST with transactionId, so a retried create never duplicates (trap 31)."""
@@ -146,12 +213,12 @@ class OutlookProvider:
 
     def update(self, cal: CalendarRef, ext_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """PATCH the given properties (collections are replaced whole, so send merged ones)."""
-        return dict(json_body(self._call("PATCH", cal, self._event_url(ext_id), json=body)))
+        return dict(json_body(self._call("PATCH", cal, self._event_url(cal, ext_id), json=body)))
 
     def delete(self, cal: CalendarRef, ext_id: str) -> None:
         """DELETE; 404 ErrorItemNotFound counts as success (trap 32)."""
         try:
-            self._call("DELETE", cal, self._event_url(ext_id))
+            self._call("DELETE", cal, self._event_url(cal, ext_id))
         except errors.NotFound:
             return
 

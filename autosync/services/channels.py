@@ -56,6 +56,7 @@ class Note:
     secret: Any
     event: str
     number: int | None = None
+    item: str | None = None  # Graph: the event the notification names (resourceData.id)
 
 
 class ChannelBook:
@@ -176,6 +177,7 @@ def receive(book: ChannelBook, calendar_type: int, notes: list[Note], publish: P
             entry[2] = note.number if entry[2] is None else max(entry[2], note.number)
     if not wanted:
         return verdicts
+    _hint_series(calendar_type, notes, verdicts)
     outcome: dict[str, str] = {}
     with transaction(timeout=1.0) as conn:
         before = sql.take_messages(conn, calendar_type,
@@ -194,3 +196,17 @@ def receive(book: ChannelBook, calendar_type: int, notes: list[Note], publish: P
             outcome[channel_id] = "accepted"
             log.info("notification accepted", extra={"channel": channel_id, "event": event, "queued": queued})
     return [outcome.get(n.channel_id, "unknown") if v == "ok" else v for n, v in zip(notes, verdicts, strict=True)]
+
+
+def _hint_series(calendar_type: int, notes: list[Note], verdicts: list[str]) -> None:
+    """Keep the series masters verified Graph "updated" notifications name (store: series_hint).
+
+    Deleting one occurrence updates its master (microsoft-graph-docs issue 5520) but may show in no
+    delta round (PR 4501): the calendar's next round checks such a series itself (outlook_checks).
+    Committed before the sync is queued, so the run it starts finds the hint.
+    """
+    named = [(n.channel_id, n.item) for n, v in zip(notes, verdicts, strict=True)
+             if v == "ok" and calendar_type == 2 and n.event == "updated" and n.item]
+    if named:
+        with transaction(timeout=1.0) as conn:
+            sql.hint_series(conn, named)

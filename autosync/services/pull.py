@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,8 +13,8 @@ from autosync.providers import CalendarRef, Page
 from autosync.providers.http import counting
 from autosync.services import conflicts, runs
 from autosync.services.context import Context
+from autosync.services.outlook_checks import Stored, outlook_details
 from autosync.services.runs import Next
-from autosync.services.series import expected_slots
 from autosync.services.tokens import ensure_token
 from autosync.store import events as ev_sql
 from autosync.store import push as push_sql
@@ -38,11 +38,14 @@ class Prepared:
     skipped: list[Skipped] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     series_instances: dict[str, list[str]] = field(default_factory=dict)  # master -> live exception ids
+    checked: list[str] = field(default_factory=list)  # Outlook: for the round's later pages (outlook_checks)
+    hinted: list[str] = field(default_factory=list)  # notified Outlook series this page dealt with
 
     def copy(self) -> Prepared:
         """An independent copy (the Outlook checks extend the lists in place)."""
         return Prepared(list(self.live), list(self.cancelled_instances), list(self.deleted), list(self.skipped),
-                        list(self.seen), {k: list(v) for k, v in self.series_instances.items()})
+                        list(self.seen), {k: list(v) for k, v in self.series_instances.items()},
+                        list(self.checked), list(self.hinted))
 
 
 def window_for(app: Context, ctx: dict[str, Any], full: bool) -> tuple[datetime, datetime]:
@@ -82,6 +85,12 @@ def fetch_step(app: Context, run_id: int) -> Next:
             ctx = {**ctx, "fullSync": True, "pageCursor": None}
         try:
             page = _list(app, ctx, cal, full, window)
+        except errors.LinkRefused:
+            # A link that would carry the token elsewhere: drop the stored cursor so the next run
+            # lists the calendar in full from the configured URL, and fail this run with the reason.
+            with transaction() as conn:
+                conn.execute(sql.DROP_CURSOR, {"calendar_id": ctx["calendarId"]})
+            raise
         except errors.CursorInvalid as exc:
             # One handler for an invalid cursor: drop it, full sync, tombstone what is not seen.
             log.warning("cursor invalid, full resync", extra={"calendar": ctx["calendarId"],
@@ -90,7 +99,9 @@ def fetch_step(app: Context, run_id: int) -> Next:
             _begin_full(run_id, window, drop_cursor=True, calendar_id=ctx["calendarId"])
             ctx = {**ctx, "fullSync": True, "pageCursor": None, "deltaLink": None}
             page = _list(app, ctx, cal, True, window)
-    if page.items:
+    # Notified series (series_hint) and a round's foreign @removed ids are dealt with on its last
+    # page, even an empty one (outlook_checks).
+    if page.items or (page.complete and ctx["calendarType"] == 2 and ctx.get("lastPageChecks")):
         with transaction() as conn:
             page_id = sql.stage_page(conn, run_id, {"items": page.items, "meta": page.meta},
                                      page.sync_cursor if page.complete else page.next_page, page.complete)
@@ -109,14 +120,17 @@ def import_step(app: Context, run_id: int, page_id: int) -> Next:
         if ctx is None:
             return Next("done", run_id)
         with transaction() as conn:
-            staged = conn.execute(sql.LOAD_PAGE, {"page_id": page_id, "run_id": run_id}).fetchone()
+            if ctx["calendarType"] == 2:
+                staged = ev_sql.load_outlook_page(conn, ctx["calendarId"], run_id, page_id)
+            else:
+                staged = conn.execute(sql.LOAD_PAGE, {"page_id": page_id, "run_id": run_id}).fetchone()
         if staged is None:
             return Next("done", run_id)  # already imported (duplicate delivery)
         window = window_for(app, ctx, bool(ctx["fullSync"]))
         body = staged["body"]
         page = Page(items=body["items"], next_page=None if staged["isFinal"] else staged["nextCursor"],
                     sync_cursor=staged["nextCursor"] if staged["isFinal"] else None, meta=body.get("meta") or {})
-        prepared = prepare(app, ctx, page, window)
+        prepared = prepare(app, ctx, page, window, Stored.of(staged) if ctx["calendarType"] == 2 else None)
     return _apply(app, ctx, prepared, page, stats.count, window, page_id=page_id)
 
 
@@ -154,7 +168,8 @@ def _list(app: Context, ctx: dict[str, Any], cal: CalendarRef, full: bool,
         raise errors.CalendarGone(str(exc), status=exc.status, code=exc.code) from None
 
 
-def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetime, datetime]) -> Prepared:
+def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetime, datetime],
+            stored: Stored | None = None) -> Prepared:
     """Normalize a page (and, for Outlook, check changed series through /instances)."""
     out = Prepared()
     if ctx["calendarType"] == 1:
@@ -177,87 +192,16 @@ def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetim
     out.seen = [e.ext_id for e in events] + [s.ext_id for s in out.skipped if s.ext_id]
     if ctx["calendarType"] == 2:
         cal = ensure_token(app, ctx)
+        known = stored or Stored()
         before = out.copy()
         try:
-            _outlook_details(app, cal, out, page, removed, window, full=bool(ctx["fullSync"]))
+            outlook_details(app, cal, out, page, removed, window, known)
         except errors.AuthInvalid:  # refused mid-page: refresh once, redo the checks from scratch
             out = before
             fresh = ensure_token(app, ctx, stale=cal.access_token)
-            _outlook_details(app, fresh, out, page, removed, window, full=bool(ctx["fullSync"]))
+            outlook_details(app, fresh, out, page, removed, window, known)
+        out.hinted = list(known.hinted)
     return out
-
-
-def _outlook_details(app: Context, cal: CalendarRef, out: Prepared, page: Page, removed: list[str],
-                     window: tuple[datetime, datetime], *, full: bool) -> None:
-    from autosync.normalize.outlook import event_from_graph
-
-    provider = app.outlook
-    masters = {e.ext_id: e for e in out.live if e.recurrence and not e.recurring_event_id}
-    # Series touched by this page: changed masters, and (in an incremental round) masters of changed
-    # occurrences or exceptions. A full round lists every master itself, so references are not
-    # followed there: that would check a series once per page its occurrences spread over.
-    touched = set(masters)
-    if not full:
-        for item in page.items:
-            if isinstance(item, dict) and item.get("seriesMasterId") and "@removed" not in item:
-                touched.add(str(item["seriesMasterId"]))
-    for master_id in sorted(touched):
-        master = masters.get(master_id)
-        if master is None:
-            raw = provider.get(cal, master_id)
-            if raw is None:
-                out.deleted.append(master_id)
-                continue
-            try:
-                master = event_from_graph(raw)
-            except errors.NormalizeError as exc:
-                out.skipped.append(Skipped(master_id, exc.reason))
-                continue
-            out.live.append(master)
-            masters[master_id] = master
-        try:
-            instances = provider.instances(cal, master_id, window)
-        except errors.NotFound:  # the series was deleted after this page was listed
-            out.deleted.append(master_id)
-            continue
-        _reconcile_series(instances, master, out, window, event_from_graph)
-    # @removed also covers events that only left the window (trap 22): check before deleting.
-    for ext_id in removed:
-        if provider.get(cal, ext_id) is None:
-            out.deleted.append(ext_id)
-
-
-def _reconcile_series(instances: list[dict], master: Event, out: Prepared, window: tuple[datetime, datetime],
-                      normalize: Any) -> None:
-    """Exceptions become instances; occurrences the rule promises but /instances lacks are cancelled."""
-    present: set[datetime | date] = set()
-    exception_ids: list[str] = []
-    for item in instances:
-        kind = item.get("type")
-        try:
-            event = normalize(item)
-        except errors.NormalizeError as exc:
-            out.skipped.append(Skipped(str(item.get("id", "")), exc.reason))
-            continue
-        slot = event.original_start or event.start
-        if slot is not None:
-            present.add(slot)
-        if kind == "exception":
-            event = replace(event, recurring_event_id=master.ext_id)
-            out.live = [e for e in out.live if e.ext_id != event.ext_id] + [event]
-            exception_ids.append(event.ext_id)
-    missing = [s for s in expected_slots(master, window) if s not in present]
-    for slot in missing:
-        stamp = slot.strftime("%Y%m%dT%H%M%SZ") if isinstance(slot, datetime) else slot.strftime("%Y%m%d")
-        out.cancelled_instances.append(Event(ext_id=f"{master.ext_id}#{stamp}", status="cancelled",
-                                             recurring_event_id=master.ext_id, original_start=slot))
-    if missing:
-        dates = tuple(sorted({s.date() if isinstance(s, datetime) else s for s in missing}
-                             | set(master.excluded_dates)))
-        updated = replace(master, excluded_dates=dates)
-        out.live = [updated if e.ext_id == master.ext_id else e for e in out.live]
-    out.series_instances[master.ext_id] = exception_ids + [f"{master.ext_id}#" + (
-        s.strftime("%Y%m%dT%H%M%SZ") if isinstance(s, datetime) else s.strftime("%Y%m%d")) for s in missing]
 
 
 def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, requests: int,
@@ -302,6 +246,8 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
         to_delete += ev_sql.unseen(conn, calendar_id, run_id, since)
     elif ctx["fullSync"] and prepared.seen:
         ev_sql.record_seen(conn, run_id, prepared.seen)
+    elif prepared.checked and not page.complete:  # incremental: its later pages skip these series
+        ev_sql.record_seen(conn, run_id, prepared.checked)
     _guard(app, conn, ctx, to_delete)
     merged = ev_sql.upsert(conn, calendar_id, user_id, live)
     prepared.skipped.extend(merged.skipped)
@@ -311,6 +257,8 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
     for s in prepared.skipped:
         log.warning("skipped malformed event", extra={"calendar": calendar_id, "event": s.ext_id,
                                                       "reason": s.reason})
+    if page.complete:
+        push_sql.drop_hints(conn, calendar_id, prepared.hinted)
     if page.complete and page.sync_cursor:
         sql.commit_cursor(conn, calendar_id, page.sync_cursor,
                           window if ctx["calendarType"] == 2 else (None, None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -48,6 +49,25 @@ def _until_local(line: str, zone: tzinfo | None) -> str:
             local = moment.astimezone(zone).replace(tzinfo=None) if zone else moment.replace(tzinfo=None)
             parts[i] = "UNTIL=" + local.strftime("%Y%m%dT%H%M%S")
     return ";".join(parts)
+
+
+def without_exdates(master: Event) -> Event:
+    """The master with its rule alone: no EXDATE lines (the dates stay in ``excluded_dates``)."""
+    kept = tuple(line for line in master.recurrence if not line.upper().startswith("EXDATE"))
+    return master if kept == master.recurrence else replace(master, recurrence=kept)
+
+
+def pin_all_day(guess: date, promised: set[date]) -> date:
+    """The promised day an all-day instance's original slot means, when its reading is a day off.
+
+    An all-day ``originalStart`` is a local midnight in a zone Graph may not name, so its day can be
+    read one off (see normalize.outlook._all_day_slot); the rule's own days decide when exactly one
+    neighbour of the reading is promised and the reading itself is not.
+    """
+    if guess in promised:
+        return guess
+    near = [day for day in (guess - timedelta(days=1), guess + timedelta(days=1)) if day in promised]
+    return near[0] if len(near) == 1 else guess
 
 
 def expected_slots(master: Event, window: tuple[datetime, datetime]) -> list[datetime | date]:

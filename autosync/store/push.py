@@ -63,6 +63,17 @@ COUNT_MESSAGES = (
     "FROM unnest(%(ids)s::text[], %(events)s::text[], %(counts)s::int[], %(numbers)s::bigint[]) "
     'AS n(id, event, count, number) WHERE p."channelId" = n.id'
 )
+# Graph notifications named items: keep each for the calendars of the mailbox that store it as a live
+# series master, as series_hint (other items show in the delta; see migration 0008).
+HINT_SERIES = (
+    'INSERT INTO series_hint ("calendarId", "extEventId") SELECT DISTINCT e."calendarId", e."extEventId" '
+    'FROM unnest(%(ids)s::text[], %(items)s::text[]) AS n(channel, item) '
+    'JOIN push_channel p ON p."channelId" = n.channel AND p."stoppedAt" IS NULL '
+    'JOIN calendar c ON ' + COVERS + ' JOIN cal_event e ON e."calendarId" = c."calendarId" '
+    'AND e."extEventId" = n.item WHERE c.status AND e.status AND e.recurrence IS NOT NULL '
+    'AND e."recurringEventId" IS NULL ON CONFLICT DO NOTHING'
+)
+DROP_HINTS = 'DELETE FROM series_hint WHERE "calendarId" = %(c)s AND "extEventId" = ANY(%(ext)s)'
 # Graph asks for a renewal (reauthorizationRequired): make the subscription due now.
 DUE_NOW = 'UPDATE push_channel SET "expiresAt" = least("expiresAt", now()) WHERE "channelId" = %(id)s'
 CALENDARS_OF = (
@@ -155,6 +166,18 @@ def take_messages(conn: Conn, calendar_type: int,
         conn.execute(COUNT_MESSAGES, {"ids": [m[0] for m in kept], "events": [m[1][:64] for m in kept],
                                       "counts": [m[2] for m in kept], "numbers": [m[3] for m in kept]})
     return live
+
+
+def hint_series(conn: Conn, named: list[tuple[str, str]]) -> None:
+    """Remember notified items (channel, item id) for the calendars that store them as series masters."""
+    if named:
+        conn.execute(HINT_SERIES, {"ids": [n[0] for n in named], "items": [n[1] for n in named]})
+
+
+def drop_hints(conn: Conn, calendar_id: int, ext_ids: list[str]) -> None:
+    """Forget hints a round has dealt with."""
+    if ext_ids:
+        conn.execute(DROP_HINTS, {"c": calendar_id, "ext": ext_ids})
 
 
 def due_now(conn: Conn, channel_id: str) -> None:

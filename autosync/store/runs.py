@@ -16,6 +16,7 @@ from autosync.normalize.common import MAX_NESTING, UNSTAGED
 from autosync.store import push as push_sql
 from autosync.store import tokens as tokens_sql
 from autosync.store.db import Conn
+from autosync.store.events import FOREIGN_REMOVALS
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,12 @@ STALE_RUNS = (
 RUN_CONTEXT = (
     'SELECT r.*, c."userId", c."calendarType", c."extCalendarId", c."socialAccountId", c.token, '
     'c."refreshToken", c."accessTokenExpirationDate", c."deltaLink", c."syncWindowStart", '
-    'c."syncWindowEnd", c.status AS calendar_active '
-    'FROM sync_run r JOIN calendar c ON c."calendarId" = r."calendarId" WHERE r."runId" = %(run_id)s'
+    'c."syncWindowEnd", c.status AS calendar_active, '
+    # Outlook: whether the round's last page has checks to make even when empty (pull.fetch_step).
+    '(EXISTS (SELECT 1 FROM series_hint h WHERE h."calendarId" = c."calendarId") OR EXISTS (SELECT 1 '
+    'FROM sync_seen s WHERE s."runId" = r."runId" AND s."extEventId" = \'' + FOREIGN_REMOVALS + '\')) '
+    'AS "lastPageChecks" FROM sync_run r JOIN calendar c ON c."calendarId" = r."calendarId" '
+    'WHERE r."runId" = %(run_id)s'
 )
 LOCK_RUN = 'SELECT * FROM sync_run WHERE "runId" = %(run_id)s FOR UPDATE'
 TOUCH_RUN = (

@@ -52,3 +52,24 @@ def test_all_day_series_yield_dates() -> None:
     master = Event("m", all_day=True, start=date(2027, 1, 1), end=date(2027, 1, 1),
                    recurrence=("RRULE:FREQ=DAILY;COUNT=3", "EXDATE;VALUE=DATE:20270102"))
     assert expected_slots(master, WINDOW) == [date(2027, 1, 1), date(2027, 1, 3)]
+
+
+def test_pin_all_day_moves_a_reading_one_day_off_to_the_promised_day() -> None:
+    from autosync.services.series import pin_all_day
+
+    mondays = {date(2027, 1, 4), date(2027, 1, 11)}
+    assert pin_all_day(date(2027, 1, 3), mondays) == date(2027, 1, 4)  # read a day early (far east)
+    assert pin_all_day(date(2027, 1, 12), mondays) == date(2027, 1, 11)  # read a day late (far west)
+    assert pin_all_day(date(2027, 1, 11), mondays) == date(2027, 1, 11)
+    assert pin_all_day(date(2027, 1, 7), mondays) == date(2027, 1, 7)  # no promised neighbour: kept
+    daily = {date(2027, 1, 4), date(2027, 1, 6)}
+    assert pin_all_day(date(2027, 1, 5), daily) == date(2027, 1, 5)  # both neighbours promised: kept
+
+
+def test_without_exdates_keeps_the_rule_and_drops_exclusion_lines() -> None:
+    from autosync.services.series import without_exdates
+
+    master = _weekly("EXDATE:20270111T150000Z")
+    assert without_exdates(master).recurrence == ("RRULE:FREQ=WEEKLY;BYDAY=MO",)
+    plain = _weekly()
+    assert without_exdates(plain) is plain

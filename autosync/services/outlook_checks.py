@@ -1,0 +1,160 @@
+"""Outlook checks of a pull page: series followed through /instances, notified series, @removed ids.
+
+Graph's calendarView/delta is instance-oriented: a round may list a series' occurrences without its
+master, may show nothing of a deleted occurrence, and marks items that only left the window as
+@removed. These functions make a page's Event lists right despite that (see README, Outlook quirks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from autosync import errors
+from autosync.model import Event, Skipped
+from autosync.providers import CalendarRef, Page
+from autosync.services.context import Context
+from autosync.services.series import expected_slots, pin_all_day, without_exdates
+from autosync.store.events import FOREIGN_REMOVALS
+
+if TYPE_CHECKING:
+    from autosync.services.pull import Prepared
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the store knows about what an Outlook page names (store.events.load_outlook_page)."""
+
+    series: dict[str, tuple[bool, list[date]]] = field(default_factory=dict)  # master -> (checked, exclusions)
+    hinted: list[str] = field(default_factory=list)  # notified masters (last page only)
+    removed_stored: list[str] | None = None  # the page's @removed ids that are our live rows (None: unknown)
+    live_series: list[str] | None = None  # last page: our live masters, when the round removed ids not ours
+
+    @classmethod
+    def of(cls, staged: dict[str, Any]) -> Stored:
+        """From a staged page loaded with load_outlook_page."""
+        return cls(staged["series"], staged["hinted"], staged["removed_stored"], staged["live_series"])
+
+
+def _series_ids(items: list[Any]) -> set[str]:
+    """Ids of the series masters a raw Graph page lists or names."""
+    ids = set()
+    for item in items:
+        if isinstance(item, dict) and "@removed" not in item:
+            if item.get("seriesMasterId"):
+                ids.add(str(item["seriesMasterId"]))
+            elif item.get("type") == "seriesMaster" and item.get("id"):
+                ids.add(str(item["id"]))
+    return ids
+
+
+def outlook_details(app: Context, cal: CalendarRef, out: Prepared, page: Page, removed: list[str],
+                    window: tuple[datetime, datetime], stored: Stored) -> None:
+    """Check the series a page touches through /instances, and apply its @removed ids."""
+    from autosync.normalize.outlook import event_from_graph
+
+    provider = app.outlook
+    masters = {e.ext_id: e for e in out.live if e.recurrence and not e.recurring_event_id}
+    # Series this page touches: the masters it lists and the masters its occurrences and exceptions
+    # name. A round need not list a master at all (Microsoft's delta docs name only instances, and
+    # reports differ on masters of series that began before the window), so the names are followed
+    # in full rounds too; each series is checked once per round, however many pages it spans.
+    # A notified master no page of the round named changed in a way the delta does not show (a
+    # deleted occurrence, see watch.verify): check it too.
+    touched = set(masters) | _series_ids(page.items) | set(stored.hinted)
+    checked = {m for m, (done, _) in stored.series.items() if done}
+    # A master already checked on an earlier page of this round was stored from that check.
+    out.live = [e for e in out.live if e.ext_id not in checked or e.ext_id not in masters]
+    for master_id in sorted(touched - checked):
+        master = masters.get(master_id)
+        if master is None:
+            raw = provider.master(cal, master_id)
+            if raw is None:
+                out.deleted.append(master_id)
+                continue
+            try:
+                master = event_from_graph(raw)
+            except errors.NormalizeError as exc:
+                out.skipped.append(Skipped(master_id, exc.reason))
+                continue
+            out.live.append(master)
+            out.seen.append(master_id)
+            masters[master_id] = master
+        try:
+            instances = provider.instances(cal, master_id, window)
+        except errors.NotFound:  # the series was deleted after this page was listed
+            out.deleted.append(master_id)
+            continue
+        out.checked.append(master_id)
+        reconcile_series(instances, master, out, window, event_from_graph,
+                         stored.series.get(master_id, (False, []))[1])
+    _outlook_removals(provider, cal, out, page, removed, stored)
+
+
+def _outlook_removals(provider: Any, cal: CalendarRef, out: Prepared, page: Page, removed: list[str],
+                      stored: Stored) -> None:
+    """Apply a page's @removed ids.
+
+    @removed also covers events that only left the window (trap 22), so one of ours is fetched before
+    it is deleted; an id that is not ours needs nothing. Such ids are mostly instances, and when a
+    round lists no series masters a deleted series shows only that way: so after a round with such
+    ids, one listing of the calendar's live masters (on its last page) tells which of ours are gone.
+    """
+    ours = set(removed if stored.removed_stored is None else stored.removed_stored)
+    for ext_id in removed:
+        if ext_id in ours and provider.get(cal, ext_id) is None:
+            out.deleted.append(ext_id)
+    if not page.complete and any(ext_id not in ours for ext_id in removed):
+        out.checked.append(FOREIGN_REMOVALS)  # remembered for the round's last page
+    if page.complete and stored.live_series:
+        alive = provider.series_ids(cal) | {e.ext_id for e in out.live}
+        out.deleted += [m for m in stored.live_series if m not in alive and m not in out.deleted]
+
+
+def reconcile_series(instances: list[dict], master: Event, out: Prepared, window: tuple[datetime, datetime],
+                     normalize: Any, stored_excluded: list[date]) -> None:
+    """Exceptions become instances; occurrences the rule promises but /instances lacks are cancelled.
+
+    The master's exclusions become: those slots, the dates its ``cancelledOccurrences`` named (when it
+    was fetched with them), else the stored ones outside the window, which a listing cannot see.
+    """
+    expected = expected_slots(without_exdates(master), window)  # cancelled ones count as missing
+    promised = {s for s in expected if not isinstance(s, datetime)}
+    present: set[datetime | date] = set()
+    exception_ids: list[str] = []
+    for item in instances:
+        kind = item.get("type")
+        try:
+            event = normalize(item, master=master)
+        except errors.NormalizeError as exc:
+            out.skipped.append(Skipped(str(item.get("id", "")), exc.reason))
+            continue
+        slot = event.original_start or event.start
+        if master.all_day and slot is not None and not isinstance(slot, datetime):
+            slot = pin_all_day(slot, promised)
+            event = replace(event, original_start=slot)
+        if slot is not None:
+            present.add(slot)
+        if kind == "exception":
+            event = replace(event, recurring_event_id=master.ext_id)
+            out.live = [e for e in out.live if e.ext_id != event.ext_id] + [event]
+            exception_ids.append(event.ext_id)
+    missing = [s for s in expected if s not in present]
+    for slot in missing:
+        out.cancelled_instances.append(Event(ext_id=f"{master.ext_id}#{_stamp(slot)}", status="cancelled",
+                                             recurring_event_id=master.ext_id, original_start=slot))
+    lo, hi = window[0].date(), window[1].date()
+    known = (set(master.excluded_dates) if "cancelledOccurrences" in (master.raw or {})
+             else {d for d in stored_excluded if not lo <= d <= hi})
+    dates = tuple(sorted({s.date() if isinstance(s, datetime) else s for s in missing} | known))
+    # The rule lines stay as Graph's item gives them (EXDATEs for cancelledOccurrences included): the
+    # push compares the row with that item, and a recurrence that merely looked changed would be sent
+    # back in a PATCH, which makes Outlook drop the series' exceptions and cancellations.
+    updated = replace(master, excluded_dates=dates)
+    out.live = [updated if e.ext_id == master.ext_id else e for e in out.live]
+    out.series_instances[master.ext_id] = exception_ids + [f"{master.ext_id}#{_stamp(s)}" for s in missing]
+
+
+def _stamp(slot: datetime | date) -> str:
+    return slot.strftime("%Y%m%dT%H%M%SZ") if isinstance(slot, datetime) else slot.strftime("%Y%m%d")
