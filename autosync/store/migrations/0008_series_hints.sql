@@ -1,4 +1,4 @@
--- 0008 (h19a): series a Graph change notification named.
+-- 0008: series a Graph change notification named.
 --
 -- Deleting one occurrence of an Outlook series may change nothing any calendarView/delta round shows
 -- (microsoft-graph-docs PR 4501), while the subscription still reports the series master as updated
