@@ -1,4 +1,4 @@
-"""The `autosync` command line: db upgrade, sync, handle, emulator, status, run, webhooks."""
+"""The `autosync` command line: db upgrade, sync, handle, emulator, status, run, webhooks, metrics."""
 
 from __future__ import annotations
 
@@ -106,6 +106,29 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """Serve Prometheus metrics at /metrics (database series per scrape, worker counters from Redis)."""
+    import logging
+
+    from autosync.log import install
+    from autosync.metrics_server import MetricsServer
+
+    settings = _settings()
+    handler = logging.StreamHandler()
+    install(handler, settings.secrets())
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    host = args.host or settings.metrics_host
+    server = MetricsServer(settings, host, settings.metrics_port if args.port is None else args.port)
+    print(f"autosync metrics on {server.url}", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server.server_close()
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the whole system (worker, beat, optional Flower), optionally the live demo."""
     from autosync.runner import run
@@ -154,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     hooks.add_argument("--host", help="bind address (default AUTOSYNC_WEBHOOK_HOST)")
     hooks.add_argument("--port", type=int, help="port (default AUTOSYNC_WEBHOOK_PORT)")
     hooks.set_defaults(func=cmd_webhooks)
+
+    prom = sub.add_parser("metrics", help="serve Prometheus metrics at /metrics (AUTOSYNC_METRICS_HOST/PORT)")
+    prom.add_argument("--host", help="bind address (default AUTOSYNC_METRICS_HOST, loopback)")
+    prom.add_argument("--port", type=int, help="port (default AUTOSYNC_METRICS_PORT)")
+    prom.set_defaults(func=cmd_metrics)
 
     run = sub.add_parser("run", help="run worker + beat (+ Flower); --demo adds a live emulator demo")
     run.add_argument("--demo", action="store_true", help="start the emulator with seeded users and drive changes")

@@ -187,6 +187,9 @@ class Settings:
     watch_ttl: int = env("AUTOSYNC_WATCH_TTL", "252000", _number(int, 600, 604800))  # 70 h: under Graph's 4,230 min
     watch_renew_before: int = env("AUTOSYNC_WATCH_RENEW_BEFORE", "86400", _number(int, 60, 604800))
     watch_safety_poll: int = env("AUTOSYNC_WATCH_SAFETY_POLL", "21600", _number(int, 60))
+    # `autosync metrics`: the Prometheus endpoint (loopback unless told otherwise).
+    metrics_host: str = env("AUTOSYNC_METRICS_HOST", "127.0.0.1")
+    metrics_port: int = env("AUTOSYNC_METRICS_PORT", "8471", _number(int, 0, 65535))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

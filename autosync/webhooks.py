@@ -24,6 +24,8 @@ import psycopg
 import redis
 from kombu.exceptions import OperationalError as BrokerError
 
+from autosync import metrics
+
 log = logging.getLogger("autosync.webhooks")
 
 MAX_BODY = 1 << 20  # Graph batches are small; refuse anything absurd
@@ -74,6 +76,7 @@ def handle(channel_id: str, secret: str | None, event: str) -> str:
     from autosync.services.watch import verify
 
     verdict = verify(channel_id, secret, event)
+    metrics.notification_received(channel_id, event, verdict)
     if verdict.status == "unknown" and event == "sync":
         # Google's handshake can overtake the watch answer, before the channel is stored.
         log.info("channel handshake", extra={"channel": channel_id})
