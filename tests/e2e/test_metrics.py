@@ -79,7 +79,8 @@ def test_a_sync_with_a_fault_and_a_push_is_counted_as_it_happened(worker, db, em
     assert runs[0]["pushCreated"] == 1 and row(db, event_id)["extEventId"]
 
     after = scrape(metrics_url)
-    assert after.by("autosync_runs_total", "provider", "outcome") == {("google", "ok"): 1, ("google", "needs_reauth"): 1}
+    assert after.by("autosync_runs_total", "provider", "outcome") == {("google", "ok"): 1,
+                                                                    ("google", "needs_reauth"): 1}
     assert after.value("autosync_run_duration_seconds_count", provider="google") == 2
     assert after.value("autosync_run_duration_seconds_sum", provider="google") > 0
     # Requests by endpoint and status are exactly the emulator's log: the 503, its retry, the push,
