@@ -8,6 +8,7 @@ in one read-only snapshot per scrape; worker counters and histograms come from t
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -124,7 +125,7 @@ class Collector:
             try:
                 with conn.transaction():
                     cals = sql.calendars(conn, LAG_BUCKETS, 3 * s.sync_interval,
-                                         3 * max(s.watch_safety_poll, s.sync_interval))
+                                         3 * max(s.watch_safety_poll, s.sync_interval), time.time())
                     outbox, channels, running = sql.outbox(conn), sql.channels(conn), sql.runs_open(conn)
             except psycopg.Error:
                 conn.close()
@@ -188,6 +189,17 @@ def _gauge(name: str, text: str, by_provider: dict[str, Any]) -> GaugeMetricFami
     return g
 
 
+def _state(row: dict[str, Any]) -> str:
+    """A calendar's state, first match wins: inactive, needs_reauth, blocked, failing, never_synced, ok."""
+    if not row["active"]:
+        return "inactive"
+    if row["reauth"]:
+        return "needs_reauth"
+    if row["outcome"] in ("blocked", "failed"):
+        return "blocked" if row["outcome"] == "blocked" else "failing"
+    return "never_synced" if row["never"] else "ok"
+
+
 def _calendar_families(rows: Iterable[dict[str, Any]]) -> Iterator[Metric]:
     states: dict[tuple[str, str], int] = defaultdict(int)
     watched: dict[str, int] = defaultdict(int)
@@ -197,12 +209,12 @@ def _calendar_families(rows: Iterable[dict[str, Any]]) -> Iterator[Metric]:
     lag_sum: dict[str, float] = defaultdict(float)
     buckets: dict[str, list[int]] = defaultdict(lambda: [0] * (len(LAG_BUCKETS) + 1))
     for r in rows:
-        p, n = _kind(r["kind"]), int(r["n"])
-        states[(p, r["state"])] += n
-        if r["state"] != "inactive":
+        p, n, state = _kind(r["kind"]), int(r["n"]), _state(r)
+        states[(p, state)] += n
+        if state != "inactive":
             watched[p] += n if r["watched"] else 0
             watch_errors[p] += n if r["watch_error"] else 0
-        if r["state"] in SYNCING:
+        if state in SYNCING:
             stale[p] += int(r["stale"])
             lag_max[p] = max(lag_max[p], float(r["lag_max"] or 0))
             lag_sum[p] += float(r["lag_sum"] or 0)
@@ -301,6 +313,24 @@ def wsgi_app(registry: CollectorRegistry) -> Callable[..., Iterable[bytes]]:
         return [b"autosync serves Prometheus metrics at /metrics\n"]
 
     return app
+
+
+def usable_port(host: str, port: int) -> int:
+    """``port`` when it can be bound on ``host``, else a free one (`autosync run` must not fail on it)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def announce(host: str, port: int) -> str:
+    """The line `autosync run` prints: where the metrics are, and how to watch the faults move them."""
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/metrics"
+    return (f"Prometheus metrics on {url} — watch runs, requests by status and limiter waits move: "
+            f"curl -s {url} | grep -E '^autosync_(runs|provider_requests|rate_limit_waits)_total'")
 
 
 class MetricsServer:

@@ -77,6 +77,16 @@ class Runner:
             self.say(f"Flower on http://127.0.0.1:{port}")
         self.say(f"worker ({self.args.workers} processes) and beat running; a cycle every {interval:g}s; "
                  f"logs in {self.root / 'logs'}")
+        self.start_metrics()
+
+    def start_metrics(self) -> None:
+        """`autosync metrics`, the Prometheus endpoint (AUTOSYNC_METRICS_PORT, or a free port if taken)."""
+        from autosync.metrics_server import announce, usable_port
+
+        settings = get_settings()
+        port = usable_port(settings.metrics_host, settings.metrics_port)
+        self.spawn("metrics", [sys.executable, "-m", "autosync.cli", "metrics", "--port", str(port)])
+        self.say(announce(settings.metrics_host, port))
 
     def start_webhooks(self) -> None:
         """`autosync webhooks`; workers then watch calendars through it.

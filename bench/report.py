@@ -45,6 +45,10 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
                 s["speedup_vs_baseline"] >= 5, tag)
             add("10k-calendar cycle >= 10x fewer requests than baseline", s["fewer_requests_vs_baseline"],
                 s["fewer_requests_vs_baseline"] >= 10, tag)
+    scrape = (res.get("metrics") or {}).get("scrape")
+    if scrape:
+        add("metrics scrape at 100k calendars < 1 s", f"{scrape['wall_ms_median']} ms median, "
+            f"{scrape['wall_ms_max']} ms max", scrape["wall_ms_max"] < 1000, f"{scrape['calendars']} calendars")
     imp = res.get("import_path")
     if imp:
         add("import >= 70% of raw COPY+upsert", imp["efficiency"], imp["efficiency"] >= 0.7,
@@ -103,6 +107,14 @@ def table(res: dict[str, Any]) -> str:
                      f"{big['wall_s']:.1f}s = {big['events_per_s']:.0f} events/s, peak worker RSS "
                      f"{big['peak_rss_mb']} MB (idle {big['idle_rss_mb']}), largest message "
                      f"{big['max_message_bytes']} B ({big['max_message_task']})")
+    if res.get("metrics"):
+        sc, rc = res["metrics"]["scrape"], res["metrics"]["record"]
+        lines += ["", f"metrics scrape, {sc['calendars']} calendars ({sc['scrapes']} scrapes over HTTP): median "
+                      f"{sc['wall_ms_median']} ms (PostgreSQL {sc['postgresql_ms_median']} ms, Redis "
+                      f"{sc['redis_ms_median']} ms), max {sc['wall_ms_max']} ms; {sc['samples']} samples, "
+                      f"{sc['bytes']} bytes",
+                  f"metrics recording: a request {rc['request_us']} us, a finished run {rc['run_finished_us']} us "
+                  f"(Redis PING {rc['redis_ping_us']} us, URL classification {rc['classify_only_us']} us)"]
     lines += ["", "targets:"]
     for t in res["targets"]:
         lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['measured']} ({t['where']})")

@@ -7,35 +7,32 @@ from typing import Any
 
 from autosync.store.db import Conn
 
-# Calendars covered by a live, unexpired channel: a Google channel names its calendar; a Graph
-# subscription (calendarId NULL) covers every calendar of its mailbox. Two hash-joinable halves
+# One pass over the linked calendars, grouped into a few hundred rows at most by the raw state columns,
+# watched, watch error and lag bucket (width_bucket over the histogram bounds), with lag sum/max and
+# the stale count; the state is named in Python. "lastSyncDate" holds UTC without a zone, so its
+# nominal epoch is the real one; the lag of a calendar never synced counts from when it was linked.
+# A calendar is stale when its last successful sync is older than %(stale)s seconds, or
+# %(stale_watched)s when a channel watches it (a watched calendar is only polled every
+# AUTOSYNC_WATCH_SAFETY_POLL; notifications start its other runs).
+# Watched: covered by a live, unexpired channel. A Google channel names its calendar; a Graph
+# subscription (calendarId NULL) covers every calendar of its mailbox. Two hash joins on the one scan
 # instead of push_sql.COVERS's OR, which would probe push_channel once per calendar.
-WATCHED = (
-    'SELECT p."calendarId" AS id FROM push_channel p WHERE p."stoppedAt" IS NULL AND p."expiresAt" > now() '
-    'AND p."calendarId" IS NOT NULL '
-    'UNION SELECT c."calendarId" FROM push_channel p JOIN calendar c ON c."calendarType" = p."calendarType" '
-    'AND c."userId" = p."userId" AND c."socialAccountId" = p."socialAccountId" '
-    'WHERE p."stoppedAt" IS NULL AND p."expiresAt" > now() AND p."calendarId" IS NULL'
-)
-# One pass over the linked calendars, grouped into a few hundred rows at most: state, watched, watch
-# error, lag bucket (width_bucket over the histogram bounds), with lag sum/max and the stale count.
-# State precedence: inactive > needs_reauth > blocked > failing > never_synced > ok. The lag of a
-# calendar never synced counts from when it was linked. A calendar is stale when its last successful
-# sync is older than %(stale)s seconds, or %(stale_watched)s when a channel watches it (a watched
-# calendar is only polled every AUTOSYNC_WATCH_SAFETY_POLL; notifications start its other runs).
+LIVE = 'p."stoppedAt" IS NULL AND p."expiresAt" > now()'
 CALENDARS = (
-    "WITH watched AS (" + WATCHED + "), cal AS ("
-    'SELECT c."calendarType" AS kind, '
-    "CASE WHEN NOT c.status THEN 'inactive' WHEN c.\"needsReauth\" THEN 'needs_reauth' "
-    "WHEN c.\"lastOutcome\" = 'blocked' THEN 'blocked' WHEN c.\"lastOutcome\" = 'failed' THEN 'failing' "
-    "WHEN c.\"lastSyncDate\" IS NULL THEN 'never_synced' ELSE 'ok' END AS state, "
-    "w.id IS NOT NULL AS watched, c.\"watchError\" IS NOT NULL AS watch_error, "
-    'extract(epoch FROM now() - coalesce(c."lastSyncDate" AT TIME ZONE \'UTC\', c."createdAt"))::float8 AS lag '
-    'FROM calendar c LEFT JOIN watched w ON w.id = c."calendarId" WHERE c."calendarType" IN (1, 2)) '
-    "SELECT kind, state, watched, watch_error, width_bucket(lag, %(bounds)s::float8[]) AS bucket, "
-    "count(*) AS n, sum(lag) AS lag_sum, max(lag) AS lag_max, "
-    "count(*) FILTER (WHERE lag > CASE WHEN watched THEN %(stale_watched)s ELSE %(stale)s END) AS stale "
-    "FROM cal GROUP BY 1, 2, 3, 4, 5"
+    'SELECT c."calendarType" AS kind, c.status AS active, c."needsReauth" AS reauth, c."lastOutcome" AS outcome, '
+    'c."lastSyncDate" IS NULL AS never, (g.id IS NOT NULL OR m.kind IS NOT NULL) AS watched, '
+    'c."watchError" IS NOT NULL AS watch_error, width_bucket(l.lag, %(bounds)s::float8[]) AS bucket, '
+    "count(*) AS n, sum(l.lag) AS lag_sum, max(l.lag) AS lag_max, "
+    "count(*) FILTER (WHERE l.lag > CASE WHEN g.id IS NOT NULL OR m.kind IS NOT NULL THEN %(stale_watched)s "
+    "ELSE %(stale)s END) AS stale "
+    "FROM calendar c CROSS JOIN LATERAL (SELECT %(now)s::float8 - coalesce(date_part('epoch', c.\"lastSyncDate\"), "
+    "date_part('epoch', c.\"createdAt\")) AS lag) l "
+    'LEFT JOIN (SELECT DISTINCT p."calendarId" AS id FROM push_channel p WHERE ' + LIVE + ' '
+    'AND p."calendarId" IS NOT NULL) g ON g.id = c."calendarId" '
+    'LEFT JOIN (SELECT DISTINCT p."calendarType" AS kind, p."userId" AS uid, p."socialAccountId" AS account '
+    'FROM push_channel p WHERE ' + LIVE + ' AND p."calendarId" IS NULL) m '
+    'ON m.kind = c."calendarType" AND m.uid = c."userId" AND m.account = c."socialAccountId" '
+    'WHERE c."calendarType" IN (1, 2) GROUP BY 1, 2, 3, 4, 5, 6, 7, 8'
 )
 # App changes waiting to be pushed, on calendars that can push (active, not waiting for re-auth:
 # those are counted by their calendar state). Reads event_outbox_calendar_idx (pending rows only).
@@ -58,10 +55,11 @@ RUNS_OPEN = (
 )
 
 
-def calendars(conn: Conn, bounds: Sequence[float], stale: float, stale_watched: float) -> list[dict[str, Any]]:
-    """Calendar counts by provider kind, state, watched, watch error and lag bucket."""
-    return conn.execute(CALENDARS, {"bounds": list(bounds), "stale": stale,
-                                    "stale_watched": stale_watched}).fetchall()
+def calendars(conn: Conn, bounds: Sequence[float], stale: float, stale_watched: float,
+              now: float) -> list[dict[str, Any]]:
+    """Calendar counts by provider kind, state columns, watched, watch error and lag bucket (``now``: unix time)."""
+    return conn.execute(CALENDARS, {"bounds": list(bounds), "stale": stale, "stale_watched": stale_watched,
+                                    "now": now}).fetchall()
 
 
 def outbox(conn: Conn) -> list[dict[str, Any]]:
