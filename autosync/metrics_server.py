@@ -113,7 +113,8 @@ class Collector:
     def _connection(self) -> psycopg.Connection[dict[str, Any]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = psycopg.connect(self.settings.database_url, connect_timeout=5, row_factory=dict_row,
-                                         options="-c statement_timeout=10000")
+                                         # No JIT: compiling would cost more than these scans.
+                                         options="-c statement_timeout=10000 -c jit=off")
             self._conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # one snapshot per scrape
             self._conn.read_only = True
         return self._conn

@@ -7,6 +7,7 @@ MetricsServer and scraped over HTTP. Recording is timed through the functions th
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
@@ -104,7 +105,11 @@ def fill_counters() -> int:
 
 
 def scrape_cost(db_url: str, n: int, repeats: int = 15) -> dict[str, Any]:
-    """Seed ``n`` calendars, serve the real endpoint, and time ``repeats`` scrapes over HTTP."""
+    """Seed ``n`` calendars, serve the real endpoint, and time ``repeats`` scrapes over HTTP.
+
+    Measured twice: with change notifications on (every calendar watched: the calendar scan joins the
+    live channels) and off (no live channel, as when AUTOSYNC_WEBHOOK_URL is unset).
+    """
     from autosync.metrics_server import MetricsServer
     from autosync.settings import get_settings
 
@@ -113,29 +118,38 @@ def scrape_cost(db_url: str, n: int, repeats: int = 15) -> dict[str, Any]:
     seeded_s = time.monotonic() - t0
     fields = fill_counters()
     server = MetricsServer(get_settings(), "127.0.0.1", 0).start()
-    walls, pg, rd = [], [], []
     try:
-        session = requests.Session()
-        session.get(server.url, timeout=30)  # warm-up: connection, plans, cache
-        for _ in range(repeats):
-            started = time.perf_counter()
-            resp = session.get(server.url, timeout=30)
-            walls.append(time.perf_counter() - started)
-            resp.raise_for_status()
-            sources = {s.labels["source"]: s.value for f in text_string_to_metric_families(resp.text)
-                       if f.name == "autosync_metrics_source_seconds" for s in f.samples}
-            pg.append(sources["postgresql"])
-            rd.append(sources["redis"])
-        families = list(text_string_to_metric_families(resp.text))
         with psycopg.connect(db_url) as conn:
             plan = _plan(conn)
+        watched = _time_scrapes(server.url, repeats)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute('UPDATE push_channel SET "stoppedAt" = now() WHERE "stoppedAt" IS NULL')
+            conn.execute("VACUUM ANALYZE push_channel")
+        polled = _time_scrapes(server.url, repeats)
     finally:
         server.stop()
     return {"calendars": n, "rows": counts, "seed_s": round(seeded_s, 1), "redis_fields": fields,
-            "scrapes": repeats, "wall_ms_median": _ms(statistics.median(walls)), "wall_ms_max": _ms(max(walls)),
-            "postgresql_ms_median": _ms(statistics.median(pg)), "redis_ms_median": _ms(statistics.median(rd)),
-            "bytes": len(resp.content), "families": len(families),
-            "samples": sum(len(f.samples) for f in families), "calendar_query_plan": plan}
+            **watched, "notifications_off": polled, "calendar_query_plan": plan}
+
+
+def _time_scrapes(url: str, repeats: int) -> dict[str, Any]:
+    walls, pg, rd = [], [], []
+    session = requests.Session()
+    session.get(url, timeout=30)  # warm-up: connection, plans, cache
+    for _ in range(repeats):
+        started = time.perf_counter()
+        resp = session.get(url, timeout=30)
+        walls.append(time.perf_counter() - started)
+        resp.raise_for_status()
+        sources = {s.labels["source"]: s.value for f in text_string_to_metric_families(resp.text)
+                   if f.name == "autosync_metrics_source_seconds" for s in f.samples}
+        pg.append(sources["postgresql"])
+        rd.append(sources["redis"])
+    families = list(text_string_to_metric_families(resp.text))
+    return {"scrapes": repeats, "wall_ms_median": _ms(statistics.median(walls)), "wall_ms_max": _ms(max(walls)),
+            "wall_ms_min": _ms(min(walls)), "postgresql_ms_median": _ms(statistics.median(pg)),
+            "redis_ms_median": _ms(statistics.median(rd)), "bytes": len(resp.content), "families": len(families),
+            "samples": sum(len(f.samples) for f in families), "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
 def _plan(conn: psycopg.Connection[Any]) -> list[str]:

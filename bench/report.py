@@ -109,10 +109,14 @@ def table(res: dict[str, Any]) -> str:
                      f"{big['max_message_bytes']} B ({big['max_message_task']})")
     if res.get("metrics"):
         sc, rc = res["metrics"]["scrape"], res["metrics"]["record"]
-        lines += ["", f"metrics scrape, {sc['calendars']} calendars ({sc['scrapes']} scrapes over HTTP): median "
-                      f"{sc['wall_ms_median']} ms (PostgreSQL {sc['postgresql_ms_median']} ms, Redis "
-                      f"{sc['redis_ms_median']} ms), max {sc['wall_ms_max']} ms; {sc['samples']} samples, "
-                      f"{sc['bytes']} bytes",
+        off = sc["notifications_off"]
+        lines += ["", f"metrics scrape, {sc['calendars']} calendars all watched ({sc['scrapes']} scrapes over HTTP): "
+                      f"median {sc['wall_ms_median']} ms (PostgreSQL {sc['postgresql_ms_median']} ms, Redis "
+                      f"{sc['redis_ms_median']} ms), min {sc['wall_ms_min']}, max {sc['wall_ms_max']} ms; "
+                      f"{sc['samples']} samples, {sc['bytes']} bytes; load average {sc['load_average_1m']}",
+                  f"metrics scrape, notifications off: median {off['wall_ms_median']} ms (PostgreSQL "
+                  f"{off['postgresql_ms_median']} ms), min {off['wall_ms_min']}, max {off['wall_ms_max']} ms; "
+                  f"load average {off['load_average_1m']}",
                   f"metrics recording: a request {rc['request_us']} us, a finished run {rc['run_finished_us']} us "
                   f"(Redis PING {rc['redis_ping_us']} us, URL classification {rc['classify_only_us']} us)"]
     lines += ["", "targets:"]
