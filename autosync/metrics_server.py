@@ -45,8 +45,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...], dict[str, tuple[str, ...]]]] = {
                    {"outcome": ("ok", "failed", "needs_reauth", "blocked")}),
     "provider_requests_total": ("Provider HTTP requests on the wire (each retry counts), by endpoint and HTTP "
                                 "status (or timeout / connection_error).", ("provider", "endpoint", "status"), {}),
-    "rate_limit_waits_total": ("Requests held by the cluster-wide limiter, by what held them: app or account "
-                               "quota, a provider cool-down, or the mailbox concurrency limit.",
+    "rate_limit_waits_total": ("Times a request was held by the cluster-wide limiter, by what held it: app or "
+                               "account quota, a provider cool-down, or the mailbox concurrency limit.",
                                ("provider", "scope"), {"scope": ("app", "account", "cooldown", "concurrency")}),
     "pushes_total": ("App changes pushed to the provider, by outcome (failed includes deferred retries).",
                      ("provider", "outcome"), {"outcome": ("created", "updated", "deleted", "failed")}),
