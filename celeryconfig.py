@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kombu import Exchange, Queue
 
+from autosync import workers as _workers
 from autosync.settings import get_settings
 
 _s = get_settings()
@@ -46,8 +47,18 @@ task_time_limit = _s.task_time_limit
 worker_max_tasks_per_child = _s.worker_max_tasks_per_child
 worker_max_memory_per_child = _s.worker_max_memory_per_child
 worker_cancel_long_running_tasks_on_connection_loss = True
+# `autosync worker` runs the host's workers: one I/O-pool process per core (threads by default; see
+# autosync/workers.py), each started with an explicit -P and -c. The pool is deliberately NOT set
+# here: Celery lets a configured worker_pool override an explicit `-P prefork`, and prefork is what a
+# plain `celery -A autosync worker` runs. Task time limits are enforced by the prefork and gevent
+# pools only; under threads every provider call is bounded by the HTTP timeouts and every in-task
+# wait by AUTOSYNC_MAX_INLINE_WAIT, and a run that stalls anyway is resumed after
+# AUTOSYNC_RUN_STALE_AFTER.
 if _s.worker_concurrency:
     worker_concurrency = _s.worker_concurrency
+# Every thread may publish its next step at once: a producer (and broker connection) each, so none
+# waits for another's (kombu blocks on an exhausted pool).
+broker_pool_limit = max(10, _workers.concurrency(_s) + 2)
 
 QUEUE_DEFAULT = "autosync"
 QUEUE_GOOGLE = "autosync.google"
@@ -63,7 +74,9 @@ task_default_exchange = "autosync"
 task_default_routing_key = QUEUE_DEFAULT
 
 beat_schedule = {
-    "fan-out": {"task": "autosync.fan_out", "schedule": float(_s.sync_interval), "args": ([1, 2],)},
+    # The interval lets the task skip a fan-out that a second beat already ran in this interval.
+    "fan-out": {"task": "autosync.fan_out", "schedule": float(_s.sync_interval), "args": ([1, 2],),
+                "kwargs": {"interval": _s.sync_interval}},
     "resume-stale-runs": {"task": "autosync.resume_stale", "schedule": 60.0},
     "deliver-notifications": {"task": "autosync.deliver_notifications", "schedule": 10.0},
 }

@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_shutdown
 
+from autosync.errors import ConfigError
+from autosync.settings import get_settings
+
 app = Celery("autosync")
+log = logging.getLogger("autosync.worker")
+
+
+def _under_celery_command() -> bool:
+    """Whether this process is the `celery` program (not a library import, a test or the autosync CLI)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return Path(argv0).name == "celery" or argv0.endswith(("celery/__main__.py", "celery"))
 
 
 def _configure() -> None:
+    # Settings are read now, not when Celery first reads its configuration deep inside its command
+    # line parser: a bad value then prints one line naming the variable, not a 100-line traceback.
+    try:
+        get_settings()
+    except ConfigError as exc:
+        if _under_celery_command():
+            print(f"autosync: configuration error: {exc}", file=sys.stderr)  # as the autosync CLI says it
+            raise SystemExit(2) from None
+        raise
     # celeryconfig.py sits at the repository top level; make it importable wherever we run from.
     root = str(Path(__file__).resolve().parent.parent)
     if root not in sys.path:
@@ -19,7 +41,58 @@ def _configure() -> None:
     app.config_from_object("celeryconfig")
 
 
+class Liveness(bootsteps.StartStopStep):
+    """Touch AUTOSYNC_WORKER_LIVENESS_FILE every few seconds while the worker consumes.
+
+    The timer runs on the consumer's own loop, and the step stops (the file is removed) when the
+    broker connection is lost, so a fresh file means: process alive, loop responsive, connected.
+    Checking it is a stat (`autosync health worker`), far lighter than a `celery inspect ping`
+    broadcast through the broker.
+    """
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.path = get_settings().worker_liveness_file
+        self.tref: Any = None
+        self.warned = False
+
+    def _beat(self) -> None:
+        from autosync.services.health import touch
+
+        try:
+            touch(self.path)
+        except OSError as exc:
+            if not self.warned:
+                log.warning("cannot touch the liveness file", extra={"path": self.path, "error": str(exc)})
+                self.warned = True
+
+    def start(self, parent: Any) -> None:
+        """Touch now and every HEARTBEAT_EVERY seconds."""
+        from autosync.services.health import HEARTBEAT_EVERY
+
+        if not self.path:
+            return
+        self._beat()
+        self.tref = parent.timer.call_repeatedly(HEARTBEAT_EVERY, self._beat)
+
+    def stop(self, parent: Any) -> None:
+        """Stop touching, and remove the file so a check fails at once."""
+        from autosync.services.health import remove
+
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+        if self.path:
+            with contextlib.suppress(OSError):
+                remove(self.path)
+
+    shutdown = stop
+
+
 _configure()
+app.steps["consumer"].add(Liveness)
 import autosync.tasks  # noqa: E402,F401  (registers the tasks)
 
 
@@ -35,7 +108,6 @@ def _close_pool(**_: object) -> None:
 def _structured_logs(logger: object, **_: object) -> None:
     """JSON lines with secrets scrubbed on every handler Celery sets up."""
     from autosync.log import install
-    from autosync.settings import get_settings
 
     for handler in getattr(logger, "handlers", []):
         install(handler, get_settings().secrets())

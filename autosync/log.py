@@ -1,49 +1,33 @@
-"""Structured, secret-free logging: one JSON line per record, tokens and client secrets scrubbed."""
+"""Structured, secret-free logging: one JSON line per record, tokens and client secrets scrubbed.
+
+Scrubbing happens in the formatter, on everything it writes: the message after `%s` formatting,
+nested extra values (dicts, lists; credential keys masked whatever their value), the traceback
+and the stack, and finally the whole line. A filter could not do that: tracebacks are formatted
+after filters run, and a filter that rewrote the record would change it for every other handler.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from autosync.redact import scrub, scrub_value
+
 _STD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-_PATTERNS = [
-    re.compile(r"(Bearer\s+)[A-Za-z0-9\-._~+/%=]+", re.I),
-    re.compile(r"((?:access|refresh|id)_token[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,}]+", re.I),
-    re.compile(r"((?:client_secret|refreshToken|token)[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,}]+", re.I),
-]
-
-
-class Scrubber(logging.Filter):
-    """Removes bearer tokens, OAuth tokens and configured secrets from every record."""
-
-    def __init__(self, secrets: list[str] | None = None) -> None:
-        super().__init__()
-        self.secrets = [s for s in (secrets or []) if len(s) >= 4]
-
-    def scrub(self, text: str) -> str:
-        """The text with secrets replaced by ***."""
-        for pattern in _PATTERNS:
-            text = pattern.sub(r"\1***", text)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.scrub(record.getMessage())
-        record.args = None
-        for key, value in list(vars(record).items()):
-            if key not in _STD and isinstance(value, str):
-                setattr(record, key, self.scrub(value))
-        return True
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the record's extra fields."""
+    """One JSON object per line: time, level, logger, message and the record's extra fields, scrubbed."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one scrubbed JSON line."""
         data: dict[str, Any] = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
                                 "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
         for key, value in vars(record).items():
@@ -51,11 +35,30 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        elif record.exc_text:
+            data["exc"] = record.exc_text
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
+        line = json.dumps(scrub_value(data, self.secrets), default=str)
+        return scrub(line, self.secrets)
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """Keeps another formatter's layout and scrubs the text it produces (tracebacks included)."""
+
+    def __init__(self, inner: logging.Formatter | None, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+        self.secrets = [s for s in secrets if s]
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The inner formatter's text, scrubbed."""
+        return scrub(self.inner.format(record), self.secrets)
 
 
 def install(handler: logging.Handler, secrets: list[str], *, json_lines: bool = True) -> None:
-    """Put the scrubber (and the JSON formatter) on a handler."""
-    handler.addFilter(Scrubber(secrets))
+    """Make a handler write scrubbed lines (JSON by default, else its own layout, scrubbed)."""
     if json_lines:
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(secrets))
+    elif not isinstance(handler.formatter, (JsonFormatter, ScrubbingFormatter)):
+        handler.setFormatter(ScrubbingFormatter(handler.formatter, secrets))

@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,8 +41,6 @@ RUN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 NOTICE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 HISTOGRAMS = {"run_duration_seconds": RUN_BUCKETS, "provider_request_seconds": REQUEST_BUCKETS,
               "notification_to_import_seconds": NOTICE_BUCKETS}
-# Google notifications say sync/exists/not_exists; Graph ones name a change type or lifecycle event.
-GOOGLE_EVENTS = {"sync", "exists", "not_exists"}
 # run row push counters -> pushes_total outcome
 PUSH_COUNTS = {"pushCreated": "created", "pushUpdated": "updated", "pushDeleted": "deleted", "pushFailed": "failed"}
 
@@ -346,16 +344,22 @@ return tostring(tonumber(now[1]) + tonumber(now[2]) / 1e6 - tonumber(t))
 """
 
 
-def notification_received(channel_id: str, event: str, verdict: Any) -> None:
-    """The receiver's verdict on one notification; an accepted change starts the notification clock."""
+def notifications(calendar_type: int, notes: Sequence[Any], verdicts: list[str]) -> list[str]:
+    """Count the receiver's verdict on each notification of one delivery; returns ``verdicts`` as given."""
     try:
-        kind = getattr(verdict, "calendar_type", None)
-        provider = PROVIDERS.get(kind or 0) or ("google" if event in GOOGLE_EVENTS else "outlook")
-        Batch().count("notifications_total", provider=provider, verdict=str(verdict.status)).send()
-        if verdict.status == "accepted" and getattr(verdict, "sync", False):
-            _best_effort(lambda c: c.eval(_NOTE, 1, NOTICE + "ch:" + channel_id, NOTICE_TTL))
+        provider = PROVIDERS.get(calendar_type, "unknown")
+        batch = Batch()
+        for verdict in verdicts[:len(notes)]:
+            batch.count("notifications_total", provider=provider, verdict=str(verdict))
+        batch.send()
     except Exception:  # noqa: S110 - a metric must never fail the receiver
         pass
+    return verdicts
+
+
+def notification_queued(channel_id: str) -> None:
+    """A verified change queued a sync: start the notification clock of its channel (the oldest one wins)."""
+    _best_effort(lambda c: c.eval(_NOTE, 1, NOTICE + "ch:" + channel_id, NOTICE_TTL))
 
 
 def notification_routed(channel_id: str, calendar_ids: Iterable[int]) -> None:

@@ -51,8 +51,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...], dict[str, tuple[str, ...]]]] = {
     "pushes_total": ("App changes pushed to the provider, by outcome (failed includes deferred retries).",
                      ("provider", "outcome"), {"outcome": ("created", "updated", "deleted", "failed")}),
     "notifications_total": ("Change notifications received, by verdict (accepted, unknown channel, forbidden: "
-                            "wrong secret).", ("provider", "verdict"),
-                            {"verdict": ("accepted", "unknown", "forbidden")}),
+                            "wrong secret, replayed: a Google message number already taken).",
+                            ("provider", "verdict"), {"verdict": ("accepted", "unknown", "forbidden", "replayed")}),
     "conflicts_total": ("Events changed on both sides, by the side that won.", ("provider", "winner"),
                         {"winner": ("app", "provider")}),
     "skipped_items_total": ("Provider items that could not be normalized and were skipped (see sync_skip).",

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import requests
 
-from autosync.embedded import EmbeddedError, Services, data_dir, free_port
+from autosync.embedded import EmbeddedError, Services, data_dir, free_port, open_private, prepare, write_private
 from autosync.settings import get_settings, is_set, process_environment
+from autosync.workers import argv as worker_argv
+from autosync.workers import child_environment, die_with_parent, plan
 
 
 class Runner:
@@ -45,22 +49,29 @@ class Runner:
         self.stopping = True
 
     def start_services(self) -> None:
+        prepare(self.root)
         need_pg, need_broker = not is_set("AUTOSYNC_DATABASE_URL"), not is_set("AUTOSYNC_BROKER_URL")
         if not need_pg and not need_broker:
             self.say("using AUTOSYNC_DATABASE_URL and AUTOSYNC_BROKER_URL")
             return
-        self.services = Services(self.root).start(self.say, postgres=need_pg, broker=need_broker)
+        # The demo's data is throwaway, so it may skip fsync; anything else keeps it.
+        self.services = Services(self.root, durable=not self.args.demo).start(self.say, postgres=need_pg,
+                                                                                broker=need_broker)
         if need_pg:
             self.env["AUTOSYNC_DATABASE_URL"] = self.services.database_url
         if need_broker:
             self.env["AUTOSYNC_BROKER_URL"] = self.services.broker_url
+            if not is_set("AUTOSYNC_REDIS_URL"):
+                self.env["AUTOSYNC_REDIS_URL"] = self.services.redis_url
 
-    def spawn(self, name: str, argv: list[str]) -> None:
+    def spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
         logs = self.root / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(argv, env=self.env, stdout=out, stderr=out, start_new_session=True,
-                                preexec_fn=_die_with_parent)
+        logs.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(logs, 0o700)
+        out = open_private(logs / f"{name}.log")
+        proc = subprocess.Popen(argv, env={**self.env, **(extra_env or {})}, stdout=out, stderr=out,
+                                start_new_session=True, preexec_fn=_private_child)
+        out.close()
         self.procs[name] = proc
         if self.services:
             self.services.register(name, proc)
@@ -68,14 +79,17 @@ class Runner:
     def start_app(self, interval: float) -> None:
         celery = [sys.executable, "-m", "celery", "-A", "autosync"]
         self.env["AUTOSYNC_SYNC_INTERVAL"] = str(max(1, int(interval)))
-        self.spawn("worker", [*celery, "worker", "-c", str(self.args.workers), "--loglevel", "INFO",
-                              "-n", f"autosync-run-{os.getpid()}@%h"])
+        workers = plan(get_settings(), processes=self.args.workers)
+        self.env.update(child_environment(workers))
+        for i in range(1, workers.processes + 1):
+            # worker, worker2, ...: logs/worker.log stays the first process's log
+            self.spawn("worker" if i == 1 else f"worker{i}",
+                       worker_argv(workers, i, name=f"autosync-run-{os.getpid()}-"))
         self.spawn("beat", [*celery, "beat", "--loglevel", "INFO", "-s", str(self.root / "beat-schedule")])
         if self.args.flower:
-            port = self.args.flower_port
-            self.spawn("flower", [*celery, "flower", f"--port={port}", "--address=127.0.0.1"])
-            self.say(f"Flower on http://127.0.0.1:{port}")
-        self.say(f"worker ({self.args.workers} processes) and beat running; a cycle every {interval:g}s; "
+            self.start_flower()
+        self.say(f"worker ({workers.processes} processes, {workers.pool} pool x {workers.concurrency}) and beat "
+                 f"running; a cycle every {interval:g}s; "
                  f"logs in {self.root / 'logs'}")
         self.start_metrics()
 
@@ -87,6 +101,22 @@ class Runner:
         port = usable_port(settings.metrics_host, settings.metrics_port)
         self.spawn("metrics", [sys.executable, "-m", "autosync.cli", "metrics", "--port", str(port)])
         self.say(announce(settings.metrics_host, port))
+
+    def start_flower(self) -> None:
+        """`autosync flower` with the configured login, or a generated one kept 0600 in the data directory.
+
+        The generated password is printed as a path, never as text: stdout may end up in a log.
+        """
+        settings = get_settings()
+        port = self.args.flower_port or settings.flower_port
+        extra: dict[str, str] = {}
+        login = "FLOWER_BASIC_AUTH / FLOWER_AUTH as configured"
+        if not (settings.flower_basic_auth or settings.flower_oauth):
+            path = self.root / "flower-password"
+            extra["FLOWER_BASIC_AUTH"] = _flower_login(path)
+            login = f"user admin, password in {path}"
+        self.spawn("flower", [sys.executable, "-m", "autosync.cli", "flower", "--port", str(port)], extra)
+        self.say(f"Flower on http://{settings.flower_address}:{port} ({login})")
 
     def start_webhooks(self) -> None:
         """`autosync webhooks`; workers then watch calendars through it.
@@ -137,10 +167,24 @@ class Runner:
             self.services.stop()
 
 
-def _die_with_parent() -> None:
-    import ctypes
+def _flower_login(path: Path) -> str:
+    """admin:<password> from the file, or a new random one saved there (0600) for later runs."""
+    try:
+        os.chmod(path, 0o600)
+        login = path.read_text().strip()
+    except FileNotFoundError:
+        login = ""
+    if not login.startswith("admin:") or len(login) < len("admin:") + 16:
+        login = "admin:" + secrets.token_urlsafe(18)
+        write_private(path, login + "\n")
+    return login
 
-    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM, 0, 0, 0)
+
+def _private_child() -> None:
+    """In a child before exec: what it writes (logs, beat's schedule) is this user's alone, and it
+    gets SIGTERM when the runner dies."""
+    os.umask(0o077)
+    die_with_parent()
 
 
 class CycleWatch:
@@ -183,6 +227,9 @@ class CycleWatch:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `autosync run`."""
+    if getattr(args, "latency", None) is not None and not args.demo:
+        print("autosync run: --latency applies to the demo's emulator: add --demo", file=sys.stderr)
+        return 2
     runner = Runner(args)
     signal.signal(signal.SIGINT, runner._on_signal)
     signal.signal(signal.SIGTERM, runner._on_signal)
@@ -218,7 +265,8 @@ def _start_demo(runner: Runner) -> tuple[Any, Any]:
     from autosync.demo import Demo
     from autosync.emulator.server import Emulator
 
-    emulator = Emulator().start("127.0.0.1", free_port())
+    latency = getattr(runner.args, "latency", None)
+    emulator = Emulator(latency=latency).start("127.0.0.1", free_port())
     demo = Demo(runner.env["AUTOSYNC_DATABASE_URL"], emulator)
     runner.env.update(demo.provider_env())
     # A demo should show recovery within a few cycles, not after production back-offs.
@@ -226,6 +274,9 @@ def _start_demo(runner: Runner) -> tuple[Any, Any]:
     runner.env.setdefault("AUTOSYNC_HTTP_BACKOFF_CAP", "1")
     counts = demo.setup()
     runner.say("demo: emulator on " + emulator.base_url + "; " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    if latency is not None and latency.ms:
+        runner.say(f"demo: every provider answer takes {latency.ms:g} ± {latency.jitter_ms:g} ms, "
+                   "as on the real services")
     return emulator, demo
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -60,12 +62,34 @@ def _number(kind: type, minimum: float, maximum: float | None = None) -> Callabl
             value = kind(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+        # nan compares false with every bound, so it would pass the check below (and disable a guard).
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {raw!r}")
         if value < minimum or (maximum is not None and value > maximum):
             bound = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
             raise ConfigError(f"{name} must be {bound}, got {raw!r}")
         return value
 
     return parse
+
+
+def finite_float(raw: str) -> float:
+    """argparse type: a finite number (float() alone accepts "nan" and "inf")."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {raw!r}")
+    return value
+
+
+def seconds(raw: str) -> float:
+    """argparse type: a finite, non-negative number of seconds."""
+    value = finite_float(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {raw!r}")
+    return value
 
 
 def _optional_http_url(name: str, raw: str) -> str:
@@ -99,7 +123,7 @@ def _rate(name: str, raw: str) -> tuple[int, float]:
         value = (int(count), float(per or "1"))
     except ValueError:
         raise ConfigError(f"{name} must look like COUNT/SECONDS (e.g. 600/60), got {raw!r}") from None
-    if value[0] < 0 or value[1] <= 0:
+    if value[0] < 0 or not math.isfinite(value[1]) or value[1] <= 0:
         raise ConfigError(f"{name} must have COUNT >= 0 and SECONDS > 0, got {raw!r}")
     return value
 
@@ -110,6 +134,22 @@ def _secret(name: str, raw: str) -> Secret:
 
 def _text(name: str, raw: str) -> str:
     return raw
+
+
+def _fernet_keys(name: str, raw: str) -> tuple[Secret, ...]:
+    """Comma-separated Fernet keys; an invalid one stops start-up naming the variable, never the key."""
+    from cryptography.fernet import Fernet
+
+    keys = [k.strip() for k in raw.split(",") if k.strip()]
+    for position, key in enumerate(keys, 1):
+        try:
+            Fernet(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ConfigError(f"{name}: key {position} of {len(keys)} is not a Fernet key (32 url-safe "
+                              "base64-encoded bytes; `autosync tokens new-key` prints one)") from None
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"{name}: the same key is listed twice")
+    return tuple(Secret(k) for k in keys)
 
 
 def mask_url(value: str) -> str:
@@ -128,7 +168,8 @@ class Settings:
 
     database_url: str = env("AUTOSYNC_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/autosync",
                             _url(("postgresql", "postgres")))
-    broker_url: str = env("AUTOSYNC_BROKER_URL", "redis://127.0.0.1:6379/0", _url(("redis", "rediss")))
+    broker_url: str = env("AUTOSYNC_BROKER_URL", "redis://127.0.0.1:6379/0",
+                          _url(("redis", "rediss", "redis+socket")))
     redis_url: str = env("AUTOSYNC_REDIS_URL", "", _text)  # rate limits/locks; default: the broker
     google_client_id: str = env("MIPLANIT_GOOGLE_CLIENT_ID", "")
     google_client_secret: Secret = env("MIPLANIT_GOOGLE_CLIENT_SECRET", "", _secret)
@@ -172,21 +213,41 @@ class Settings:
                                _choice("latest", "provider", "app"))
     mass_delete_ratio: float = env("AUTOSYNC_MASS_DELETE_RATIO", "0.5", _number(float, 0, 1))
     mass_delete_min: int = env("AUTOSYNC_MASS_DELETE_MIN", "10", _number(int, 0))
-    worker_concurrency: int = env("AUTOSYNC_WORKER_CONCURRENCY", "0", _number(int, 0, 512))
+    # The worker pool: threads (default; I/O-bound steps wait on providers side by side) or prefork
+    # (one step per process, with Celery's time limits). See autosync/workers.py and BENCHMARKS.md.
+    worker_pool: str = env("AUTOSYNC_WORKER_POOL", "threads", _choice("threads", "prefork"))
+    worker_concurrency: int = env("AUTOSYNC_WORKER_CONCURRENCY", "0", _number(int, 0, 1024))  # 0: per pool
+    worker_processes: int = env("AUTOSYNC_WORKER_PROCESSES", "0", _number(int, 0, 256))  # 0: one per core
+    db_pool_size: int = env("AUTOSYNC_DB_POOL_SIZE", "16", _number(int, 1, 1000))  # per worker process
     worker_max_tasks_per_child: int = env("AUTOSYNC_WORKER_MAX_TASKS_PER_CHILD", "1000", _number(int, 1))
     worker_max_memory_per_child: int = env("AUTOSYNC_WORKER_MAX_MEMORY_PER_CHILD", "300000",
                                            _number(int, 1000))  # KiB
+    # Touched every few seconds while a worker consumes; `autosync health worker` checks its age.
+    worker_liveness_file: str = env("AUTOSYNC_WORKER_LIVENESS_FILE", "/tmp/autosync-worker.alive")  # noqa: S108
     notification_channel: str = env("AUTOSYNC_NOTIFICATION_CHANNEL", "autosync:notifications")
     notification_sender: str = env("AUTOSYNC_NOTIFICATION_SENDER", "redis", _choice("redis", "log"))
     log_level: str = env("AUTOSYNC_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))
-    data_dir: str = env("AUTOSYNC_DATA_DIR", "")  # `autosync run`'s embedded services; default per user
+    data_dir: str = env("AUTOSYNC_DATA_DIR", "")  # holds `autosync run`'s own autosync/ directory; default per user
     # Change notifications (Google watch channels, Graph subscriptions); off while the URL is empty.
     webhook_url: str = env("AUTOSYNC_WEBHOOK_URL", "", _optional_http_url)  # public base of `autosync webhooks`
     webhook_host: str = env("AUTOSYNC_WEBHOOK_HOST", "127.0.0.1")
     webhook_port: int = env("AUTOSYNC_WEBHOOK_PORT", "8470", _number(int, 0, 65535))
+    # What one client may cost the receiver (it is on the open internet): see autosync/webserver.py.
+    webhook_max_connections: int = env("AUTOSYNC_WEBHOOK_MAX_CONNECTIONS", "4000", _number(int, 1, 60000))
+    webhook_header_timeout: float = env("AUTOSYNC_WEBHOOK_HEADER_TIMEOUT", "10", _number(float, 0.5, 300))
+    webhook_body_timeout: float = env("AUTOSYNC_WEBHOOK_BODY_TIMEOUT", "10", _number(float, 0.5, 300))
+    webhook_threads: int = env("AUTOSYNC_WEBHOOK_THREADS", "8", _number(int, 1, 256))
     watch_ttl: int = env("AUTOSYNC_WATCH_TTL", "252000", _number(int, 600, 604800))  # 70 h: under Graph's 4,230 min
     watch_renew_before: int = env("AUTOSYNC_WATCH_RENEW_BEFORE", "86400", _number(int, 60, 604800))
     watch_safety_poll: int = env("AUTOSYNC_WATCH_SAFETY_POLL", "21600", _number(int, 60))
+    # OAuth tokens at rest: the first key seals what autosync writes, every key opens (store/sealed.py).
+    token_keys: tuple[Secret, ...] = env("AUTOSYNC_TOKEN_KEYS", "", _fernet_keys)
+    # Flower (`autosync flower`, `autosync run --flower`) never starts without one of these two; the
+    # names are Flower's own, which Flower also reads itself.
+    flower_basic_auth: Secret = env("FLOWER_BASIC_AUTH", "", _secret)  # user:password[,user:password]
+    flower_oauth: str = env("FLOWER_AUTH", "")  # Flower's OAuth e-mail pattern (with FLOWER_AUTH_PROVIDER…)
+    flower_address: str = env("FLOWER_ADDRESS", "127.0.0.1")
+    flower_port: int = env("FLOWER_PORT", "5555", _number(int, 1, 65535))
     # `autosync metrics`: the Prometheus endpoint (loopback unless told otherwise).
     metrics_host: str = env("AUTOSYNC_METRICS_HOST", "127.0.0.1")
     metrics_port: int = env("AUTOSYNC_METRICS_PORT", "8471", _number(int, 0, 65535))
@@ -222,11 +283,24 @@ class Settings:
     @property
     def redis(self) -> str:
         """The Redis URL for limits and locks (the broker's unless set)."""
-        return self.redis_url or self.broker_url
+        return self.redis_url or self.broker_redis_url
+
+    @property
+    def broker_redis_url(self) -> str:
+        """The broker's URL as redis-py spells it (for a direct PING or LPUSH to the broker's Redis)."""
+        # Kombu's Unix-socket scheme; redis-py spells the same socket unix://.
+        if self.broker_url.startswith("redis+socket://"):
+            return "unix://" + self.broker_url[len("redis+socket://"):]
+        return self.broker_url
 
     def secrets(self) -> list[str]:
         """Configured secret values, so log filters can scrub them."""
-        return [s.reveal() for s in (self.google_client_secret, self.outlook_client_secret) if s]
+        found = [s.reveal() for s in (self.google_client_secret, self.outlook_client_secret, *self.token_keys) if s]
+        for entry in self.flower_basic_auth.reveal().split(","):
+            password = entry.partition(":")[2]
+            if password:
+                found.append(password)
+        return found
 
 
 def is_set(name: str) -> bool:

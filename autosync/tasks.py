@@ -18,6 +18,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from autosync import errors, metrics
 from autosync.celery import app
 from autosync.providers.http import RequestStats, counting
+from autosync.redact import describe
 from autosync.services import runs
 from autosync.services.context import context
 from autosync.services.runs import Next
@@ -123,7 +124,7 @@ def _guarded(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
         return
     except Exception as exc:
         log.exception("step crashed", extra={"run": run_id, "task": task.name})
-        _fail(run_id, "failed", f"internal error: {type(exc).__name__}: {exc}")
+        _fail(run_id, "failed", f"internal error: {_describe(exc)}")
         return
 
 
@@ -139,7 +140,8 @@ def _record_requests(run_id: int, stats: RequestStats) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    return exc.describe() if isinstance(exc, errors.ProviderError) else f"{type(exc).__name__}: {exc}"
+    """The error text stored on the run and the calendar, and logged: scrubbed of tokens and secrets."""
+    return describe(exc, context().settings.secrets())
 
 
 def _calendar_gone(run_id: int, reason: str) -> None:
@@ -193,11 +195,21 @@ def push_changes(self: Task, run_id: int) -> None:
 
 
 @app.task(name="autosync.fan_out", bind=True, ignore_result=True)
-def fan_out(self: Task, types: list[int] | None = None) -> int:
-    """Beat: open one run per active calendar that needs one, and stop channels nobody needs."""
+def fan_out(self: Task, types: list[int] | None = None, interval: float | None = None) -> int:
+    """Beat: open one run per active calendar that needs one, and stop channels nobody needs.
+
+    The beat passes its ``interval``: then only one fan-out runs per interval, however many beats
+    send it. Without it (an operator, a test, a benchmark) the fan-out always runs.
+    """
     from autosync.services.watch import orphans
 
-    steps, _ = runs.open_runs(context(), types or [1, 2], reason="beat")
+    if interval:
+        claimed = runs.periodic_fan_out(context(), types or [1, 2], float(interval))
+        if claimed is None:
+            return 0
+        steps = claimed
+    else:
+        steps, _ = runs.open_runs(context(), types or [1, 2], reason="beat")
     metrics.fanned_out(len(steps))
     for step in steps:
         enqueue(step)

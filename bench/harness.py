@@ -147,9 +147,11 @@ def redis_server(svc: Services) -> Iterator[str]:
 
 
 @contextmanager
-def emulator(svc: Services, seed: dict[str, Any] | None) -> Iterator[str]:
-    """`autosync emulator --port N --seed FILE` as a subprocess; yields the admin URL."""
+def emulator(svc: Services, seed: dict[str, Any] | None, latency: str | None = None) -> Iterator[str]:
+    """`autosync emulator --port N --seed FILE [--latency MS:JITTER]` as a subprocess; yields the admin URL."""
     args = [str(BIN / "autosync"), "emulator", "--port", str(svc.emulator_port)]
+    if latency:
+        args += ["--latency", latency]
     if seed is not None:
         path = svc.workdir / "seed.json"
         path.write_text(json.dumps(seed))
@@ -202,7 +204,9 @@ def webhooks(svc: Services) -> Iterator[str]:
 def workers(svc: Services, *, pool: str, concurrency: int, count: int = 1,
             extra_env: dict[str, str] | None = None) -> Iterator[list[subprocess.Popen]]:
     """`celery -A bench.worker_app worker` subprocesses on the benchmark broker."""
-    env = {**os.environ, **svc.env(), **(extra_env or {})}
+    # As `autosync worker` tells its processes (celeryconfig sizes the broker's producer pool by it).
+    sized = {"AUTOSYNC_WORKER_POOL": pool, "AUTOSYNC_WORKER_CONCURRENCY": str(concurrency)}
+    env = {**os.environ, **svc.env(), **sized, **(extra_env or {})}
     procs = [subprocess.Popen([str(BIN / "celery"), "-A", "bench.worker_app", "worker", "-P", pool, "-c",
                                str(concurrency), "-n", f"bench{i}-{os.getpid()}@%h", "--loglevel", "WARNING",
                                "--without-gossip", "--without-mingle"],

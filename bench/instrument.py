@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -98,9 +99,18 @@ def patch_kombu() -> None:
     kredis.Channel._put = measured_put  # type: ignore[method-assign]
 
 
+# Callables polled at each flush for cumulative per-process figures (e.g. the PostgreSQL pool's
+# counters); what they return is written as it is, so summing over processes stays right.
+probes: list[Callable[[], dict[str, float]]] = []
+
+
 def _snapshot() -> dict[str, str]:
+    polled: dict[str, float] = {}
+    for probe in probes:
+        with contextlib.suppress(Exception):
+            polled.update(probe())
     with _lock:
-        data: dict[str, Any] = {**counters, **gauges}
+        data: dict[str, Any] = {**counters, **gauges, **polled}
     data["flushedAt"] = time.time()
     return {k: json.dumps(v) for k, v in data.items()}
 

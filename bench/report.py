@@ -49,6 +49,19 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     if scrape:
         add("metrics scrape at 100k calendars < 1 s", f"{scrape['wall_ms_median']} ms median, "
             f"{scrape['wall_ms_max']} ms max", scrape["wall_ms_max"] < 1000, f"{scrape['calendars']} calendars")
+    lat = res.get("latency")
+    if lat:
+        tag = f"{lat['pool']} {lat['processes']}x{lat['concurrency']}, {lat['steady_polled']['calendars']} calendars"
+        for part, bound in (("steady_polled", 0.8), ("initial_sync", 0.6), ("push", 0.6)):
+            p = lat[part]
+            add(f"{part} at 150 ± 50 ms >= {bound} of its 0 ms rate", p["ratio"], p["ratio"] >= bound, tag)
+        for part in ("steady_polled", "initial_sync"):
+            p = lat[part]
+            add(f"{part} 0 ms rate >= prefork x{lat['prefork_zero_latency']['concurrency']} (the previous default)",
+                [p["zero_latency_cal_per_s"], p["prefork_zero_latency_cal_per_s"]],
+                p["zero_latency_cal_per_s"] >= p["prefork_zero_latency_cal_per_s"], tag)
+        peak = max(lat[part]["peak_rss_mb"] for part in ("steady_polled", "initial_sync", "push"))
+        add("whole worker RSS <= 400 MB under latency", peak, peak <= 400, tag)
     imp = res.get("import_path")
     if imp:
         add("import >= 70% of raw COPY+upsert", imp["efficiency"], imp["efficiency"] >= 0.7,
@@ -95,6 +108,22 @@ def table(res: dict[str, Any]) -> str:
                                           "chain_overhead_vs_noop", "unchanged_chain_overhead_vs_noop") if k in s]
         if extras:
             lines.append("    " + ", ".join(extras))
+    if res.get("latency"):
+        lat = res["latency"]
+        lines += ["", f"under provider latency ({lat['pool']}, {lat['processes']} processes x {lat['concurrency']}, "
+                      f"production rate limits on):",
+                  f"{'part':<16}{'cal':>6}{'0 ms cal/s':>12}{'150±50 cal/s':>14}{'ratio':>8}{'prefork 0 ms':>14}"
+                  f"{'RSS MB':>8}{'pool waits':>12}"]
+        for part in ("steady_polled", "initial_sync", "push"):
+            p = lat[part]
+            waits = p["db_pool"]["at_latency"]["waited"] + p["db_pool"]["at_zero"]["waited"]
+            lines.append(f"{part:<16}{p['calendars']:>6}{p['zero_latency_cal_per_s']:>12.0f}{p['cal_per_s']:>14.0f}"
+                         f"{p['ratio']:>8.2f}{p.get('prefork_zero_latency_cal_per_s', 0):>14.0f}"
+                         f"{p['peak_rss_mb']:>8.0f}{waits:>12}")
+        cost = lat["limits_cost"]
+        lines.append(f"rate limiter's own cost at 0 ms (steady): {cost['cost']:.0%} "
+                     f"({cost['steady_polled_zero_latency_limits_on_cal_per_s']} vs "
+                     f"{cost['steady_polled_zero_latency_limits_off_cal_per_s']} cal/s with limits off)")
     if res.get("import_path"):
         i = res["import_path"]
         lines += ["", f"import path ({i['events']} events, median of {i['repeats']}): autosync upsert "
@@ -128,6 +157,7 @@ def table(res: dict[str, Any]) -> str:
 def write(res: dict[str, Any]) -> Path:
     """bench/results/<YYYY-MM-DD>[-quick].json."""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{date.today().isoformat()}{'-quick' if res['quick'] else ''}.json"
+    only = "-" + "-".join(sorted(res["only"])) if res.get("only") else ""
+    path = RESULTS / f"{date.today().isoformat()}{only}{'-quick' if res['quick'] else ''}.json"
     path.write_text(json.dumps(res, indent=2, default=str) + "\n")
     return path

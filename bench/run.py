@@ -12,9 +12,10 @@ from typing import Any
 
 from bench.harness import ROOT, Services, create_database, drop_database, redis_server
 
-FULL = {"steady": [1000, 10000], "large": [10000, 50000], "outlook": [1000], "import": (10000, 5),
+FULL = {"steady": [1000, 10000], "large": [10000, 50000], "outlook": [1000], "import": (10000, 5), "latency": 1000,
         "metrics": 100000}
-QUICK = {"steady": [300, 1000], "large": [2000, 10000], "outlook": [200], "import": (5000, 3), "metrics": 100000}
+QUICK = {"steady": [300, 1000], "large": [2000, 10000], "outlook": [200], "import": (5000, 3), "latency": 300,
+         "metrics": 100000}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -24,8 +25,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"],
                    help="worker pool (default prefork)")
     p.add_argument("--concurrency", type=int, default=4, help="worker concurrency (default 4)")
-    p.add_argument("--only", nargs="*", choices=["import", "steady", "large", "outlook", "push", "metrics"],
+    p.add_argument("--only", nargs="*", choices=["import", "steady", "large", "outlook", "push", "latency", "metrics"],
                    help="run only these parts")
+    p.add_argument("--latency-pool", default="threads", choices=["threads", "gevent"],
+                   help="the latency part's pool (default threads, as `autosync worker`)")
+    p.add_argument("--latency-concurrency", type=int, help="steps per process (default: autosync's for the pool)")
+    p.add_argument("--latency-processes", type=int, help="worker processes (default: one per core)")
+    p.add_argument("--latency-calendars", type=int, help="calendars (default 1000, quick 300)")
     return p.parse_args(argv)
 
 
@@ -40,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
     sizes = QUICK if args.quick else FULL
-    parts = set(args.only or ["import", "steady", "large", "outlook", "push", "metrics"])
+    parts = set(args.only or ["import", "steady", "large", "outlook", "push", "latency", "metrics"])
     from bench import instrument, report, scenarios
     from bench.importpath import import_path
 
@@ -49,7 +55,7 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
     version = code_version()
     res: dict[str, Any] = {"quick": args.quick, "pool": args.pool, "concurrency": args.concurrency,
                            "cpus": os.cpu_count(), "worker_processes": 1,
-                           "redis": redis_url, "steady": [], "large": []}
+                           "redis": redis_url, "steady": [], "large": [], "only": args.only}
     kw = {"pool": args.pool, "concurrency": args.concurrency}
     create_database(svc)
     try:
@@ -92,6 +98,16 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
             reset_state(svc)
             res["metrics"] = {"scrape": scrape_cost(svc.db_url, sizes["metrics"]), "record": record_cost()}
             reset_state(svc)
+        if "latency" in parts:
+            from autosync.workers import DEFAULT_CONCURRENCY, cores
+            from bench import latency
+
+            pool = args.latency_pool
+            n = args.latency_calendars or sizes["latency"]
+            _say(f"under provider latency: google {n} calendars, 0 ms and 150 ± 50 ms, {pool}")
+            res["latency"] = latency.run(svc, n, pool=pool,
+                                         concurrency=args.latency_concurrency or DEFAULT_CONCURRENCY[pool],
+                                         processes=args.latency_processes or cores())
         if "large" in parts:
             for n in sizes["large"]:
                 _say(f"one large google calendar, ~{n} events")

@@ -4,6 +4,7 @@ plus a no-op task, the seed-style baseline tasks and in-process counters (see in
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -28,6 +29,31 @@ BENCH_QUEUE = os.environ.get("BENCH_QUEUE", "autosync.google")
 
 instrument.patch_psycopg()
 instrument.patch_kombu()
+
+
+def _pool_stats() -> dict[str, float]:
+    """The PostgreSQL pool's cumulative counters in this process: requests that had to wait for a
+    connection, and how long they waited in total."""
+    from autosync.store import db
+
+    if db._pool is None or db._pool_pid != os.getpid():
+        return {}
+    stats = db._pool.get_stats()
+    return {"pool.requests": stats.get("requests_num", 0), "pool.queued": stats.get("requests_queued", 0),
+            "pool.wait_ms": stats.get("requests_wait_ms", 0), "pool.timeouts": stats.get("requests_errors", 0)}
+
+
+class _PoolFull(logging.Handler):
+    """Counts urllib3's "Connection pool is full, discarding connection" warnings (a keep-alive
+    connection thrown away because more threads shared one host pool than it holds)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "pool is full" in record.getMessage():
+            instrument.bump("http.pool_full_discards")
+
+
+instrument.probes.append(_pool_stats)
+logging.getLogger("urllib3.connectionpool").addHandler(_PoolFull(logging.WARNING))
 
 
 @app.task(name=NOOP, ignore_result=True, acks_late=True)

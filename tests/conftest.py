@@ -77,7 +77,7 @@ os.environ.update({
     "AUTOSYNC_TEST_OPS_BROKER": f"{REDIS_HOST}/{OPS_REDIS_DB}",
 })
 
-TABLES = ("push_channel", "temp_log", "sync_conflict", "event_outbox", "notification", "sync_skip", "sync_seen",
+TABLES = ("fan_out", "push_channel", "temp_log", "sync_conflict", "event_outbox", "notification", "sync_skip", "sync_seen",
           "sync_page", "sync_run", "sync_request", "non_reg_user_share", "cal_event_share", "cal_event", "calendar",
           "user_main")
 
@@ -117,7 +117,7 @@ def celery_worker_session(database_url: str, emulator: object) -> Iterator[objec
     from autosync.celery import app
 
     app.control.purge()
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING",
+    with start_worker(app, pool="threads", concurrency=8, perform_ping_check=False, loglevel="WARNING",
                       shutdown_timeout=30) as worker:
         yield worker
 

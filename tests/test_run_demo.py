@@ -23,10 +23,12 @@ def test_short_demo_converges_and_stops_cleanly() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("AUTOSYNC_DATABASE_URL", "AUTOSYNC_BROKER_URL")}
     env["AUTOSYNC_DATA_DIR"] = str(data / "data")
     try:
-        out = subprocess.run([str(BIN / "autosync"), "run", "--demo", "--cycles", "2"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=300)
+        # Against providers as slow as the real ones (every answer 100-200 ms): still converges.
+        out = subprocess.run([str(BIN / "autosync"), "run", "--demo", "--cycles", "2", "--latency", "150:50"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         text = out.stdout + out.stderr
         assert out.returncode == 0, text
+        assert "every provider answer takes 150 ± 50 ms" in text
         assert "cycle   1 |" in text and "cycle   2 |" in text
         assert "convergence: OK" in text
         assert "imported" in text and "pushed" in text and "requests" in text
@@ -48,7 +50,7 @@ def test_short_demo_with_change_notifications_converges() -> None:
         assert "change notifications on" in text
         assert "cycle   2 |" in text and "convergence: OK" in text
         # Every calendar is watched: Google channels per calendar, a Graph subscription per mailbox.
-        logs = data / "data" / "logs"
+        logs = data / "data" / "autosync" / "logs"
         hooks_log = (logs / "webhooks.log").read_text()
         assert '"msg": "notification accepted"' in hooks_log and '"event": "exists"' in hooks_log
         assert '"event": "created"' in hooks_log or '"event": "updated"' in hooks_log

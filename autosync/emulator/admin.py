@@ -1,4 +1,5 @@
-"""The emulator's admin API (`/_admin/...`): accounts, seeding, faults, quotas, request log, person-edits, push."""
+"""The emulator's admin API (`/_admin/...`): accounts, seeding, faults, quotas, latency, request log, person-edits,
+push."""
 
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ def _route(emu: Emulator, req: Request) -> Response:
         ("DELETE", "/faults"): lambda e, r: _done(e.faults.clear),
         ("POST", "/quotas"): lambda e, r: Response(200, asdict(e.quotas.set(r.json() or {}))),
         ("GET", "/quotas"): lambda e, r: Response(200, e.quotas.get()),
+        ("POST", "/latency"): lambda e, r: Response(200, asdict(e.latency.set(r.json() or {}))),
+        ("GET", "/latency"): lambda e, r: Response(200, {"rules": e.latency.list()}),
+        ("DELETE", "/latency"): lambda e, r: _done(e.latency.clear),
         ("POST", "/google/settings"): _google_settings,
         ("GET", "/google/settings"): lambda e, r: Response(200, asdict(e.google.settings)),
     }

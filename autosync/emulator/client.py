@@ -146,6 +146,22 @@ class EmulatorClient:
         result: dict[str, Any] = self._call("POST", "/quotas", json={"provider": provider, **spec})
         return result
 
+    def set_latency(self, ms: float, jitter_ms: float = 0, *, provider: str = "any", kind: str = "all",
+                    endpoint: str | None = None) -> dict[str, Any]:
+        """Answers of `provider` (google, outlook, any) take ms ± jitter_ms; `kind` api, oauth or all;
+        `endpoint` an endpoint-name prefix (e.g. google.events.list). The most specific rule wins."""
+        body = {"ms": ms, "jitter_ms": jitter_ms, "provider": provider, "kind": kind, "endpoint": endpoint}
+        result: dict[str, Any] = self._call("POST", "/latency", json=body)
+        return result
+
+    def latency(self) -> list[dict[str, Any]]:
+        """The latency rules in force."""
+        return list(self._call("GET", "/latency")["rules"])
+
+    def clear_latency(self) -> None:
+        """No latency at all (a reset goes back to the latency the emulator was started with)."""
+        self._call("DELETE", "/latency")
+
     def requests(self, **filters: str) -> dict[str, Any]:
         """The request log filtered by account / provider / endpoint (prefix)."""
         result: dict[str, Any] = self._call("GET", "/requests", params=filters)

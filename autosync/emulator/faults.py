@@ -30,6 +30,7 @@ class Fault:
     endpoint: str | None = None
     status: int = 503
     body: Any = None
+    body_text: str | None = None  # sent as it is (JSON no encoder would write, e.g. nested past its limit)
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
 
@@ -70,6 +71,7 @@ class FaultBook:
             endpoint=spec.get("endpoint"),
             status=int(spec.get("status", 503)),
             body=spec.get("body"),
+            body_text=spec.get("body_text"),
             headers=dict(spec.get("headers") or {}),
             delay=float(spec.get("delay", 0.0)),
         )
@@ -101,6 +103,8 @@ def fault_response(fault: Fault, provider: str) -> Response:
     """The response of a `status` or `malformed` fault."""
     if fault.kind == "malformed":
         return Response(200, MALFORMED_BODY, {"Content-Type": "application/json; charset=UTF-8", **fault.headers})
+    if fault.body_text is not None:
+        return Response(fault.status, fault.body_text.encode(), {"Content-Type": "application/json", **fault.headers})
     body = fault.body if fault.body is not None else default_error_body(provider, fault.status)
     return Response(fault.status, body, dict(fault.headers))
 

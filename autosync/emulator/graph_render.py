@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from autosync.emulator.graph_body import preview, render_body
 from autosync.emulator.graph_errors import bad_request
 from autosync.emulator.graph_model import Calendar, StoredEvent, occurrence_ical_uid
 from autosync.emulator.graph_time import (
@@ -21,7 +22,6 @@ from autosync.emulator.graph_time import (
     resolve_zone,
     windows_name,
 )
-from autosync.emulator.graph_write import text_of
 
 EVENT_TYPE = "#microsoft.graph.event"
 _PREFER_RE = re.compile(r'([\w.\-]+)\s*=\s*("([^"]*)"|[^,\s]+)')
@@ -117,6 +117,7 @@ class Ctx:
     base_url: str
     prefs: Prefs
     calendars: Mapping[str, Calendar]
+    written: bool = False  # the answer to the POST/PATCH that wrote the item
 
     def dtz(self, value: datetime, all_day: bool) -> dict[str, str]:
         """A dateTimeTimeZone; all-day values stay midnight-to-midnight whatever the zone (trap 10)."""
@@ -139,12 +140,9 @@ def _online_meeting(ev_key: str, props: dict[str, Any]) -> dict[str, Any] | None
     }
 
 
-def _body(props: dict[str, Any], prefs: Prefs) -> tuple[dict[str, str], str]:
-    content = props["body"]["content"]
-    preview = text_of(content)[:255]
-    if prefs.text_body:
-        return {"contentType": "text", "content": text_of(content)}, preview
-    return {"contentType": "html", "content": content}, preview
+def _body(props: dict[str, Any], ctx: Ctx) -> tuple[dict[str, str], str]:
+    stored = props["body"]
+    return render_body(stored, want_text=ctx.prefs.text_body, written=ctx.written), preview(stored)
 
 
 def render_full(
@@ -172,7 +170,7 @@ def render_full(
         if is_organizer
         else props.get("responseStatus") or {"response": "none", "time": NEVER}
     )
-    body, preview = _body(props, ctx.prefs)
+    body, body_preview = _body(props, ctx)
     item_id, kind, uid = ev.id, ev.kind, ev.ical_uid
     start, end = slot or (ev.start, ev.end)
     series_id, original = ev.series_master_id, ev.original_start
@@ -203,7 +201,7 @@ def render_full(
             "isReminderOn": props["isReminderOn"],
             "hasAttachments": bool(ev.attachments),
             "subject": props["subject"],
-            "bodyPreview": preview,
+            "bodyPreview": body_preview,
             "importance": props["importance"],
             "sensitivity": props["sensitivity"],
             "isAllDay": ev.all_day,

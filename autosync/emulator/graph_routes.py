@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -285,7 +285,8 @@ class Api:
         ctx = self.ctx(req)
         existing = self.store.find_transaction(cal, body) if isinstance(body, dict) else None
         created = existing or self.store.create(cal, body)
-        out = {"@odata.context": self._context(req, "events/$entity"), **self.render(created, ctx)}
+        written = replace(ctx, written=True)
+        out = {"@odata.context": self._context(req, "events/$entity"), **self.render(created, written)}
         return Response(201, out, ctx.prefs.applied())
 
     def update(self, req: Request, route: Route) -> Response:
@@ -294,9 +295,10 @@ class Api:
         self.store.check_if_match(target, req.headers.get("If-Match"))
         updated = self.store.patch(target, self.body(req))
         ctx = self.ctx(req)
+        written = replace(ctx, written=True)
         return Response(
             200,
-            {"@odata.context": self._context(req, "events/$entity"), **self.render(updated, ctx)},
+            {"@odata.context": self._context(req, "events/$entity"), **self.render(updated, written)},
             ctx.prefs.applied(),
         )
 

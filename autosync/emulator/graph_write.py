@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import html
-import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from autosync.emulator.graph_body import stored_body
 from autosync.emulator.graph_errors import GraphError, bad_request
 from autosync.emulator.graph_recurrence import normalize_recurrence
 from autosync.emulator.graph_time import NEVER, parse_local, resolve_zone, to_utc, windows_name
@@ -82,7 +81,6 @@ DEFAULTS: dict[str, Any] = {
     "isDraft": False,
     "isCancelled": False,
 }
-_TAG_RE = re.compile(r"<[^>]+>")
 
 
 @dataclass
@@ -154,19 +152,10 @@ def _current(current: Times | None, which: str) -> tuple[datetime, str]:
     return value.astimezone(resolve_zone(zone_key)).replace(tzinfo=None), zone_key
 
 
-def text_of(content: str) -> str:
-    """Plain text of an html body (for bodyPreview and Prefer body-content-type text)."""
-    text = _TAG_RE.sub("", re.sub(r"(?is)<head>.*?</head>", "", content))
-    return html.unescape(text).strip()
-
-
 def _body(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or value.get("contentType", "html").lower() not in ("html", "text"):
+    if not isinstance(value, dict) or str(value.get("contentType") or "html").lower() not in ("html", "text"):
         raise bad_request("body must be {contentType: html|text, content}.")
-    content = str(value.get("content") or "")
-    if value.get("contentType", "html").lower() == "text":
-        content = f"<html><head></head><body>{html.escape(content)}</body></html>" if content else ""
-    return {"contentType": "html", "content": content}
+    return stored_body(value)  # kept as written; graph_body renders it per request
 
 
 def _location(value: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The emulator's HTTP server: routing, bearer auth, faults, quotas and the request log."""
+"""The emulator's HTTP server: routing, bearer auth, latency, faults, quotas and the request log."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from autosync.emulator.faults import FaultBook, QuotaBook, fault_response, graph
 from autosync.emulator.google_errors import auth_error
 from autosync.emulator.google_state import GoogleState
 from autosync.emulator.httpserver import RESET, EmulatorHandler, EmulatorHTTPServer
+from autosync.emulator.latency import Latency, LatencyBook
 from autosync.emulator.oauth import OAuthState
 from autosync.emulator.push import PushHub
 from autosync.emulator.requestlog import RequestLog
@@ -59,12 +60,16 @@ class Emulator:
         outlook_client: tuple[str, str] = ("outlook-client-id", "outlook-secret"),
         access_token_ttl: int = 3600,
         seed: dict[str, Any] | None = None,
+        latency: Latency | None = None,
+        oauth_latency: Latency | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.clients = {"google": tuple(google_client), "outlook": tuple(outlook_client)}
         self.access_token_ttl = access_token_ttl
         self.faults = FaultBook()
         self.quotas = QuotaBook()
+        # How long provider answers take; `reset` goes back to what the emulator was started with.
+        self.latency = LatencyBook(latency, oauth_latency)
         self.log = RequestLog()
         self.push = PushHub()
         self._server: EmulatorHTTPServer | None = None
@@ -88,6 +93,7 @@ class Emulator:
             self.outlook_calendars: dict[str, list[tuple[str, str]]] = {}
             self.faults.clear()
             self.quotas.reset()
+            self.latency.reset()
             self.log.clear()
 
     def create_account(
@@ -223,12 +229,14 @@ class Emulator:
         provider = "google" if path.startswith("/google") else "outlook"
         endpoint = f"{provider}.token"
         account = self.oauth.account_for_form(body)
+        delay = self.latency.delay(provider, endpoint, oauth=True)
         outcome = self._apply_fault(provider, account, None, endpoint)
         if outcome is None:
             if method != "POST":
                 outcome = Response(405, {"error": "invalid_request", "error_description": "POST required"})
             else:
                 outcome = self.oauth.token_endpoint(provider, body)
+        _wait(delay)
         self._record(provider, endpoint, method, path, raw_query, outcome, account, None, headers, received)
         return outcome
 
@@ -238,11 +246,13 @@ class Emulator:
         endpoint, calendar = self._describe(provider, req, account)
         if account is None:
             outcome: Response | object = _unauthorized(provider)
+            _wait(self.latency.delay(provider, endpoint, oauth=False))
             self._record(
                 provider, endpoint, req.method, full_path, req.raw_query, outcome, None, calendar, req.headers, received
             )
             return outcome
         req.account = account
+        delay = self.latency.delay(provider, endpoint, oauth=False)
         slot = provider == "outlook"
         outcome = self.quotas.enter(account.id) if slot else None
         if outcome is not None:
@@ -254,23 +264,16 @@ class Emulator:
                 outcome = self.quotas.check(provider, account.id)
             if outcome is None:
                 outcome = self._route(provider, req, endpoint)
+            # The answer takes its latency inside the mailbox slot, as the request is in flight at
+            # the service until it is answered (Graph counts such requests against MailboxConcurrency).
+            _wait(delay)
         finally:
             if slot:
                 self.quotas.leave(account.id)
         if isinstance(outcome, Response) and "X-Emulator-Endpoint" in outcome.headers:
             endpoint = outcome.headers.pop("X-Emulator-Endpoint")
-        self._record(
-            provider,
-            endpoint,
-            req.method,
-            full_path,
-            req.raw_query,
-            outcome,
-            account.id,
-            calendar,
-            req.headers,
-            received,
-        )
+        self._record(provider, endpoint, req.method, full_path, req.raw_query, outcome, account.id, calendar,
+                     req.headers, received)
         return outcome
 
     def _route(self, provider: str, req: Request, endpoint: str) -> Response:
@@ -356,6 +359,12 @@ class Emulator:
         )
 
 
+def _wait(seconds: float) -> None:
+    """The emulated latency: a sleep in the request's own thread, holding no lock."""
+    if seconds > 0:
+        time.sleep(seconds)
+
+
 def _unauthorized(provider: str) -> Response:
     if provider == "google":
         return auth_error().response()
@@ -369,14 +378,17 @@ def _unauthorized(provider: str) -> Response:
     )
 
 
-def serve(host: str, port: int, seed_path: str | None) -> None:
+def serve(host: str, port: int, seed_path: str | None, latency: Latency | None = None,
+          oauth_latency: Latency | None = None) -> None:
     """Run the emulator in the foreground until interrupted (the `autosync emulator` command)."""
     seed = None
     if seed_path:
         with open(seed_path, encoding="utf-8") as handle:
             seed = json.load(handle)
-    emu = Emulator(seed=seed).start(host, port)
+    emu = Emulator(seed=seed, latency=latency, oauth_latency=oauth_latency).start(host, port)
     print(f"autosync emulator on {emu.base_url}")
+    for rule in emu.latency.list():
+        print(f"  latency        {rule['ms']:g} ± {rule['jitter_ms']:g} ms ({rule['kind']} requests)")
     for label, url in (
         ("google token", emu.google_token_url),
         ("google api", emu.google_api_url),

@@ -6,9 +6,17 @@ import json
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
+import orjson
+
 from autosync.errors import NormalizeError
 
 ONE_DAY = timedelta(days=1)
+# Key of the stand-in that staging writes for a provider item it cannot store as JSON (nested too
+# deep, an integer beyond 64 bits, …): {"id": <the item's id>, UNSTAGED: <why>}. Normalizing the
+# stand-in raises NormalizeError, so the item is skipped and recorded like any other malformed one.
+UNSTAGED = "@autosync.unstaged"
+# orjson, which encodes staged pages and providerData, refuses containers nested deeper than this.
+MAX_NESTING = 254
 
 
 def compact_json(value: object) -> str:
@@ -32,21 +40,38 @@ def text(value: object) -> str:
 
 
 def item_id(item: object) -> str:
-    """The item's id, or raise NormalizeError for a non-object or a missing/empty id."""
+    """The item's id; NormalizeError for a non-object, a missing/empty id, a staging stand-in, or an
+    item JSON storage cannot hold.
+
+    Items from listings were staged already; items fetched one by one (series masters, /instances)
+    were not. Checking here, with the encoder that stores pages and providerData, means no Event ever
+    carries a raw item that providerData, conflict records or the push path could not serialize.
+    """
     if not isinstance(item, dict):
         raise NormalizeError("", f"item is not a JSON object ({type(item).__name__})")
     ext_id = item.get("id")
+    if UNSTAGED in item:
+        raise NormalizeError(text(ext_id), text(item[UNSTAGED]) or "provider item could not be staged")
     if not isinstance(ext_id, str) or not ext_id:
         raise NormalizeError("", "missing id")
+    try:
+        orjson.dumps(item)  # about 2 µs for a full Graph event
+    except TypeError as exc:  # orjson.JSONEncodeError
+        why = f"nested more than {MAX_NESTING} levels deep" if "ecursion" in str(exc) else str(exc)
+        raise NormalizeError(ext_id, f"provider item cannot be stored as JSON: {why}") from None
     return ext_id
 
 
 def parse_date(ext_id: str, value: object, what: str) -> date:
-    """Parse a yyyy-mm-dd date or raise NormalizeError."""
+    """Parse a yyyy-mm-dd date or raise NormalizeError (also for the first and last representable days:
+    the normalizers move all-day ends by one day, which must not overflow)."""
     try:
-        return date.fromisoformat(str(value)[:10]) if isinstance(value, str) else _bad(value)
+        day = date.fromisoformat(str(value)[:10]) if isinstance(value, str) else _bad(value)
     except ValueError as exc:
         raise NormalizeError(ext_id, f"bad {what} date {value!r}: {exc}") from None
+    if not date.min < day < date.max:
+        raise NormalizeError(ext_id, f"{what} date {value!r} is out of range")
+    return day
 
 
 def parse_datetime(ext_id: str, value: object, what: str, zone: tzinfo | None) -> datetime:
@@ -65,7 +90,10 @@ def parse_datetime(ext_id: str, value: object, what: str, zone: tzinfo | None) -
         if zone is None:
             raise NormalizeError(ext_id, f"{what} dateTime {value!r} has no offset and no time zone")
         parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00 in a zone west of UTC
+        raise NormalizeError(ext_id, f"{what} dateTime {value!r} is out of range") from None
 
 
 def parse_utc(value: object) -> datetime | None:

@@ -23,6 +23,7 @@ from autosync.model import (
     Reminder,
     Skipped,
 )
+from autosync.normalize.bodytext import description_of
 from autosync.normalize.common import (
     ONE_DAY,
     as_dict,
@@ -62,6 +63,19 @@ INHERITED: dict[str, tuple[str, ...]] = {
     "attachments": ("attachments",),
     "status": ("isCancelled", "showAs"),
 }
+# The JSON type of every Graph event property read here (null or absent is always allowed: Graph sends
+# null for unset properties, and a partial item may lack any of them). Anything else is not an event
+# Graph would send, and storing it would mean guessing (https://learn.microsoft.com/graph/api/resources/event).
+JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "subject": str, "body": dict, "isAllDay": bool, "isCancelled": bool, "showAs": str, "type": str,
+    "seriesMasterId": str, "originalStart": str, "originalStartTimeZone": str, "originalEndTimeZone": str,
+    "location": dict, "locations": list, "organizer": dict, "attendees": list, "isReminderOn": bool,
+    "reminderMinutesBeforeStart": int, "isOnlineMeeting": bool, "onlineMeetingProvider": str,
+    "onlineMeeting": dict, "onlineMeetingUrl": str, "webLink": str, "attachments": list,
+    "lastModifiedDateTime": str, "@odata.etag": str, "changeKey": str, "recurrence": dict,
+    "cancelledOccurrences": list, "start": dict, "end": dict,
+}
+INT32 = range(-(2**31), 2**31)  # Edm.Int32, e.g. reminderMinutesBeforeStart
 
 
 def event_from_graph(item: dict[str, Any], *, master: Event | None = None) -> Event:
@@ -75,12 +89,13 @@ def event_from_graph(item: dict[str, Any], *, master: Event | None = None) -> Ev
     ext_id = item_id(item)
     if "@removed" in item:
         return Event(ext_id=ext_id, status="cancelled", raw=item)
+    _check_types(item, ext_id)
     all_day, start, end, start_tz, end_tz = _times(item, ext_id)
     event = Event(
         ext_id=ext_id,
         status=_status(item),
         summary=text(item.get("subject")),
-        description=text(as_dict(item.get("body")).get("content")),
+        description=description_of(item.get("body")),
         location=_location(item),
         all_day=all_day,
         start=start,
@@ -128,7 +143,7 @@ def page_from_graph(
         except NormalizeError as exc:
             results[index] = Skipped(exc.ext_id or _raw_id(item), exc.reason)
             continue
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError, RecursionError) as exc:
             results[index] = Skipped(_raw_id(item), f"unexpected {type(exc).__name__}: {exc}")
             continue
         results[index] = event
@@ -163,11 +178,18 @@ def occurrence_refs(items: Sequence[Any]) -> list[tuple[str, str, Moment]]:
 def _times(
     item: dict[str, Any], ext_id: str
 ) -> tuple[bool, Moment | None, Moment | None, str | None, str | None]:
-    """(all_day, start, end, start_tz, end_tz) — traps 9, 10, 11."""
-    all_day = bool(item.get("isAllDay"))
-    start_obj, end_obj = as_dict(item.get("start")), as_dict(item.get("end"))
-    if not start_obj and not end_obj:
-        return all_day, None, None, None, None  # a $select without start/end
+    """(all_day, start, end, start_tz, end_tz) — traps 9, 10, 11.
+
+    Every event Graph lists carries both start and end; without them a row could not follow the
+    storage rule, so an item lacking either (a ``$select`` that left them out, a broken item) is refused.
+    """
+    all_day = item.get("isAllDay")
+    if not isinstance(all_day, bool | None):
+        raise NormalizeError(ext_id, f"isAllDay is {_json_type(all_day)}, not true or false")
+    all_day = bool(all_day)
+    start_obj, end_obj = item.get("start"), item.get("end")
+    if not isinstance(start_obj, dict) or not isinstance(end_obj, dict):
+        raise NormalizeError(ext_id, "missing start or end")
     if not start_obj.get("dateTime") or not end_obj.get("dateTime"):
         raise NormalizeError(ext_id, "missing start or end dateTime")
     if all_day:  # floating: the date part, whatever the zone; end is the exclusive next midnight
@@ -183,6 +205,33 @@ def _times(
     start_tz = iana_name(original_zone) or iana_name(text(start_obj.get("timeZone"))) or "UTC"
     end_tz = iana_name(text(item.get("originalEndTimeZone"))) or iana_name(text(end_obj.get("timeZone")))
     return False, start, end, start_tz, end_tz or start_tz
+
+
+def _check_types(item: dict[str, Any], ext_id: str) -> None:
+    """NormalizeError unless every property read has its Graph JSON type (see JSON_TYPES)."""
+    for name, expected in JSON_TYPES.items():
+        value = item.get(name)
+        if value is not None and not isinstance(value, expected):
+            raise NormalizeError(ext_id, f"{name} is {_json_type(value)}, expected {_json_type(expected)}")
+    for name in ("start", "end"):
+        obj = as_dict(item.get(name))
+        for key in ("dateTime", "timeZone"):
+            if not isinstance(obj.get(key), str | None):
+                raise NormalizeError(ext_id, f"{name}.{key} is {_json_type(obj[key])}, expected a string")
+    body = as_dict(item.get("body"))
+    if not isinstance(body.get("content"), str | None) or text(body.get("contentType")).lower() not in (
+            "", "html", "text") or not isinstance(body.get("contentType"), str | None):
+        raise NormalizeError(ext_id, "body is not {contentType: html|text, content: string}")
+    minutes = item.get("reminderMinutesBeforeStart")  # the one number: a boolean is not one, nor 2**40
+    if isinstance(minutes, bool) or (isinstance(minutes, int) and minutes not in INT32):
+        raise NormalizeError(ext_id, f"reminderMinutesBeforeStart {minutes!r} is not a 32-bit number")
+
+
+def _json_type(value: object) -> str:
+    names = {str: "a string", bool: "true or false", int: "a number", float: "a number", dict: "an object",
+             list: "an array", type(None): "null"}
+    kind = value if isinstance(value, type) else type(value)
+    return names.get(kind, kind.__name__)
 
 
 def _zone(obj: dict[str, Any], original: str) -> Any:

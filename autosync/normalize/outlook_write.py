@@ -26,7 +26,9 @@ def graph_body(event: Event) -> dict[str, Any]:
     start, end = _start_end(event)
     body: dict[str, Any] = {
         "subject": event.summary,
-        "body": {"contentType": "html", "content": event.description},
+        # The description is plain text: sent as html, Outlook would read "<b>&amp;</b> & < >" as markup
+        # ("& &") and join its lines. bodytext explains how the HTML Graph reads back is undone.
+        "body": {"contentType": "text", "content": event.description},
         "isAllDay": event.all_day,
         "start": start,
         "end": end,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextvars
 import email.utils
+import http.client
 import logging
+import math
 import random
 import threading
 import time
@@ -12,8 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
@@ -30,6 +34,7 @@ from autosync.errors import (
     Throttled,
     Transient,
 )
+from autosync.providers.jsontext import loads_bounded
 from autosync.ratelimit import Limit, RateLimiter
 
 log = logging.getLogger(__name__)
@@ -73,9 +78,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "nan" or "inf" is no usable wait: ignore it like any other malformed header
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -93,6 +100,10 @@ def session() -> requests.Session:
     s: requests.Session | None = getattr(_local, "session", None)
     if s is None:
         s = requests.Session()
+        # Sized for one thread of the threads pool: it sends one request at a time, so it keeps one
+        # keep-alive connection per host and never returns a second one to a full pool (urllib3's
+        # "Connection pool is full, discarding connection"; the benchmark counts them: none). Four
+        # host pools: Google's token and API hosts, Microsoft's login and Graph hosts.
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
         s.mount("http://", adapter)
         s.mount("https://", adapter)
@@ -202,10 +213,8 @@ class HttpEdge:
                     stats.add()
                 try:
                     resp = metrics.timed_send(_send, method, url, verbatim, self.policy, kwargs)
-                except requests.Timeout as exc:
-                    raise Transient(f"timeout: {type(exc).__name__}") from None
-                except requests.ConnectionError as exc:
-                    raise Transient(f"connection error: {type(exc).__name__}") from None
+                except _UNANSWERED as exc:
+                    raise unanswered(exc, url) from None
             error = classify(resp)
             if error is None:
                 return resp
@@ -230,6 +239,45 @@ class HttpEdge:
         return retrying(attempt)
 
 
+# Everything sending a request can raise. requests wraps most of it, but its own messages quote
+# header values (InvalidHeader shows the Authorization header, bearer token included) and full URLs
+# (with query cursors), and a few urllib3/http.client/socket errors escape it unwrapped.
+_UNANSWERED = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError,
+               ValueError)
+_UNSENDABLE: tuple[tuple[type[BaseException], str], ...] = (
+    (requests.exceptions.InvalidHeader, "a header value holds a line break, a leading space or another forbidden "
+                                        "character (a damaged stored token?)"),
+    (UnicodeError, "a header value is not Latin-1 text (a damaged stored token?)"),
+    (requests.exceptions.InvalidJSONError, "the body cannot be encoded as JSON"),
+    (requests.exceptions.MissingSchema, "the URL is malformed"),
+    (requests.exceptions.InvalidSchema, "the URL is malformed"),
+    (requests.exceptions.InvalidURL, "the URL is malformed"),
+    (requests.exceptions.URLRequired, "the URL is malformed"),
+    (ValueError, "the request is malformed"),
+)
+
+
+def unanswered(exc: BaseException, url: str) -> ProviderError:
+    """A request that got no HTTP answer, as an error of the tree with a safe description.
+
+    Only the exception's class and the host are kept, never its message: a request that cannot be
+    sent is Permanent (sending it again fails the same way), any other failure Transient.
+    """
+    kind = type(exc).__name__
+    try:
+        host = urlsplit(url).hostname or "?"
+    except ValueError:
+        host = "?"
+    if isinstance(exc, requests.Timeout):
+        return Transient(f"timeout: {kind} ({host})")
+    if isinstance(exc, requests.ConnectionError):
+        return Transient(f"connection error: {kind} ({host})")
+    for cls, reason in _UNSENDABLE:
+        if isinstance(exc, cls):
+            return Permanent(f"request to {host} not sent: {kind}: {reason}")
+    return Transient(f"request to {host} failed: {kind}")
+
+
 def _send(method: str, url: str, verbatim: bool, policy: Policy, kwargs: dict[str, Any]) -> requests.Response:
     timeout = (policy.connect_timeout, policy.read_timeout)
     s = session()
@@ -243,6 +291,9 @@ def _send(method: str, url: str, verbatim: bool, policy: Policy, kwargs: dict[st
 def json_body(resp: requests.Response) -> Any:
     """The response body as JSON; malformed JSON from a provider is a transient fault."""
     try:
-        return resp.json()
+        try:
+            return resp.json()
+        except RecursionError:  # one item nested hundreds of levels deep must not fail the page
+            return loads_bounded(resp.text)
     except ValueError:
         raise Transient("malformed JSON in provider response", status=resp.status_code) from None

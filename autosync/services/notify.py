@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any, Protocol
 
 import redis
@@ -43,11 +44,19 @@ class LogSender:
         log.info("notification", extra={"notification": notification})
 
 
+_senders: dict[tuple[str, str], RedisSender] = {}
+_senders_lock = threading.Lock()
+
+
 def sender_for(app: Context) -> Sender:
-    """The configured sender."""
+    """The configured sender; one Redis client per process (thread-safe, reused by every delivery)."""
     if app.settings.notification_sender == "log":
         return LogSender()
-    return RedisSender(app.settings.redis, app.settings.notification_channel)
+    key = (app.settings.redis, app.settings.notification_channel)
+    with _senders_lock:
+        if key not in _senders:
+            _senders[key] = RedisSender(*key)
+        return _senders[key]
 
 
 def deliver_pending(app: Context, sender: Sender | None = None, limit: int = 200) -> int:

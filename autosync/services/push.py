@@ -15,8 +15,9 @@ from autosync import errors
 from autosync.model import Attachment, Attendee, Conference, Event, Organizer, Reminder
 from autosync.providers import CalendarRef
 from autosync.providers.http import backoff, counting
+from autosync.redact import describe
 from autosync.services import runs
-from autosync.services.context import Context
+from autosync.services.context import Context, context
 from autosync.services.runs import Next
 from autosync.services.tokens import ensure_token
 from autosync.store import outbox as sql
@@ -202,7 +203,8 @@ def _retry_later(app: Context, ctx: dict[str, Any], row: dict[str, Any], record:
 
 
 def _text(exc: BaseException) -> str:
-    return exc.describe() if isinstance(exc, errors.ProviderError) else f"{type(exc).__name__}: {exc}"
+    """The error text stored on the outbox entry and in temp_log: scrubbed of tokens and secrets."""
+    return describe(exc, context().settings.secrets())
 
 
 def _stored(app: Context, ctx: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:

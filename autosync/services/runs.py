@@ -52,18 +52,46 @@ def open_runs(app: Context, types: list[int], *, reason: str, user_id: int | Non
     if calendar_id is not None:
         calendar_ids = [calendar_id]
     with transaction() as conn:
-        rows = due(app, conn, types, quiet=reason == "beat", user_id=user_id, calendar_ids=calendar_ids)
-        by_id = {r["calendarId"]: r for r in rows}
-        created, coalesced = sql.start_runs(conn, list(by_id), reason=reason, request_id=request_id,
-                                            rerun=reason != "beat")
-        if allow_mass_delete:
-            conn.execute(sql.ALLOW_MASS_DELETE, {"c": list(by_id)})
-        if request_id is not None:
-            conn.execute(sql.SET_REQUEST_PENDING, {"request_id": request_id,
-                                                   "pending": len(created) + len(coalesced)})
-        margin = app.settings.token_refresh_margin
-        steps = [Next(first_step(by_id[r["calendarId"]], margin), r["runId"],
-                      calendar_type=by_id[r["calendarId"]]["calendarType"]) for r in created]
+        return _open(app, conn, types, reason=reason, user_id=user_id, calendar_ids=calendar_ids,
+                     request_id=request_id, allow_mass_delete=allow_mass_delete)
+
+
+def periodic_fan_out(app: Context, types: list[int], interval: float) -> list[Next] | None:
+    """The beat's fan-out for one interval; None when another fan-out already ran in this interval.
+
+    Two beats (a bad deploy, an HA pair) both send it every interval. Only the first of them to run
+    in an interval opens runs: the claim and the runs commit together. A claim needs the previous
+    fan-out to be 0.6 of an interval old. Over 0.5, two beats at any phase cannot both claim every
+    interval; under 1, a fan-out that ran late (up to 0.4 of an interval, behind a queue) does not
+    make the next, punctual one lose its turn.
+    """
+    scope = ",".join(str(t) for t in sorted(set(types)))
+    with transaction() as conn:
+        last = sql.claim_fan_out(conn, scope, interval)
+        if last is not None:
+            log.warning("fan-out skipped: another ran in this interval (two beats running?)",
+                        extra={"scope": scope, "last_fan_out_s": round(last, 1), "interval_s": interval})
+            return None
+        steps, _ = _open(app, conn, types, reason="beat")
+        conn.execute(sql.FAN_OUT_RUNS, {"scope": scope, "runs": len(steps)})
+    return steps
+
+
+def _open(app: Context, conn: Conn, types: list[int], *, reason: str, user_id: int | None = None,
+          calendar_ids: list[int] | None = None, request_id: int | None = None,
+          allow_mass_delete: bool = False) -> tuple[list[Next], int]:
+    rows = due(app, conn, types, quiet=reason == "beat", user_id=user_id, calendar_ids=calendar_ids)
+    by_id = {r["calendarId"]: r for r in rows}
+    created, coalesced = sql.start_runs(conn, list(by_id), reason=reason, request_id=request_id,
+                                        rerun=reason != "beat")
+    if allow_mass_delete:
+        conn.execute(sql.ALLOW_MASS_DELETE, {"c": list(by_id)})
+    if request_id is not None:
+        conn.execute(sql.SET_REQUEST_PENDING, {"request_id": request_id,
+                                               "pending": len(created) + len(coalesced)})
+    margin = app.settings.token_refresh_margin
+    steps = [Next(first_step(by_id[r["calendarId"]], margin), r["runId"],
+                  calendar_type=by_id[r["calendarId"]]["calendarType"]) for r in created]
     return steps, len(coalesced)
 
 

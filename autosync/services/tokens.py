@@ -1,14 +1,21 @@
-"""Access tokens: refresh when missing or close to expiry, once per account, under a lock."""
+"""Access tokens: refresh when missing or close to expiry, once per account, under a lease."""
 
 from __future__ import annotations
 
 import logging
+import random
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autosync import errors
-from autosync.providers import CalendarRef
+from autosync.providers import CalendarRef, Provider
+from autosync.redact import describe
 from autosync.services.context import Context
+from autosync.services.leases import release_quietly
+from autosync.settings import Settings, get_settings
+from autosync.store import leases
 from autosync.store import tokens as sql
 from autosync.store.db import transaction
 from autosync.store.runs import notify
@@ -34,44 +41,96 @@ def calendar_ref(ctx: dict[str, Any], token: str) -> CalendarRef:
     return CalendarRef(ctx["calendarId"], ctx["extCalendarId"], account, token)
 
 
+def refresh_lease_seconds(settings: Settings) -> float:
+    """How long a refresh may take at most (every attempt timing out, every wait at its cap), plus a margin.
+
+    The lease on an account's refresh lasts this long, so it never expires under a live holder: a
+    rotated Microsoft refresh token is then never sent twice, even by a chain that waited.
+    """
+    attempts = settings.http_retries + 1
+    per_attempt = settings.http_connect_timeout + settings.http_read_timeout
+    waits = settings.http_retries * max(settings.http_backoff_cap, settings.max_inline_wait)
+    return attempts * per_attempt + waits + 5.0
+
+
 def ensure_token(app: Context, ctx: dict[str, Any], *, stale: str | None = None) -> CalendarRef:
     """A usable access token for the run's calendar.
 
     ``stale`` is a token the provider just refused (401): refresh unless another worker already
-    replaced it. Refreshes of one account are serialized across workers by an advisory lock, and the
-    token is re-read under the lock, so concurrent chains refresh once and a rotated Microsoft
-    refresh token is never used twice (trap 15, 16).
+    replaced it. Refreshes of one account are serialized across workers by a lease, and the token is
+    read after the lease is claimed, so concurrent chains refresh once and a rotated Microsoft refresh
+    token is never used twice (Microsoft may rotate it on every refresh:
+    https://learn.microsoft.com/entra/identity-platform/refresh-tokens). No database connection is
+    held while the provider answers: the claim (with the read) and the save (with the release) are
+    short transactions of their own.
     """
-    margin = app.settings.token_refresh_margin
+    settings = app.settings
+    margin = settings.token_refresh_margin
     if stale is None and fresh_enough(ctx["token"], ctx["accessTokenExpirationDate"], margin):
         return calendar_ref(ctx, ctx["token"])
     provider = app.provider(ctx["calendarType"])
-    revoked: errors.AuthRevoked
-    with transaction() as conn:
-        sql.lock_account(conn, ctx)
-        current = sql.read_token(conn, ctx["calendarId"])
-        token = current.get("token")
-        if token and token != stale and fresh_enough(token, current.get("accessTokenExpirationDate"), margin):
-            return calendar_ref(ctx, token)
-        refresh_token = current.get("refreshToken")
-        if current.get("known_dead"):
-            # Another chain of this account found this refresh token dead while we waited for the
-            # lock: do not send it again, do not notify twice.
+    key, holder = sql.lease_key(ctx), uuid.uuid4().hex
+    deadline = time.monotonic() + settings.max_inline_wait
+    pause = 0.025
+    while True:
+        with transaction() as conn:
+            # Claim, then read: the read sees whatever the previous holder saved before releasing.
+            mine = leases.claim(conn, key, holder, refresh_lease_seconds(settings))
+            current = sql.read_token(conn, ctx["calendarId"])
+            token = _fresh(current, stale, margin)
+            dead = current.get("known_dead")
+            if mine and (token or dead):
+                leases.release(conn, key, holder)  # nothing left to do under it
+        if token:
+            return calendar_ref(ctx, token)  # another chain refreshed it meanwhile
+        if dead:
+            # Another chain of this account found this refresh token dead: do not send it again, do
+            # not notify twice.
             raise errors.AuthRevoked(current.get("reauthReason") or "refresh token revoked")
+        if mine:
+            return _refresh(ctx, provider, current.get("refreshToken"), key, holder)
+        if time.monotonic() >= deadline:
+            # Another worker has been refreshing this account's token for a while: come back later
+            # without holding a worker slot (the task is rescheduled, not failed).
+            raise errors.RateLimited("token refresh of this account in progress", 1.0)
+        # Short polls: a refresh takes one provider round trip (100-300 ms); a waiting worker slot.
+        time.sleep(min(pause * random.uniform(0.5, 1.5), max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 0.1)
+
+
+def _refresh(ctx: dict[str, Any], provider: Provider, refresh_token: str | None, key: str, holder: str) -> CalendarRef:
+    """Under the lease: one refresh call with no connection held, then save (or needs-reauth) and
+    release in one transaction."""
+    released = False
+    try:
         try:
             if not refresh_token:
                 raise errors.AuthRevoked("no refresh token stored")
             grant = provider.refresh(refresh_token)
         except errors.AuthRevoked as exc:
-            # Recorded in the same transaction that is then committed; no retry loop.
-            _needs_reauth(conn, ctx, exc.describe())
-            revoked = exc
-        else:
-            expires = grant.expires_at.astimezone(UTC).replace(tzinfo=None)
+            with transaction() as conn:  # recorded before the lease is released; no retry loop
+                _needs_reauth(conn, ctx, describe(exc, get_settings().secrets()))
+                leases.release(conn, key, holder)
+            released = True
+            raise
+        expires = grant.expires_at.astimezone(UTC).replace(tzinfo=None)
+        with transaction() as conn:
             sql.save_token(conn, ctx, grant.access_token, expires, grant.refresh_token)
-            log.info("token refreshed", extra={"calendar": ctx["calendarId"], "provider": provider.name})
-            return calendar_ref(ctx, grant.access_token)
-    raise revoked
+            leases.release(conn, key, holder)
+        released = True
+    finally:
+        if not released:  # the call failed (it is retried later) or the save did: free the account now
+            release_quietly(key, holder)
+    log.info("token refreshed", extra={"calendar": ctx["calendarId"], "provider": provider.name})
+    return calendar_ref(ctx, grant.access_token)
+
+
+def _fresh(current: dict[str, Any], stale: str | None, margin: int) -> str | None:
+    """The stored token when it is usable: fresh, and not the one the provider just refused."""
+    token = current.get("token")
+    if token and token != stale and fresh_enough(token, current.get("accessTokenExpirationDate"), margin):
+        return str(token)
+    return None
 
 
 def _needs_reauth(conn: Any, ctx: dict[str, Any], reason: str) -> None:

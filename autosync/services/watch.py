@@ -9,33 +9,29 @@ calendar polled by the beat, as without notifications.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autosync import errors, metrics
 from autosync.providers import CalendarRef, WatchRequest
 from autosync.providers.http import counting
+from autosync.redact import describe
 from autosync.services import runs
+from autosync.services.channels import hash_secret
 from autosync.services.context import Context
+from autosync.services.leases import held
 from autosync.services.pull import load_run
 from autosync.services.runs import Next
 from autosync.services.tokens import calendar_ref, ensure_token, fresh_enough
+from autosync.settings import Settings
 from autosync.store import push as sql
 from autosync.store import runs as run_sql
 from autosync.store.db import transaction
 
 log = logging.getLogger(__name__)
-
-# Notification kinds that say something changed (Google resource states, Graph change types and
-# the lifecycle events that need a resync); `sync` is only Google's handshake.
-CHANGE_EVENTS = {"exists", "not_exists", "created", "updated", "deleted", "missed", "subscriptionRemoved",
-                 "reauthorizationRequired"}
-
 
 def addresses(base: str, kind: int) -> tuple[str, str | None]:
     """The receiver URLs a provider notifies: (notifications, Graph lifecycle events)."""
@@ -59,7 +55,8 @@ def watch_step(app: Context, run_id: int) -> Next:
         except errors.ProviderError as exc:
             # A refusal (e.g. a calendar that does not support notifications) waits a day before the
             # next try; a hiccup (5xx, throttling) is tried again by the next run.
-            error, lasting = exc.describe(), not isinstance(exc, errors.Transient | errors.Throttled)
+            error = describe(exc, app.settings.secrets())
+            lasting = not isinstance(exc, errors.Transient | errors.Throttled)
             log.warning("could not watch calendar, it stays polled",
                         extra={"calendar": ctx["calendarId"], "error": error})
     with transaction() as conn:
@@ -69,42 +66,65 @@ def watch_step(app: Context, run_id: int) -> Next:
 
 
 def ensure_watched(app: Context, ctx: dict[str, Any], cal: CalendarRef) -> None:
-    """Create or renew the channel that covers the calendar, unless another chain just did."""
+    """Create or renew the channel that covers the calendar, unless another chain just did.
+
+    Channel changes of one mailbox (Graph: one subscription per mailbox) or one calendar (Google) are
+    serialized by a lease; the provider calls run with no database connection held.
+    """
+    settings = app.settings
+    with held(sql.watch_key(ctx), ttl=_watch_lease_seconds(settings), wait=settings.max_inline_wait) as mine:
+        if not mine:
+            # Another chain is changing this channel right now; what it makes covers this calendar,
+            # and if it fails the next run tries again. This run fetches either way.
+            log.info("channel change in progress elsewhere", extra={"calendar": ctx["calendarId"]})
+            return
+        _ensure_watched(app, ctx, cal)
+
+
+def _watch_lease_seconds(settings: Settings) -> float:
+    """A create, a renew and a few stops, each with every retry timing out: a lease that outlasts them."""
+    per_call = (settings.http_retries + 1) * (settings.http_connect_timeout + settings.http_read_timeout)
+    return 4 * per_call + 30.0
+
+
+def _ensure_watched(app: Context, ctx: dict[str, Any], cal: CalendarRef) -> None:
     settings = app.settings
     provider = app.provider(ctx["calendarType"])
     now = datetime.now(UTC)
     expires = now + timedelta(seconds=settings.watch_ttl)
-    with transaction() as conn:
-        sql.lock_mailbox(conn, ctx)  # a mailbox's calendars share one Graph subscription
+    with transaction() as conn:  # read after the lease is held: sees what the previous holder saved
         live = sql.live_for_calendar(conn, ctx["calendarId"])
-        if any(ch["expiresAt"] > now + timedelta(seconds=settings.watch_renew_before) for ch in live):
-            return
-        if live:  # renew the newest in place (Graph; even past its expiry, or it answers NotFound)
-            try:
-                renewed = provider.renew_watch(cal, live[0]["channelId"], expires)
-            except errors.NotFound:
-                renewed = None  # Graph removed it: make a new one
+    if any(ch["expiresAt"] > now + timedelta(seconds=settings.watch_renew_before) for ch in live):
+        return
+    if live:  # renew the newest in place (Graph; even past its expiry, or it answers NotFound)
+        try:
+            renewed = provider.renew_watch(cal, live[0]["channelId"], expires)
+        except errors.NotFound:
+            renewed = None  # Graph removed it: make a new one
+            with transaction() as conn:
                 sql.stop(conn, [live[0]["channelId"]])
-                live = live[1:]
-            if renewed is not None:
+            live = live[1:]
+        if renewed is not None:
+            with transaction() as conn:
                 sql.renewed(conn, renewed.id, renewed.expires_at)
-                _stop_all(provider, cal, conn, [ch for ch in live if ch["channelId"] != renewed.id])
-                log.info("channel renewed", extra={"calendar": ctx["calendarId"], "channel": renewed.id,
-                                                   "expires": renewed.expires_at.isoformat()})
-                return
-        address, lifecycle = addresses(settings.webhook_url, ctx["calendarType"])
-        secret = secrets.token_urlsafe(32)
-        channel = provider.watch(cal, WatchRequest(channel_id=str(uuid.uuid4()), address=address,
-                                                   lifecycle_address=lifecycle, secret=secret, expires_at=expires))
-        per_calendar = ctx["calendarType"] == 1 or not ctx["socialAccountId"]
+            _stop_all(provider, cal, [ch for ch in live if ch["channelId"] != renewed.id])
+            log.info("channel renewed", extra={"calendar": ctx["calendarId"], "channel": renewed.id,
+                                               "expires": renewed.expires_at.isoformat()})
+            return
+    address, lifecycle = addresses(settings.webhook_url, ctx["calendarType"])
+    secret = secrets.token_urlsafe(32)
+    channel = provider.watch(cal, WatchRequest(channel_id=str(uuid.uuid4()), address=address,
+                                               lifecycle_address=lifecycle, secret=secret, expires_at=expires))
+    per_calendar = ctx["calendarType"] == 1 or not ctx["socialAccountId"]
+    with transaction() as conn:
         sql.insert(conn, ctx, channel_id=channel.id, calendar_id=ctx["calendarId"] if per_calendar else None,
-                   resource_id=channel.resource_id, secret=secret, expires=channel.expires_at)
-        _stop_all(provider, cal, conn, live)
-        log.info("channel created", extra={"calendar": ctx["calendarId"], "channel": channel.id,
-                                           "expires": channel.expires_at.isoformat()})
+                   resource_id=channel.resource_id, secret_hash=hash_secret(secret), expires=channel.expires_at)
+    _stop_all(provider, cal, live)
+    log.info("channel created", extra={"calendar": ctx["calendarId"], "channel": channel.id,
+                                       "expires": channel.expires_at.isoformat()})
 
 
-def _stop_all(provider: Any, cal: CalendarRef, conn: Any, channels: list[dict[str, Any]]) -> None:
+def _stop_all(provider: Any, cal: CalendarRef, channels: list[dict[str, Any]]) -> None:
     """Stop replaced channels; one that cannot be stopped now expires on its own and is ignored."""
     for ch in channels:
         try:
@@ -112,30 +132,9 @@ def _stop_all(provider: Any, cal: CalendarRef, conn: Any, channels: list[dict[st
         except errors.ProviderError as exc:
             log.warning("could not stop a replaced channel", extra={"channel": ch["channelId"],
                                                                     "error": exc.describe()})
-    sql.stop(conn, [ch["channelId"] for ch in channels])
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What the receiver makes of one notification."""
-
-    status: str  # accepted | unknown | forbidden
-    calendar_type: int | None = None
-    sync: bool = False  # whether it asks for a run
-
-
-def verify(channel_id: str, secret: str | None, event: str) -> Verdict:
-    """Check a notification against its channel (constant-time secret comparison) and count it."""
-    if not channel_id:
-        return Verdict("unknown")
-    with transaction() as conn:
-        ch = sql.lookup(conn, channel_id)
-        if ch is None or ch["stoppedAt"] is not None:
-            return Verdict("unknown")
-        if not hmac.compare_digest(ch["secret"].encode(), (secret or "").encode()):
-            return Verdict("forbidden")
-        sql.accepted(conn, channel_id, event)
-    return Verdict("accepted", ch["calendarType"], event in CHANGE_EVENTS)
+    if channels:
+        with transaction() as conn:
+            sql.stop(conn, [ch["channelId"] for ch in channels])
 
 
 def on_notification(app: Context, channel_id: str, event: str) -> list[Next]:
@@ -163,23 +162,25 @@ def unwatch_orphan(app: Context, channel_id: str) -> bool:
     """Stop a channel its calendars no longer need; returns whether the provider was told.
 
     Only with the stored access token while it is fresh: no refresh (and no re-auth notice) for a
-    calendar the user unlinked. Without one, the channel is forgotten and expires on its own.
+    calendar the user unlinked. Without one, the channel is forgotten and expires on its own. The
+    provider call runs with no database connection held; a second stop of the same channel is harmless.
     """
     with transaction() as conn:
         rows = sql.orphaned(conn, channel_id)
-        if not rows:
-            return False
-        ch = rows[0]
-        told = False
-        if ch["calendarId"] is not None and fresh_enough(ch["token"], ch["accessTokenExpirationDate"],
-                                                         app.settings.token_refresh_margin):
-            cal = calendar_ref(ch, ch["token"])
-            try:
-                app.provider(ch["calendarType"]).unwatch(cal, channel_id, ch["resourceId"])
-                told = True
-            except errors.ProviderError as exc:
-                log.warning("could not stop an unneeded channel; it expires on its own",
-                            extra={"channel": channel_id, "error": exc.describe()})
+    if not rows:
+        return False
+    ch = rows[0]
+    told = False
+    if ch["calendarId"] is not None and fresh_enough(ch["token"], ch["accessTokenExpirationDate"],
+                                                     app.settings.token_refresh_margin):
+        cal = calendar_ref(ch, ch["token"])
+        try:
+            app.provider(ch["calendarType"]).unwatch(cal, channel_id, ch["resourceId"])
+            told = True
+        except errors.ProviderError as exc:
+            log.warning("could not stop an unneeded channel; it expires on its own",
+                        extra={"channel": channel_id, "error": exc.describe()})
+    with transaction() as conn:
         sql.stop(conn, [channel_id])
     log.info("channel stopped: no active calendar needs it", extra={"channel": channel_id, "told": told})
     return told

@@ -27,9 +27,15 @@ _pool_pid: int | None = None
 _lock = threading.Lock()
 
 
-def connect(url: str | None = None, *, autocommit: bool = False) -> Conn:
-    """A new connection (dict rows) outside the pool, for the CLI and migrations."""
-    return psycopg.connect(url or get_settings().database_url, autocommit=autocommit, row_factory=dict_row)
+def connect(url: str | None = None, *, autocommit: bool = False, **options: Any) -> Conn:
+    """A new connection (dict rows) outside the pool, for the CLI and migrations (libpq ``options`` too)."""
+    return psycopg.connect(url or get_settings().database_url, autocommit=autocommit, row_factory=dict_row,
+                           **options)
+
+
+def ping(conn: Conn) -> None:
+    """One round trip: raises when the server is gone."""
+    conn.execute("SELECT 1")
 
 
 def pool() -> ConnectionPool[Conn]:
@@ -41,7 +47,10 @@ def pool() -> ConnectionPool[Conn]:
                 get_settings().database_url,
                 connection_class=psycopg.Connection[DictRow],
                 min_size=1,
-                max_size=8,
+                # Per process. No step holds a connection while a provider answers (leases replace
+                # locks held across calls), so a connection is busy only for SQL: a pool far smaller
+                # than the I/O pool's threads serves them (the benchmark records waits for it).
+                max_size=get_settings().db_pool_size,
                 # Every pooled connection is autosync's own: the outbox trigger ignores its writes
                 # (no echo) without a set_config round trip per transaction.
                 kwargs={"row_factory": dict_row, "autocommit": False, "options": "-c autosync.origin=sync"},
@@ -62,13 +71,14 @@ def close_pool() -> None:
 
 
 @contextmanager
-def transaction(*, origin_sync: bool = True) -> Iterator[Conn]:
+def transaction(*, origin_sync: bool = True, timeout: float | None = None) -> Iterator[Conn]:
     """One transaction on a pooled connection.
 
     With ``origin_sync`` the transaction is marked as autosync's own (``autosync.origin = 'sync'``),
-    so the outbox trigger does not mistake imports for app changes.
+    so the outbox trigger does not mistake imports for app changes. ``timeout`` bounds the wait for a
+    connection (PoolTimeout after it; the pool's 30 s by default) where a caller must answer quickly.
     """
-    with pool().connection() as conn, conn.transaction():
+    with pool().connection(timeout=timeout) as conn, conn.transaction():
         if not origin_sync:
             conn.execute("SELECT set_config('autosync.origin', '', true)")
         yield conn

@@ -105,6 +105,18 @@ def _j(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+def provider_json(raw: dict[str, Any] | None) -> str | None:
+    """The providerData value of a provider item; raises TypeError for one JSON cannot hold (nested
+    beyond orjson's 254 levels, an integer beyond 64 bits, a lone surrogate): staging turns such
+    items from listings into skips, this catches those fetched one by one (series masters, instances)."""
+    if raw is None:
+        return None
+    try:
+        return _j(raw)
+    except TypeError as exc:  # orjson.JSONEncodeError
+        raise TypeError(f"provider item cannot be stored as JSON: {exc}") from None
+
+
 def attendees_json(event: Event) -> str:
     """The attendees column value of an event."""
     return _j([{"email": a.email, "name": a.name, "status": a.status, "optional": a.optional,
@@ -137,8 +149,7 @@ def row_of(event: Event) -> tuple[Any, ...]:
         attendees_json(event) if event.attendees else "[]", _attachments(event) if event.attachments else "[]",
         _reminders(event) if event.reminders else "[]", event.reminders_use_default, event.status,
         event.event_type, list(event.excluded_dates) or None, event.remove_child_instances,
-        event.remove_cancelled_instances, event.updated, event.etag,
-        _j(event.raw) if event.raw is not None else None, event.content_hash(),
+        event.remove_cancelled_instances, event.updated, event.etag, provider_json(event.raw), event.content_hash(),
     )
 
 
@@ -177,7 +188,7 @@ def _storable(events: Sequence[Event], skipped: list[Skipped]) -> Iterator[tuple
         try:
             row = row_of(event)
         except (TypeError, ValueError, OverflowError) as exc:
-            skipped.append(Skipped(event.ext_id, f"cannot be stored: {type(exc).__name__}: {exc}"))
+            skipped.append(Skipped(event.ext_id, f"cannot be stored: {exc}"))
             continue
         raw = row[_RAW]
         # Every text column derives from the provider item, so one look at its JSON finds any NUL.
@@ -218,7 +229,10 @@ def cancel_instances(conn: Conn, calendar_id: int, user_id: int,
         cols["otime"].append(t)
         cols["etag"].append(e.etag)
         cols["hash"].append(e.content_hash())
-        cols["raw"].append(_j(e.raw) if e.raw is not None else None)
+        try:
+            cols["raw"].append(provider_json(e.raw))
+        except TypeError:  # a tombstone needs no provider copy; the cancellation itself must land
+            cols["raw"].append(None)
     rows = conn.execute(CANCEL_INSTANCES, {"calendar_id": calendar_id, "user_id": user_id, **cols}).fetchall()
     return len(rows)
 

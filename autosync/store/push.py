@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from autosync.errors import TokenUnreadable
 from autosync.store.db import Conn
+from autosync.store.sealed import sealer
 
 # A channel covers its own calendar, or (calendarId NULL: a Graph subscription) every calendar of
 # the same mailbox. `c` is the calendar, `p` the channel.
@@ -31,17 +33,35 @@ NEEDS_WATCH = (
 WATCH_DUE = "SELECT " + NEEDS_WATCH + ' AS due FROM calendar c WHERE c."calendarId" = %(c)s'
 INSERT = (
     'INSERT INTO push_channel ("channelId", "calendarType", "userId", "socialAccountId", "calendarId", '
-    '"resourceId", secret, "expiresAt") VALUES (%(id)s, %(type)s, %(user_id)s, %(account)s, %(calendar_id)s, '
-    "%(resource_id)s, %(secret)s, %(expires)s)"
+    '"resourceId", "secretHash", "expiresAt") VALUES (%(id)s, %(type)s, %(user_id)s, %(account)s, %(calendar_id)s, '
+    "%(resource_id)s, %(secret_hash)s, %(expires)s)"
 )
 RENEWED = (
     'UPDATE push_channel SET "expiresAt" = %(expires)s, "renewedAt" = now() WHERE "channelId" = %(id)s'
 )
 STOP = 'UPDATE push_channel SET "stoppedAt" = now() WHERE "channelId" = ANY(%(ids)s) AND "stoppedAt" IS NULL'
-LOOKUP = 'SELECT * FROM push_channel WHERE "channelId" = %(id)s'
-ACCEPTED = (
-    'UPDATE push_channel SET messages = messages + 1, "lastMessageAt" = now(), "lastEvent" = %(event)s '
-    'WHERE "channelId" = %(id)s'
+# The receiver's own list of live channels: loaded whole, then kept current from NOTIFY payloads.
+LIVE_CHANNELS = 'SELECT "channelId", "calendarType", "secretHash" FROM push_channel WHERE "stoppedAt" IS NULL'
+CHANNELS_BY_ID = (
+    'SELECT "channelId", "calendarType", "secretHash", "stoppedAt" IS NULL AS live FROM push_channel '
+    'WHERE "channelId" = ANY(%(ids)s)'
+)
+CHANNEL_EVENTS = "LISTEN autosync_push_channel"
+# The receiver answers within the providers' budget (Graph: 3 s) or not at all: a row held by a
+# renewal, or a slow database, gives 503 (the provider delivers again) rather than a late answer.
+RECEIVER_LIMITS = (
+    "SELECT set_config('lock_timeout', '1s', true), set_config('statement_timeout', '2s', true)"
+)
+# Rows locked in one order, so two deliveries of overlapping batches cannot deadlock.
+LOCK_LIVE = (
+    'SELECT "channelId", "lastMessageNumber" FROM push_channel WHERE "channelId" = ANY(%(ids)s) '
+    'AND "calendarType" = %(type)s AND "stoppedAt" IS NULL ORDER BY "channelId" FOR UPDATE'
+)
+COUNT_MESSAGES = (
+    'UPDATE push_channel p SET messages = p.messages + n.count, "lastMessageAt" = now(), "lastEvent" = n.event, '
+    '"lastMessageNumber" = greatest(p."lastMessageNumber", n.number) '
+    "FROM unnest(%(ids)s::text[], %(events)s::text[], %(counts)s::int[], %(numbers)s::bigint[]) "
+    'AS n(id, event, count, number) WHERE p."channelId" = n.id'
 )
 # Graph asks for a renewal (reauthorizationRequired): make the subscription due now.
 DUE_NOW = 'UPDATE push_channel SET "expiresAt" = least("expiresAt", now()) WHERE "channelId" = %(id)s'
@@ -67,13 +87,12 @@ SET_WATCH_ERROR = (
     'UPDATE calendar SET "watchError" = %(error)s, "watchErrorAt" = CASE WHEN %(lasting)s THEN now() END '
     'WHERE "calendarId" = %(c)s'
 )
-LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
-
-
-def lock_mailbox(conn: Conn, ctx: dict[str, Any]) -> None:
-    """Serialize channel changes of one mailbox (held until commit): one Graph subscription per mailbox."""
-    owner = ctx["socialAccountId"] or f"cal{ctx['calendarId']}"
-    conn.execute(LOCK, {"key": f"watch:{ctx['calendarType']}:{ctx['userId']}:{owner}"})
+def watch_key(ctx: dict[str, Any]) -> str:
+    """The lease that serializes channel changes: per mailbox for Graph (one subscription covers every
+    calendar of a mailbox), per calendar for Google (one channel per calendar)."""
+    per_calendar = ctx["calendarType"] == 1 or not ctx["socialAccountId"]
+    owner = f"cal{ctx['calendarId']}" if per_calendar else ctx["socialAccountId"]
+    return f"watch:{ctx['calendarType']}:{ctx['userId']}:{owner}"
 
 
 def live_for_calendar(conn: Conn, calendar_id: int) -> list[dict[str, Any]]:
@@ -88,11 +107,11 @@ def watch_due(conn: Conn, calendar_id: int, renew_before: int) -> bool:
 
 
 def insert(conn: Conn, ctx: dict[str, Any], *, channel_id: str, calendar_id: int | None,
-           resource_id: str | None, secret: str, expires: datetime) -> None:
-    """Record a channel the provider just created."""
+           resource_id: str | None, secret_hash: bytes, expires: datetime) -> None:
+    """Record a channel the provider just created (its secret only as a hash)."""
     conn.execute(INSERT, {"id": channel_id, "type": ctx["calendarType"], "user_id": ctx["userId"],
                           "account": ctx["socialAccountId"], "calendar_id": calendar_id,
-                          "resource_id": resource_id, "secret": secret, "expires": expires})
+                          "resource_id": resource_id, "secret_hash": secret_hash, "expires": expires})
 
 
 def renewed(conn: Conn, channel_id: str, expires: datetime) -> None:
@@ -106,14 +125,36 @@ def stop(conn: Conn, channel_ids: list[str]) -> None:
         conn.execute(STOP, {"ids": channel_ids})
 
 
-def lookup(conn: Conn, channel_id: str) -> dict[str, Any] | None:
-    """One channel by id."""
-    return conn.execute(LOOKUP, {"id": channel_id}).fetchone()
+def live_channels(conn: Conn) -> list[dict[str, Any]]:
+    """Every live channel: id, calendarType and secret hash."""
+    return conn.execute(LIVE_CHANNELS).fetchall()
 
 
-def accepted(conn: Conn, channel_id: str, event: str) -> None:
-    """Count a verified notification."""
-    conn.execute(ACCEPTED, {"id": channel_id, "event": event[:64]})
+def channels_by_id(conn: Conn, channel_ids: list[str]) -> list[dict[str, Any]]:
+    """These channels as they are now (``live`` false once stopped; absent once deleted)."""
+    return conn.execute(CHANNELS_BY_ID, {"ids": channel_ids}).fetchall()
+
+
+def listen_for_channels(conn: Conn) -> None:
+    """Subscribe (autocommit connection) to the id of every channel inserted, stopped or deleted."""
+    conn.execute(CHANNEL_EVENTS)
+
+
+def take_messages(conn: Conn, calendar_type: int,
+                  messages: list[tuple[str, str, int, int | None]]) -> dict[str, int | None]:
+    """Count verified notifications (channel, event, how many, Google message number) on their live channels.
+
+    Returns each live channel's highest message number before these, so a replay is recognised.
+    """
+    conn.execute(RECEIVER_LIMITS)
+    ids = [m[0] for m in messages]
+    live = {r["channelId"]: r["lastMessageNumber"]
+            for r in conn.execute(LOCK_LIVE, {"ids": ids, "type": calendar_type}).fetchall()}
+    kept = [m for m in messages if m[0] in live]
+    if kept:
+        conn.execute(COUNT_MESSAGES, {"ids": [m[0] for m in kept], "events": [m[1][:64] for m in kept],
+                                      "counts": [m[2] for m in kept], "numbers": [m[3] for m in kept]})
+    return live
 
 
 def due_now(conn: Conn, channel_id: str) -> None:
@@ -132,5 +173,16 @@ def set_watch_error(conn: Conn, calendar_id: int, error: str | None, *, lasting:
 
 
 def orphaned(conn: Conn, channel_id: str | None = None) -> list[dict[str, Any]]:
-    """Live channels that cover no active calendar (one of them when ``channel_id`` is given)."""
-    return conn.execute(ORPHANED, {"id": channel_id}).fetchall()
+    """Live channels that cover no active calendar (one of them when ``channel_id`` is given).
+
+    ``token`` is the stored access token, opened; None when there is none or it cannot be opened
+    (the channel is then forgotten and expires on its own).
+    """
+    box = sealer()
+    rows = conn.execute(ORPHANED, {"id": channel_id}).fetchall()
+    for row in rows:
+        try:
+            row["token"] = box.open(row["token"])
+        except TokenUnreadable:
+            row["token"] = None
+    return rows

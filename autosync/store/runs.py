@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -10,8 +12,12 @@ from typing import Any
 import orjson
 
 from autosync.model import Skipped
+from autosync.normalize.common import MAX_NESTING, UNSTAGED
 from autosync.store import push as push_sql
+from autosync.store import tokens as tokens_sql
 from autosync.store.db import Conn
+
+log = logging.getLogger(__name__)
 
 # Active calendars of the requested types. A needs-reauth calendar is skipped until its tokens
 # change (the stored hash no longer matches the current refresh token). With change notifications
@@ -32,6 +38,19 @@ SELECT_DUE = (
     'AND o."nextAttemptAt" <= now())) '
     'ORDER BY c."calendarId"'
 )
+# A periodic fan-out claims its interval: it runs only when the last one of its scope is at least
+# %(min_gap)s seconds old. Two beats firing in the same interval then open runs once. The row stays
+# locked until the fan-out commits, so a concurrent claim waits and then sees the new "lastAt".
+CLAIM_FAN_OUT = (
+    'INSERT INTO fan_out (scope, "lastAt", "interval") VALUES (%(scope)s, now(), %(interval)s) '
+    'ON CONFLICT (scope) DO UPDATE SET "lastAt" = now(), "interval" = EXCLUDED."interval" '
+    'WHERE fan_out."lastAt" <= now() - make_interval(secs => %(min_gap)s) RETURNING scope'
+)
+SKIP_FAN_OUT = (
+    'UPDATE fan_out SET duplicates = duplicates + 1, "lastDuplicateAt" = now() WHERE scope = %(scope)s '
+    'RETURNING extract(epoch FROM now() - "lastAt") AS age'
+)
+FAN_OUT_RUNS = 'UPDATE fan_out SET "lastRuns" = %(runs)s WHERE scope = %(scope)s'
 START_RUNS = (
     'INSERT INTO sync_run ("calendarId", reason, "requestIds") '
     "SELECT unnest(%(calendar_ids)s::bigint[]), %(reason)s, %(request_ids)s::bigint[] "
@@ -153,6 +172,10 @@ SET_REQUEST_PENDING = (
     'UPDATE sync_request SET pending = %(pending)s, "finishedAt" = CASE WHEN %(pending)s = 0 THEN now() END '
     'WHERE "requestId" = %(request_id)s'
 )
+CLOSE_UNSENT_REQUEST = (
+    'UPDATE sync_request SET pending = 0, "finishedAt" = now(), error = %(error)s '
+    'WHERE "requestId" = %(request_id)s AND "finishedAt" IS NULL'
+)
 REQUEST_STATUS = 'SELECT * FROM sync_request WHERE "requestId" = %(request_id)s'
 RUNS_OF_REQUEST = 'SELECT * FROM sync_run WHERE %(request_id)s = ANY("requestIds") ORDER BY "runId"'
 
@@ -182,14 +205,25 @@ def start_runs(conn: Conn, calendar_ids: Sequence[int], *, reason: str,
     return created, coalesced
 
 
+def claim_fan_out(conn: Conn, scope: str, interval: float) -> float | None:
+    """Claim this interval's fan-out; None when claimed, else how many seconds ago the last one ran."""
+    claimed = conn.execute(CLAIM_FAN_OUT, {"scope": scope, "interval": round(interval),
+                                           "min_gap": 0.6 * interval}).fetchone()
+    if claimed is not None:
+        return None
+    row = conn.execute(SKIP_FAN_OUT, {"scope": scope}).fetchone()
+    return float(row["age"]) if row else 0.0
+
+
 def stale_runs(conn: Conn, stale_after: int) -> list[dict[str, Any]]:
     """Runs whose worker stopped reporting (killed mid-run): to be resumed."""
     return conn.execute(STALE_RUNS, {"stale": stale_after}).fetchall()
 
 
 def run_context(conn: Conn, run_id: int) -> dict[str, Any] | None:
-    """A run joined with its calendar."""
-    return conn.execute(RUN_CONTEXT, {"run_id": run_id}).fetchone()
+    """A run joined with its calendar, its tokens opened (sealed in place when still plaintext)."""
+    row = conn.execute(RUN_CONTEXT, {"run_id": run_id}).fetchone()
+    return None if row is None else tokens_sql.opened(conn, row)
 
 
 def touch(conn: Conn, run_id: int, step: str, requests: int = 0) -> None:
@@ -200,15 +234,94 @@ def touch(conn: Conn, run_id: int, step: str, requests: int = 0) -> None:
 def stage_page(conn: Conn, run_id: int, body: dict[str, Any], next_cursor: str | None,
                final: bool) -> int | None:
     """Stage a fetched page; returns its id (None if this page number was already staged)."""
-    from autosync.store.events import strip_nul
-
-    text = strip_nul(orjson.dumps(body).decode())  # jsonb cannot hold NUL
-    row = conn.execute(STAGE_PAGE, {"run_id": run_id, "body": text, "next": next_cursor,
+    row = conn.execute(STAGE_PAGE, {"run_id": run_id, "body": page_json(body), "next": next_cursor,
                                     "final": final}).fetchone()
     if row is None:
         return None
     conn.execute(BUMP_PAGES, {"run_id": run_id})
     return int(row["pageId"])
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def page_json(body: dict[str, Any]) -> str:
+    """A fetched page as JSON text for jsonb; one provider item that cannot be stored never fails the page.
+
+    Such an item (nested deeper than orjson allows, an integer beyond 64 bits, …) is staged as a stand-in
+    ``{"id": …, UNSTAGED: reason}`` that the normalizers turn into a recorded skip. Lone UTF-16
+    surrogates (Graph's 255-character bodyPreview can split an emoji) become U+FFFD instead.
+    """
+    from autosync.store.events import strip_nul
+
+    try:
+        return strip_nul(orjson.dumps(body).decode())  # the usual case; jsonb cannot hold NUL
+    except TypeError:  # orjson.JSONEncodeError
+        pass
+    parts = []
+    for key, value in body.items():
+        if key == "items" and isinstance(value, list):
+            text = "[" + ",".join(_item_json(item) for item in value) + "]"
+        else:
+            text = _lenient_json(key, value)
+        parts.append(orjson.dumps(_scrub(str(key))).decode() + ":" + text)
+    return strip_nul("{" + ",".join(parts) + "}")
+
+
+def _json(value: Any) -> tuple[str | None, str]:
+    """(JSON text or None, why not): orjson first, then with lone surrogates replaced."""
+    try:
+        return orjson.dumps(value).decode(), ""
+    except TypeError as exc:
+        error = str(exc)
+    if "surrogates" in error:
+        try:  # the stdlib encoder keeps lone surrogates as characters, so they can be replaced
+            text = _LONE_SURROGATE.sub("\ufffd", json.dumps(value, ensure_ascii=False, allow_nan=False))
+            return orjson.dumps(json.loads(text)).decode(), ""  # the same encoder as the fast path
+        except (TypeError, ValueError, RecursionError) as exc:
+            error = str(exc)
+    if nesting(value) > MAX_NESTING:
+        return None, f"nested more than {MAX_NESTING} levels deep"
+    return None, error
+
+
+def _item_json(item: Any) -> str:
+    text, error = _json(item)
+    if text is not None:
+        return text
+    ext_id = item.get("id") if isinstance(item, dict) else None
+    ext_id = _scrub(ext_id) if isinstance(ext_id, str) else ""
+    log.warning("provider item cannot be staged", extra={"event": ext_id, "reason": error})
+    return orjson.dumps({"id": ext_id, UNSTAGED: f"provider item cannot be staged: {error}"}).decode()
+
+
+def _lenient_json(key: str, value: Any) -> str:
+    """Page metadata: an object keeps the members that can be stored; anything else unusable is null."""
+    text, error = _json(value)
+    if text is not None:
+        return text
+    if isinstance(value, dict):
+        return "{" + ",".join(orjson.dumps(_scrub(str(k))).decode() + ":" + _lenient_json(k, v)
+                              for k, v in value.items()) + "}"
+    log.warning("page metadata dropped", extra={"key": key, "reason": error})
+    return "null"
+
+
+def _scrub(text: str) -> str:
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def nesting(value: Any) -> int:
+    """How many arrays/objects deep a JSON value goes (iterative: a hostile value cannot overflow the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def record_skips(conn: Conn, run_id: int, calendar_id: int, skipped: Sequence[Skipped]) -> None:

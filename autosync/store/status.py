@@ -15,6 +15,7 @@ STATUS = (
     '(SELECT count(*) FROM sync_run r WHERE r."calendarId" = c."calendarId" AND r."finishedAt" IS NULL) '
     "AS running, "
     '(SELECT max(p."expiresAt") FROM push_channel p WHERE p."stoppedAt" IS NULL AND ' + COVERS + ') AS watched_until, '
-    'c."watchError" FROM calendar c WHERE c."calendarType" IN (1, 2) '
-    'AND (%(user)s::bigint IS NULL OR c."userId" = %(user)s) ORDER BY c."userId", c."calendarId"'
+    'c."watchError", c."createdAt" FROM calendar c WHERE c."calendarType" IN (1, 2) '
+    'AND (%(user)s::bigint IS NULL OR c."userId" = %(user)s) '
+    'AND (%(calendar)s::bigint IS NULL OR c."calendarId" = %(calendar)s) ORDER BY c."userId", c."calendarId"'
 )

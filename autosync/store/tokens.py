@@ -1,4 +1,8 @@
-"""SQL for OAuth tokens: per-account locking, saving a refreshed token, the needs-reauth state."""
+"""SQL for OAuth tokens: the per-account lease key, saving a refreshed token, the needs-reauth state, sealing at rest.
+
+Token columns are read and written only here and in `opened` (run contexts): values are sealed on
+write and opened on read (store/sealed.py), so callers only ever see plaintext.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from autosync.store.db import Conn
+from autosync.store.sealed import PREFIX, Sealer, sealer
 
 # Calendars of one account share its tokens: same socialAccountId, type and user.
 _ACCOUNT = (
     '"calendarType" = %(type)s AND "userId" = %(user_id)s AND '
     '(("socialAccountId" IS NULL AND "calendarId" = %(calendar_id)s) OR "socialAccountId" = %(account)s)'
 )
-LOCK_ACCOUNT = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
 READ_TOKEN = (
     'SELECT token, "refreshToken", "accessTokenExpirationDate", '
     '"needsReauth" AND "reauthTokenHash" IS NOT DISTINCT FROM md5(coalesce("refreshToken", \'\')) AS known_dead, '
@@ -22,6 +26,28 @@ SAVE_TOKEN = (
     'UPDATE calendar SET token = %(token)s, "accessTokenExpirationDate" = %(expires)s, '
     '"refreshToken" = coalesce(%(refresh)s, "refreshToken"), "needsReauth" = false, "reauthReason" = NULL, '
     '"reauthTokenHash" = NULL WHERE ' + _ACCOUNT
+)
+# Replace a calendar's stored tokens only if they are still what was read (compare-and-set): a token
+# a worker refreshed, or the app re-linked, meanwhile is never overwritten. The needs-reauth mark
+# follows the refresh token it was made for.
+RESEAL = (
+    'UPDATE calendar SET token = %(new_token)s, "refreshToken" = %(new_refresh)s, '
+    '"reauthTokenHash" = CASE WHEN "reauthTokenHash" = md5(coalesce("refreshToken", \'\')) '
+    'THEN md5(coalesce(%(new_refresh)s, \'\')) ELSE "reauthTokenHash" END '
+    'WHERE "calendarId" = %(c)s AND token IS NOT DISTINCT FROM %(old_token)s '
+    'AND "refreshToken" IS NOT DISTINCT FROM %(old_refresh)s'
+)
+# Calendars with a token column not sealed with %(pattern)s ('enc1:%' for any key, 'enc1:<id>:%' for one).
+UNSEALED_AFTER = (
+    'SELECT "calendarId", token, "refreshToken" FROM calendar WHERE "calendarId" > %(after)s '
+    'AND ((token IS NOT NULL AND token NOT LIKE %(pattern)s) '
+    'OR ("refreshToken" IS NOT NULL AND "refreshToken" NOT LIKE %(pattern)s)) '
+    'ORDER BY "calendarId" LIMIT %(limit)s'
+)
+SEALING_STATUS = (
+    "SELECT CASE WHEN v IS NULL THEN 'empty' WHEN v NOT LIKE 'enc1:%%' THEN 'plaintext' "
+    "ELSE split_part(v, ':', 2) END AS state, count(*) AS n "
+    'FROM calendar, LATERAL (VALUES (token), ("refreshToken")) AS t(v) GROUP BY 1 ORDER BY 1'
 )
 NEEDS_REAUTH = (
     'UPDATE calendar SET "needsReauth" = true, "reauthReason" = %(reason)s, "reauthAt" = now(), '
@@ -35,22 +61,57 @@ def account_params(ctx: dict[str, Any]) -> dict[str, Any]:
             "account": ctx["socialAccountId"]}
 
 
-def lock_account(conn: Conn, ctx: dict[str, Any]) -> None:
-    """Serialize token refreshes of one account across all workers (held until commit)."""
-    key = f"token:{ctx['calendarType']}:{ctx['userId']}:{ctx['socialAccountId'] or 'cal' + str(ctx['calendarId'])}"
-    conn.execute(LOCK_ACCOUNT, {"key": key})
+def lease_key(ctx: dict[str, Any]) -> str:
+    """The lease that serializes token refreshes of one account across all workers."""
+    return f"token:{ctx['calendarType']}:{ctx['userId']}:{ctx['socialAccountId'] or 'cal' + str(ctx['calendarId'])}"
 
 
 def read_token(conn: Conn, calendar_id: int) -> dict[str, Any]:
-    """The current token columns of a calendar."""
+    """The current token columns of a calendar, opened."""
     row = conn.execute(READ_TOKEN, {"calendar_id": calendar_id}).fetchone()
-    return row or {}
+    if not row:
+        return {}
+    box = sealer()
+    return {**row, "token": box.open(row["token"]), "refreshToken": box.open(row["refreshToken"])}
 
 
 def save_token(conn: Conn, ctx: dict[str, Any], token: str, expires: datetime,
                refresh: str | None) -> None:
-    """Save a refreshed token on every calendar row of the account, in one statement."""
-    conn.execute(SAVE_TOKEN, {**account_params(ctx), "token": token, "expires": expires, "refresh": refresh})
+    """Save a refreshed token (sealed) on every calendar row of the account, in one statement."""
+    box = sealer()
+    conn.execute(SAVE_TOKEN, {**account_params(ctx), "token": box.seal(token), "expires": expires,
+                              "refresh": box.seal(refresh)})
+
+
+def opened(conn: Conn, row: dict[str, Any]) -> dict[str, Any]:
+    """A calendar row with its tokens opened; plaintext ones (the app's) are sealed in place on the way."""
+    box = sealer()
+    token, refresh = row["token"], row["refreshToken"]
+    plain = {**row, "token": box.open(token), "refreshToken": box.open(refresh)}
+    if not (box.is_current(token) and box.is_current(refresh)):
+        reseal(conn, box, row["calendarId"], token, refresh, plain["token"], plain["refreshToken"])
+    return plain
+
+
+def reseal(conn: Conn, box: Sealer, calendar_id: int, token: str | None, refresh: str | None,
+           plain_token: str | None, plain_refresh: str | None) -> bool:
+    """Store a calendar's tokens sealed with the current key, unless they changed meanwhile; True when done."""
+    new_token = token if box.is_current(token) else box.seal(plain_token)
+    new_refresh = refresh if box.is_current(refresh) else box.seal(plain_refresh)
+    done = conn.execute(RESEAL, {"c": calendar_id, "old_token": token, "old_refresh": refresh,
+                                 "new_token": new_token, "new_refresh": new_refresh})
+    return done.rowcount == 1
+
+
+def unsealed_after(conn: Conn, after: int, limit: int, *, key: str | None) -> list[dict[str, Any]]:
+    """The next calendars (by id) with a token not sealed at all (``key`` None) or not with ``key``."""
+    pattern = f"{PREFIX}%" if key is None else f"{PREFIX}{key}:%"
+    return conn.execute(UNSEALED_AFTER, {"after": after, "limit": limit, "pattern": pattern}).fetchall()
+
+
+def sealing_status(conn: Conn) -> dict[str, int]:
+    """How many token values are empty, plaintext, or sealed with each key id."""
+    return {r["state"]: int(r["n"]) for r in conn.execute(SEALING_STATUS, {}).fetchall()}
 
 
 def mark_needs_reauth(conn: Conn, ctx: dict[str, Any], reason: str) -> list[int]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,20 +28,30 @@ def ops_env(**overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def workers(count: int, env: dict[str, str], *, concurrency: int = 2, fresh: bool = True,
-            pool: str = "threads") -> Iterator[list[subprocess.Popen]]:
+def workers(count: int, env: dict[str, str], *, concurrency: int | None = 2, fresh: bool = True,
+            pool: str = "threads", supervised: bool = False) -> Iterator[list[subprocess.Popen]]:
     """``count`` separate `celery -A autosync worker` processes; stopped (TERM, then KILL) on exit.
 
-    ``fresh`` empties the broker first; pass False to take over messages earlier workers left.
+    ``supervised`` starts them as production does, through one `autosync worker --processes count`
+    (``concurrency`` None: the production default per process). ``fresh`` empties the broker first;
+    pass False to take over messages earlier workers left.
     """
     if fresh:
         _empty(env["AUTOSYNC_BROKER_URL"])
-    procs = [subprocess.Popen([str(BIN / "celery"), "-A", "autosync", "worker", "-P", pool, "-c",
-                               str(concurrency), "-n", f"ops{i}-{os.getpid()}@%h", "--loglevel", "WARNING",
-                               "--without-gossip", "--without-mingle"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=open(f"/tmp/ops-worker-{i}.log", "ab"))  # noqa: SIM115
-             for i in range(count)]
+    quiet = ["--without-gossip", "--without-mingle"]
+    if supervised:
+        sized = ["--concurrency", str(concurrency)] if concurrency else []
+        procs = [subprocess.Popen([str(BIN / "autosync"), "worker", "--processes", str(count), "--pool", pool,
+                                   *sized, "--loglevel", "WARNING", "--", *quiet],
+                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=open("/tmp/ops-worker-supervised.log", "ab"))]  # noqa: SIM115
+    else:
+        procs = [subprocess.Popen([str(BIN / "celery"), "-A", "autosync", "worker", "-P", pool, "-c",
+                                   str(concurrency or 2), "-n", f"ops{i}-{os.getpid()}@%h", "--loglevel", "WARNING",
+                                   *quiet],
+                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=open(f"/tmp/ops-worker-{i}.log", "ab"))  # noqa: SIM115
+                 for i in range(count)]
     try:
         _wait_ready(env, count)
         yield procs
@@ -86,3 +98,22 @@ def cli(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.Comp
     """Run the autosync CLI in a subprocess with this environment."""
     return subprocess.run([str(BIN / "autosync"), *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+@contextmanager
+def beats(count: int, env: dict[str, str], *, stagger: float = 0.0) -> Iterator[list[subprocess.Popen]]:
+    """``count`` separate `celery -A autosync beat` processes, ``stagger`` seconds apart, each with a schedule
+    file of its own (as two hosts would have); stopped on exit."""
+    folder = Path(tempfile.mkdtemp(prefix="autosync-beats-"))
+    procs = []
+    try:
+        for i in range(count):
+            if i:
+                time.sleep(stagger)
+            procs.append(subprocess.Popen([str(BIN / "celery"), "-A", "autosync", "beat", "--loglevel", "WARNING",
+                                           "--schedule", str(folder / f"beat-{i}")], cwd=ROOT, env=env,
+                                          stdout=subprocess.DEVNULL, stderr=open(folder / f"beat-{i}.log", "ab")))  # noqa: SIM115
+        yield procs
+    finally:
+        stop(procs)
+        shutil.rmtree(folder, ignore_errors=True)

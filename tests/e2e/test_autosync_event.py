@@ -95,13 +95,17 @@ def test_valid_event_answers_exactly_ok_and_the_users_events_are_imported(worker
     assert req == [(cal.user_id, 1, "AutoSync", True)]
 
 
-def test_event_without_user_id_syncs_every_user(worker, db, emu) -> None:
+@pytest.mark.parametrize("payload", [
+    {"field": "AutoSync"}, {"field": "AutoSync", "arguments": None}, {"field": "AutoSync", "arguments": {}},
+    {"field": "AutoSync", "arguments": {"userId": None, "calendarType": 1}},
+], ids=["no-arguments", "null-arguments", "empty-arguments", "null-user"])
+def test_event_without_a_user_is_refused_and_syncs_nobody(worker, db, emu, payload: dict[str, Any]) -> None:
     alice = link(db, emu, "google")
-    carol = link(db, emu, "google", email="carol@example.com")
     _google_event(emu, alice, "Alice's")
-    _google_event(emu, carol, "Carol's")
-    assert _handle(json.dumps({"field": "AutoSync"})) == OK
-    assert _names(db, alice.calendar_id) == ["Alice's"] and _names(db, carol.calendar_id) == ["Carol's"]
+    answer = _handle(json.dumps(payload))
+    assert answer["Status"] == "ERROR" and answer["Statuscode"] == "ER003" and "userId" in answer["Message"]
+    assert _count(db, "sync_request") == 0 and _count(db, "sync_run") == 0
+    assert emu.requests()["total"] == 0
 
 
 def test_event_without_calendar_type_syncs_google_and_outlook(worker, db, emu) -> None:
@@ -128,9 +132,15 @@ INVALID = {
     "not-an-object": ('["AutoSync"]', "ER001"),
     "wrong-field": ({"field": "SyncAll", "arguments": {}}, "ER002"),
     "string-user-id": (_event(userId="1"), "ER003"),
-    "calendar-type-3": (_event(calendarType=3), "ER003"),
-    "silent-2": (_event(silentNotification=2), "ER003"),
+    "calendar-type-3": (_event(userId=1, calendarType=3), "ER003"),
+    "silent-2": (_event(userId=1, silentNotification=2), "ER003"),
     "unknown-argument": (_event(userId=1, force=True), "ER003"),
+    "user-id-beyond-bigint": (_event(userId=2**63), "ER003"),
+    "arguments-a-list": ({"field": "AutoSync", "arguments": [1]}, "ER003"),
+    "field-an-object": ({"field": {"x": 1}, "arguments": {"userId": 1}}, "ER002"),
+    "deeply-nested": ('{"field": "AutoSync", "arguments": {"userId": 1}, "x": ' + "[" * 30000 + "]" * 30000 + "}",
+                      "ER001"),
+    "huge": (json.dumps({"field": "AutoSync", "arguments": {"userId": 1}, "pad": "x" * 70000}), "ER001"),
     "unknown-user": (_event(userId=987654), "ER004"),
 }
 
@@ -202,3 +212,50 @@ def test_cli_sync_exits_non_zero_when_the_run_fails(worker, db, emu) -> None:
     assert done.returncode != 0
     summary = json.loads(done.stdout)
     assert [r["outcome"] for r in summary["runs"]] == ["needs_reauth"]
+
+
+# --- PostgreSQL or the broker down --------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run(args: list[str], **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    import time
+
+    started = time.monotonic()
+    done = subprocess.run(args, env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False)
+    return done, time.monotonic() - started
+
+
+@pytest.mark.parametrize("service", ["database", "broker"])
+def test_handle_answers_er007_within_seconds_when_a_service_is_down_and_records_nothing(worker, db, emu,
+                                                                                       service: str) -> None:
+    cal = link(db, emu, "google")
+    variable = {"database": "AUTOSYNC_DATABASE_URL", "broker": "AUTOSYNC_BROKER_URL"}[service]
+    dead = {"database": f"postgresql://postgres@127.0.0.1:{_closed_port()}/autosync",
+            "broker": f"redis://127.0.0.1:{_closed_port()}/0"}[service]
+    exe = str(Path(sys.executable).with_name("autosync"))
+    done, took = _run([exe, "handle", json.dumps(_event(userId=cal.user_id)), "--timeout", "30"], **{variable: dead})
+    assert done.returncode == 3 and done.stderr == "", done.stdout + done.stderr  # the JSON answer, nothing else
+    answer = json.loads(done.stdout)
+    assert answer["Status"] == "ERROR" and answer["Statuscode"] == "ER007" and variable in answer["Message"]
+    assert took < 10
+    assert _count(db, "sync_request") == 0 and _count(db, "sync_run") == 0 and emu.requests()["total"] == 0
+
+
+def test_a_request_whose_message_cannot_reach_the_broker_is_closed_with_the_reason(worker, db, emu) -> None:
+    cal = link(db, emu, "google")
+    # The broker dies between the check and the publish: enqueue() itself meets the dead broker.
+    code = ("from autosync.errors import ServiceUnavailable\nfrom autosync.services import adhoc\n"
+            f"try:\n    adhoc.enqueue({cal.user_id}, None)\nexcept ServiceUnavailable as exc:\n    print(exc)\n")
+    done, _ = _run([sys.executable, "-c", code], AUTOSYNC_BROKER_URL=f"redis://127.0.0.1:{_closed_port()}/0")
+    assert "cannot connect to the broker" in done.stdout, done.stdout + done.stderr
+    rows = db.execute('SELECT pending, "finishedAt" IS NOT NULL, error FROM sync_request').fetchall()
+    assert len(rows) == 1 and rows[0][:2] == (0, True) and "AUTOSYNC_BROKER_URL" in rows[0][2]
+    assert _count(db, "sync_run") == 0

@@ -1,8 +1,9 @@
 """Two-way convergence property: random app-side and Google-side edits, a sync after each, never diverge.
 
 A Hypothesis state machine applies creates, updates and deletes on both sides (including a recurring
-series and changes to one of its instances, and edits of one event on both sides between two syncs)
-and runs a real sync through the worker after every step. The invariant: live Google events and live
+series and changes to one of its instances, edits of one event on both sides between two syncs, and
+listings that carry an item autosync must skip: nested too deep, wrong types, bad times) and runs a
+real sync through the worker after every step. The invariant: live Google events and live
 cal_event rows match one to one by id, with the same summary, start and end.
 """
 
@@ -20,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from tests.e2e.helpers import Linked, link, sync
 from tests.e2e.test_pushback_google import app_delete, app_insert, app_move, app_update, at, g_moment
+from tests.payloads import google_hostile
 
 Snapshot = dict[str, tuple[str, datetime, datetime]]
 OFFSETS = st.integers(min_value=1, max_value=9)
@@ -187,6 +189,20 @@ class Convergence(RuleBasedStateMachine):
             except requests.HTTPError as exc:  # that occurrence is cancelled already
                 assert exc.response is not None and exc.response.status_code in (404, 410), exc
         self._sync()
+
+    @rule(item=google_hostile("hostile", deepest=800))
+    def google_lists_a_hostile_item(self, item: dict[str, Any]) -> None:
+        """The next listing carries one item autosync must skip (too deep, wrong types, bad times…)."""
+        assert self.cal is not None
+        token = self.db.execute('SELECT "deltaLink" FROM calendar WHERE "calendarId" = %s',
+                                (self.cal.calendar_id,)).fetchone()
+        assert token is not None and token[0], "an incremental listing is needed: a full one would delete"
+        self.emu.add_fault(provider="google", endpoint="google.events.list", count=1, status=200,
+                           body={"kind": "calendar#events", "items": [item], "nextSyncToken": token[0]})
+        before = self.db.execute("SELECT count(*) FROM sync_skip WHERE \"extEventId\" = 'hostile'").fetchone()
+        self._sync()
+        after = self.db.execute("SELECT count(*) FROM sync_skip WHERE \"extEventId\" = 'hostile'").fetchone()
+        assert before is not None and after is not None and after[0] == before[0] + 1
 
     # --- both sides between two syncs ---------------------------------------------------------
 

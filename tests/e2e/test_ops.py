@@ -56,7 +56,7 @@ def test_several_worker_processes_never_exceed_the_account_rate_and_honour_cool_
     # the emulator's quota sits at twice autosync's rate: unthrottled, three workers send far more.
     emu.set_quota("google", requests_per_window=8, window_seconds=1, variant="403-userRateLimitExceeded")
     env = ops_env(AUTOSYNC_GOOGLE_ACCOUNT_RATE="4/1", AUTOSYNC_GOOGLE_PAGE_SIZE="2")
-    with workers(3, env):
+    with workers(3, env, concurrency=None, supervised=True):  # production's `autosync worker`, 3 x 32 threads
         out = cli("sync", "--user", str(cal.user_id), "--wait", "90", env=env, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     summary = json.loads(out.stdout)
@@ -185,7 +185,7 @@ def test_mailbox_concurrency_is_capped_across_worker_processes(db, emu, limits_r
     emu.set_quota("outlook", concurrency=2)
     emu.add_fault(provider="outlook", endpoint="graph.delta", kind="slow", delay=0.6, count=100)
     env = ops_env(AUTOSYNC_OUTLOOK_MAILBOX_CONCURRENCY="2", AUTOSYNC_MAX_INLINE_WAIT="5")
-    with workers(3, env):
+    with workers(3, env, concurrency=None, supervised=True):  # production's `autosync worker`, 3 x 32 threads
         out = cli("sync", "--user", str(cal.user_id), "--wait", "90", env=env, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     log = [r for r in emu.requests(provider="outlook")["requests"] if r["endpoint"] != "outlook.token"]

@@ -73,6 +73,14 @@ def _channels(db: psycopg.Connection) -> list[dict[str, Any]]:
         return cur.execute('SELECT * FROM push_channel ORDER BY "createdAt"').fetchall()
 
 
+def _secret(emu: Any, channel_id: str) -> str:
+    """The secret a channel's notifications carry, as the provider knows it (the database has only its hash)."""
+    state = emu.push_state()
+    found = {c["id"]: c["token"] for c in state["channels"]}
+    found.update({s["id"]: s["clientState"] for s in state["subscriptions"]})
+    return str(found[channel_id])
+
+
 def _wait_runs(db: psycopg.Connection, calendar_id: int, count: int, timeout: float = 20) -> list[dict[str, Any]]:
     """Wait until the calendar has `count` finished runs and none open; returns them."""
     deadline = time.monotonic() + timeout
@@ -155,7 +163,7 @@ def test_a_forged_or_unknown_google_notification_starts_nothing(hooks, db, emu) 
         **base, "X-Goog-Channel-ID": channel["channelId"], "X-Goog-Channel-Token": "not-the-secret"})
     assert forged.status_code == 403
     unknown = requests.post(hooks.url + "/hooks/google", timeout=5, headers={
-        **base, "X-Goog-Channel-ID": "no-such-channel", "X-Goog-Channel-Token": channel["secret"]})
+        **base, "X-Goog-Channel-ID": "no-such-channel", "X-Goog-Channel-Token": _secret(emu, channel["channelId"])})
     assert unknown.status_code == 200  # answered, so Google does not retry, and ignored
     time.sleep(0.5)
     assert len(run_rows(db, cal.calendar_id)) == 1
@@ -399,7 +407,7 @@ def test_channel_secrets_never_reach_the_logs(hooks, db, emu, caplog) -> None:
     cal = _watched_google(db, emu)
     emu.google_insert(cal.ext_calendar_id, _google_event("Logged", 3))
     _wait_runs(db, cal.calendar_id, 2)
-    secrets = [c["secret"] for c in _channels(db)]
+    secrets = [_secret(emu, c["channelId"]) for c in _channels(db)]
     assert secrets and caplog.records
     text = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
     assert not any(secret in text for secret in secrets)

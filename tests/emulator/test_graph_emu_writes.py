@@ -292,3 +292,39 @@ def test_generated_events_load_fast_and_series_carry_cancellations() -> None:
     restored.load(dumped)
     assert restored.dump()["events"] == dumped["events"]
     assert date.fromisoformat(events[0]["start"]["dateTime"][:10])
+
+
+TEXT_BODY = "<b>&amp;</b> & < >\nsecond line\n\n  indented"
+PREFER_TEXT = ['outlook.body-content-type="text"']
+
+
+def test_a_text_body_is_kept_as_text_and_read_as_exchanges_html_by_default(box: Mailbox) -> None:
+    made = box.create(timed("Notes", "2024-05-10T10:00:00", "2024-05-10T11:00:00",
+                            body={"contentType": "text", "content": TEXT_BODY}))
+    assert made["body"] == {"contentType": "text", "content": TEXT_BODY}  # the write's answer echoes text
+    read = box.call("GET", f"/me/events/{made['id']}")
+    html_body = read.json()["body"]
+    assert html_body["contentType"] == "html" and "Preference-Applied" not in read.headers
+    assert '<div class="PlainText">&lt;b&gt;&amp;amp;&lt;/b&gt; &amp; &lt; &gt;<br>\r\nsecond line<br>\r\n<br>\r\n' \
+           "&nbsp;&nbsp;indented</div>" in html_body["content"]
+    as_text = box.call("GET", f"/me/events/{made['id']}", prefer=PREFER_TEXT)
+    assert as_text.json()["body"] == {"contentType": "text", "content": TEXT_BODY}
+    assert as_text.headers["Preference-Applied"] == 'outlook.body-content-type="text"'
+    assert as_text.json()["bodyPreview"] == "<b>&amp;</b> & < > second line indented"
+
+
+def test_an_html_body_is_kept_as_html_and_read_as_text_when_preferred(box: Mailbox) -> None:
+    html_body = "<html><head><style>p {margin:0}</style></head><body><div>One &amp; <b>two</b></div>" \
+                "<div><br></div><div>three</div></body></html>"
+    made = box.create(timed("Html", "2024-05-10T10:00:00", "2024-05-10T11:00:00",
+                            body={"contentType": "HTML", "content": html_body}))
+    assert made["body"] == {"contentType": "html", "content": html_body}
+    as_text = box.call("GET", f"/me/events/{made['id']}", prefer=PREFER_TEXT).json()["body"]
+    assert as_text == {"contentType": "text", "content": "One & two\r\n\r\nthree"}
+
+
+def test_an_empty_text_body_reads_as_a_no_break_space_in_html(box: Mailbox) -> None:
+    made = box.create(timed("Empty", "2024-05-10T10:00:00", "2024-05-10T11:00:00",
+                            body={"contentType": "text", "content": ""}))
+    html_body = box.call("GET", f"/me/events/{made['id']}").json()["body"]["content"]
+    assert '<div class="PlainText">&nbsp;</div>' in html_body

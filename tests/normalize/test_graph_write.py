@@ -94,7 +94,8 @@ def test_timed_body_sends_wall_time_and_windows_zone() -> None:
         "type": "optional",
     }
     assert body["isReminderOn"] is True and body["reminderMinutesBeforeStart"] == 15
-    assert body["body"] == {"contentType": "html", "content": "<p>Agenda</p>"}
+    # The app's description is plain text, even when it looks like markup: Outlook must show it as typed.
+    assert body["body"] == {"contentType": "text", "content": "<p>Agenda</p>"}
 
 
 def test_all_day_body_runs_midnight_to_exclusive_midnight() -> None:
