@@ -40,15 +40,18 @@ SELECT i, 1 + (i - 1) / 5, CASE WHEN i %% 5 = 0 THEN 2 ELSE 1 END, 'cal-' || i |
     CASE WHEN i %% 997 = 0 THEN 'Permanent 400 pushNotSupportedForRequestedResource' END,
     now() - interval '30 days'
 FROM generate_series(1, %(n)s) i;
-INSERT INTO push_channel ("channelId", "calendarType", "userId", "socialAccountId", "calendarId", "secretHash", "expiresAt")
+INSERT INTO push_channel ("channelId", "calendarType", "userId", "socialAccountId", "calendarId", "secretHash",
+    "expiresAt")
 SELECT 'g-' || c."calendarId", 1, c."userId", c."socialAccountId", c."calendarId", sha256('secret'),
     now() + CASE WHEN c."calendarId" %% 500 = 0 THEN interval '-1 hour' ELSE interval '50 hours' END
 FROM calendar c WHERE c."calendarType" = 1 AND c."calendarId" %% 2 = 0;
-INSERT INTO push_channel ("channelId", "calendarType", "userId", "socialAccountId", "calendarId", "secretHash", "expiresAt")
+INSERT INTO push_channel ("channelId", "calendarType", "userId", "socialAccountId", "calendarId", "secretHash",
+    "expiresAt")
 SELECT DISTINCT ON (c."userId") 'o-' || c."userId", 2, c."userId", c."socialAccountId", NULL, sha256('secret'),
     now() + interval '50 hours'
 FROM calendar c WHERE c."calendarType" = 2;
-INSERT INTO push_channel ("channelId", "calendarType", "userId", "socialAccountId", "calendarId", "secretHash", "expiresAt",
+INSERT INTO push_channel ("channelId", "calendarType", "userId", "socialAccountId", "calendarId", "secretHash",
+    "expiresAt",
     "stoppedAt")
 SELECT 'g-' || c."calendarId" || '-' || k, 1, c."userId", c."socialAccountId", c."calendarId", sha256('secret'),
     now() - make_interval(days => 2 * k), now() - make_interval(days => 2 * k)
