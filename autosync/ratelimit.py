@@ -8,6 +8,8 @@ from typing import Any
 
 import redis
 
+from autosync import metrics
+
 # The clock is Redis's own (TIME), never the caller's: admissions from every process and host are
 # ordered by one clock, and a caller delayed between reading its clock and running the script cannot
 # slip an old timestamp into the window. (Scripts are replicated by effects, so TIME is allowed.)
@@ -99,6 +101,7 @@ class RateLimiter:
         current: Any = self.redis.pttl(name)
         if current is None or int(current) < ms:
             self.redis.set(name, "1", px=ms)
+            metrics.cooldown_started(key, ms / 1000)
 
     def cooldown_left(self, key: str) -> float:
         """Seconds left in a cool-down (0 when none)."""

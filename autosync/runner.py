@@ -91,6 +91,16 @@ class Runner:
         self.say(f"worker ({workers.processes} processes, {workers.pool} pool x {workers.concurrency}) and beat "
                  f"running; a cycle every {interval:g}s; "
                  f"logs in {self.root / 'logs'}")
+        self.start_metrics()
+
+    def start_metrics(self) -> None:
+        """`autosync metrics`, the Prometheus endpoint (AUTOSYNC_METRICS_PORT, or a free port if taken)."""
+        from autosync.metrics_server import announce, usable_port
+
+        settings = get_settings()
+        port = usable_port(settings.metrics_host, settings.metrics_port)
+        self.spawn("metrics", [sys.executable, "-m", "autosync.cli", "metrics", "--port", str(port)])
+        self.say(announce(settings.metrics_host, port))
 
     def start_flower(self) -> None:
         """`autosync flower` with the configured login, or a generated one kept 0600 in the data directory.

@@ -248,6 +248,9 @@ class Settings:
     flower_oauth: str = env("FLOWER_AUTH", "")  # Flower's OAuth e-mail pattern (with FLOWER_AUTH_PROVIDER…)
     flower_address: str = env("FLOWER_ADDRESS", "127.0.0.1")
     flower_port: int = env("FLOWER_PORT", "5555", _number(int, 1, 65535))
+    # `autosync metrics`: the Prometheus endpoint (loopback unless told otherwise).
+    metrics_host: str = env("AUTOSYNC_METRICS_HOST", "127.0.0.1")
+    metrics_port: int = env("AUTOSYNC_METRICS_PORT", "8471", _number(int, 0, 65535))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -15,7 +15,7 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from autosync import errors
+from autosync import errors, metrics
 from autosync.celery import app
 from autosync.providers.http import RequestStats, counting
 from autosync.redact import describe
@@ -210,6 +210,7 @@ def fan_out(self: Task, types: list[int] | None = None, interval: float | None =
         steps = claimed
     else:
         steps, _ = runs.open_runs(context(), types or [1, 2], reason="beat")
+    metrics.fanned_out(len(steps))
     for step in steps:
         enqueue(step)
     for channel_id in orphans():

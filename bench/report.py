@@ -45,6 +45,10 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
                 s["speedup_vs_baseline"] >= 5, tag)
             add("10k-calendar cycle >= 10x fewer requests than baseline", s["fewer_requests_vs_baseline"],
                 s["fewer_requests_vs_baseline"] >= 10, tag)
+    scrape = (res.get("metrics") or {}).get("scrape")
+    if scrape:
+        add("metrics scrape at 100k calendars < 1 s", f"{scrape['wall_ms_median']} ms median, "
+            f"{scrape['wall_ms_max']} ms max", scrape["wall_ms_max"] < 1000, f"{scrape['calendars']} calendars")
     lat = res.get("latency")
     if lat:
         tag = f"{lat['pool']} {lat['processes']}x{lat['concurrency']}, {lat['steady_polled']['calendars']} calendars"
@@ -132,6 +136,18 @@ def table(res: dict[str, Any]) -> str:
                      f"{big['wall_s']:.1f}s = {big['events_per_s']:.0f} events/s, peak worker RSS "
                      f"{big['peak_rss_mb']} MB (idle {big['idle_rss_mb']}), largest message "
                      f"{big['max_message_bytes']} B ({big['max_message_task']})")
+    if res.get("metrics"):
+        sc, rc = res["metrics"]["scrape"], res["metrics"]["record"]
+        off = sc["notifications_off"]
+        lines += ["", f"metrics scrape, {sc['calendars']} calendars all watched ({sc['scrapes']} scrapes over HTTP): "
+                      f"median {sc['wall_ms_median']} ms (PostgreSQL {sc['postgresql_ms_median']} ms, Redis "
+                      f"{sc['redis_ms_median']} ms), min {sc['wall_ms_min']}, max {sc['wall_ms_max']} ms; "
+                      f"{sc['samples']} samples, {sc['bytes']} bytes; load average {sc['load_average_1m']}",
+                  f"metrics scrape, notifications off: median {off['wall_ms_median']} ms (PostgreSQL "
+                  f"{off['postgresql_ms_median']} ms), min {off['wall_ms_min']}, max {off['wall_ms_max']} ms; "
+                  f"load average {off['load_average_1m']}",
+                  f"metrics recording: a request {rc['request_us']} us, a finished run {rc['run_finished_us']} us "
+                  f"(Redis PING {rc['redis_ping_us']} us, URL classification {rc['classify_only_us']} us)"]
     lines += ["", "targets:"]
     for t in res["targets"]:
         lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['measured']} ({t['where']})")

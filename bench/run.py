@@ -12,8 +12,10 @@ from typing import Any
 
 from bench.harness import ROOT, Services, create_database, drop_database, redis_server
 
-FULL = {"steady": [1000, 10000], "large": [10000, 50000], "outlook": [1000], "import": (10000, 5), "latency": 1000}
-QUICK = {"steady": [300, 1000], "large": [2000, 10000], "outlook": [200], "import": (5000, 3), "latency": 300}
+FULL = {"steady": [1000, 10000], "large": [10000, 50000], "outlook": [1000], "import": (10000, 5), "latency": 1000,
+        "metrics": 100000}
+QUICK = {"steady": [300, 1000], "large": [2000, 10000], "outlook": [200], "import": (5000, 3), "latency": 300,
+         "metrics": 100000}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -23,7 +25,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"],
                    help="worker pool (default prefork)")
     p.add_argument("--concurrency", type=int, default=4, help="worker concurrency (default 4)")
-    p.add_argument("--only", nargs="*", choices=["import", "steady", "large", "outlook", "push", "latency"],
+    p.add_argument("--only", nargs="*", choices=["import", "steady", "large", "outlook", "push", "latency", "metrics"],
                    help="run only these parts")
     p.add_argument("--latency-pool", default="threads", choices=["threads", "gevent"],
                    help="the latency part's pool (default threads, as `autosync worker`)")
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
     sizes = QUICK if args.quick else FULL
-    parts = set(args.only or ["import", "steady", "large", "outlook", "push", "latency"])
+    parts = set(args.only or ["import", "steady", "large", "outlook", "push", "latency", "metrics"])
     from bench import instrument, report, scenarios
     from bench.importpath import import_path
 
@@ -88,6 +90,14 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
             _say(f"steady state with change notifications, outlook, {n} calendars")
             res["steady"].append(scenarios.steady_push(
                 svc, "outlook", n, per_account=5, events=(5, 15), share=0.01, **kw))
+        if "metrics" in parts:
+            from bench.harness import reset_state
+            from bench.metrics import record_cost, scrape_cost
+
+            _say(f"metrics: scrape at {sizes['metrics']} calendars, recording cost")
+            reset_state(svc)
+            res["metrics"] = {"scrape": scrape_cost(svc.db_url, sizes["metrics"]), "record": record_cost()}
+            reset_state(svc)
         if "latency" in parts:
             from autosync.workers import DEFAULT_CONCURRENCY, cores
             from bench import latency

@@ -35,22 +35,23 @@ def test_honcho_check_passes() -> None:
 
 def test_procfile_has_worker_beat_and_flower_on_the_app() -> None:
     procs = _procfile()
-    assert set(procs) == {"worker", "beat", "flower", "webhooks"}
+    assert set(procs) == {"worker", "beat", "flower", "webhooks", "metrics"}
     for name in ("beat",):
         assert shlex.split(procs[name])[:4] == ["celery", "-A", "autosync", name]
     # Flower only through `autosync flower`, which refuses to start without a login.
     assert shlex.split(procs["flower"]) == ["autosync", "flower"]
     assert shlex.split(procs["webhooks"]) == ["autosync", "webhooks"]
     assert shlex.split(procs["worker"])[:2] == ["autosync", "worker"]  # one I/O-pool process per core
+    assert shlex.split(procs["metrics"]) == ["autosync", "metrics"]  # loopback unless told otherwise
 
 
 def test_compose_services_match_the_procfile_and_wait_for_healthy_services() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "worker", "beat", "flower", "webhooks"} <= set(services)
+    assert {"postgres", "redis", "worker", "beat", "flower", "webhooks", "metrics"} <= set(services)
     assert "healthcheck" in services["postgres"] and "healthcheck" in services["redis"]
     procs = _procfile()
-    for name in ("worker", "beat", "flower", "webhooks"):
+    for name in ("worker", "beat", "flower", "webhooks", "metrics"):
         command = services[name]["command"]
         wanted = shlex.split(procs[name])[:4]
         assert shlex.split(command)[:len(wanted)] == wanted
@@ -61,6 +62,7 @@ def test_compose_services_match_the_procfile_and_wait_for_healthy_services() -> 
     assert "basic-auth" not in flower["command"]  # a password on a command line is readable by every local user
     assert flower["environment"]["FLOWER_BASIC_AUTH"].endswith("${FLOWER_PASSWORD:?set FLOWER_PASSWORD}")
     assert flower["ports"] == ["127.0.0.1:5555:5555"]  # loopback on the host; TLS proxy in front (README)
+    assert services["metrics"]["ports"] == ["127.0.0.1:8471:8471"]  # published on the host's loopback only
     assert services["worker"]["healthcheck"]["test"][1:4] == ["autosync", "health", "worker"]  # a stat, no broker ping
 
 
@@ -122,7 +124,7 @@ def test_task_names_are_a_stable_snapshot() -> None:
 def test_cli_help_lists_the_commands() -> None:
     out = subprocess.run([sys.executable, "-m", "autosync.cli", "--help"], capture_output=True, text=True,
                          check=True)
-    for command in ("db", "sync", "handle", "emulator", "status", "worker", "run", "webhooks"):
+    for command in ("db", "sync", "handle", "emulator", "status", "worker", "run", "webhooks", "metrics"):
         assert command in out.stdout
 
 

@@ -21,6 +21,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from autosync import metrics
 from autosync.errors import (
     AuthInvalid,
     Conflict,
@@ -171,6 +172,7 @@ class HttpEdge:
             wait = self.limiter.try_acquire(limits, cooldowns)
             if wait <= 0:
                 return
+            metrics.rate_limit_wait(self.limiter, limits, cooldowns)
             if time.monotonic() + wait > deadline:
                 raise RateLimited(",".join(cooldowns or [lim.key for lim in limits]), wait)
             time.sleep(wait)
@@ -185,6 +187,7 @@ class HttpEdge:
             token, wait = self.limiter.acquire_slot(key, size, lease=self.policy.read_timeout + 5)
             if token is not None:
                 break
+            metrics.slot_wait(key)
             if time.monotonic() + wait > deadline:
                 raise RateLimited(key, max(wait, 0.5))
             time.sleep(wait)
@@ -209,7 +212,7 @@ class HttpEdge:
                 if stats is not None:
                     stats.add()
                 try:
-                    resp = _send(method, url, verbatim, self.policy, kwargs)
+                    resp = metrics.timed_send(_send, method, url, verbatim, self.policy, kwargs)
                 except _UNANSWERED as exc:
                     raise unanswered(exc, url) from None
             error = classify(resp)

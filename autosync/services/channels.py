@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from autosync import metrics
 from autosync.store import push as sql
 from autosync.store.db import connect, ping, transaction
 
@@ -176,7 +177,7 @@ def receive(book: ChannelBook, calendar_type: int, notes: list[Note], publish: P
         if note.number is not None:
             entry[2] = note.number if entry[2] is None else max(entry[2], note.number)
     if not wanted:
-        return verdicts
+        return metrics.notifications(calendar_type, notes, verdicts)
     _hint_series(calendar_type, notes, verdicts)
     outcome: dict[str, str] = {}
     with transaction(timeout=1.0) as conn:
@@ -193,9 +194,11 @@ def receive(book: ChannelBook, calendar_type: int, notes: list[Note], publish: P
             queued = event in CHANGE_EVENTS
             if queued:
                 publish(channel_id, event, calendar_type)  # fails: the transaction (and the count) rolls back
+                metrics.notification_queued(channel_id)
             outcome[channel_id] = "accepted"
             log.info("notification accepted", extra={"channel": channel_id, "event": event, "queued": queued})
-    return [outcome.get(n.channel_id, "unknown") if v == "ok" else v for n, v in zip(notes, verdicts, strict=True)]
+    return metrics.notifications(calendar_type, notes, [outcome.get(n.channel_id, "unknown") if v == "ok" else v
+                                                         for n, v in zip(notes, verdicts, strict=True)])
 
 
 def _hint_series(calendar_type: int, notes: list[Note], verdicts: list[str]) -> None:

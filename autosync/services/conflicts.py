@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from autosync import metrics
 from autosync.model import Event
 from autosync.services.context import Context
 from autosync.store.conflicts import PENDING, RECORD, SUPERSEDE
@@ -61,6 +62,7 @@ def resolve(app: Context, conn: Conn, ctx: dict[str, Any], live: list[Event],
             continue                  # so no conflict; the app's pending change goes out as it is
         decided += 1
         who = winner(policy, event.updated if event else None, row["changedAt"])
+        metrics.conflict(ctx["calendarType"], who)
         provider_version = json.dumps(event.raw if event and event.raw else {"id": row["ext"], "status":
                                       "cancelled"}, default=str)
         app_version = json.dumps(row["app_version"] or {"deleted": True, "op": row["op"]}, default=str)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from autosync import errors
+from autosync import errors, metrics
 from autosync.model import Event, Skipped
 from autosync.providers import CalendarRef, Page
 from autosync.providers.http import counting
@@ -262,6 +262,7 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
     if page.complete and page.sync_cursor:
         sql.commit_cursor(conn, calendar_id, page.sync_cursor,
                           window if ctx["calendarType"] == 2 else (None, None))
+        metrics.imported(ctx["calendarType"], calendar_id, app.settings.push_enabled)
     return {"upserted": merged.inserted + merged.updated, "unchanged": merged.unchanged,
             "deleted": deleted_n + cancelled_n, "skipped": len(prepared.skipped), "conflicts": resolved.conflicts}
 

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from autosync import metrics
 from autosync.services.context import Context
 from autosync.services.tokens import fresh_enough
 from autosync.store import runs as sql
@@ -121,6 +122,7 @@ def finish(conn: Conn, run_id: int, outcome: str, error: str | None = None, *, r
     if run is None:
         return None
     _log_run(run)
+    metrics.run_finished(run)
     if run["fullSync"] or run["pagesFetched"]:
         conn.execute(sql.CLEAN_SEEN, {"run_id": run_id})
         conn.execute(sql.CLEAN_PAGES, {"run_id": run_id})

@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from autosync import errors
+from autosync import errors, metrics
 from autosync.providers import CalendarRef, WatchRequest
 from autosync.providers.http import counting
 from autosync.redact import describe
@@ -145,6 +145,7 @@ def on_notification(app: Context, channel_id: str, event: str) -> list[Next]:
         elif event == "subscriptionRemoved":
             sql.stop(conn, [channel_id])  # the run's watch step makes a new one
         ids = [r["calendarId"] for r in sql.calendars_of(conn, channel_id)]
+    metrics.notification_routed(channel_id, ids)
     if not ids:
         return []
     steps, _ = runs.open_runs(app, [1, 2], reason="push", calendar_ids=ids)
