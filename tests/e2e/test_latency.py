@@ -120,7 +120,8 @@ def test_a_chain_waiting_long_for_another_refresh_gives_its_slot_back_and_uses_t
                (cal.user_id, team, cal.account_id, cal.refresh_token))
     # The refresh takes longer than AUTOSYNC_MAX_INLINE_WAIT (2 s): the other chain stops waiting in
     # its worker slot, is rescheduled, and then finds the refreshed token.
-    emu.add_fault("slow", provider="google", endpoint=TOKEN, delay=3.0)
+    # 2.5 s: over the inline wait, under the tests' 3 s read timeout (a timed-out refresh would be sent again).
+    emu.add_fault("slow", provider="google", endpoint=TOKEN, delay=2.5)
     request = adhoc.enqueue(cal.user_id, None)
     summary = adhoc.wait(request, 40)
     assert [r["outcome"] for r in summary["runs"]] == ["ok", "ok"]
