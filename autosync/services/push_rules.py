@@ -41,8 +41,8 @@ def google_type(row: dict[str, Any]) -> str:
 def unsynced_type(row: dict[str, Any]) -> str | None:
     """Why a Google row must not be pushed at all: its type is one MiPlanIt does not sync (None: it may be).
 
-    Such rows only exist when imported before the eventTypes filter (migration 0005 removes them) or
-    written by the app with that type; pushing them would touch events the user manages elsewhere.
+    Such rows only exist when imported before the eventTypes filter (the event-types migration removes
+    them) or written by the app with that type; pushing them would touch events the user manages elsewhere.
     """
     kind = google_type(row)
     if kind in SYNCED_EVENT_TYPES:
