@@ -1,4 +1,4 @@
--- 0008: Google calendars list only the event types MiPlanIt syncs (eventTypes=default, fromGmail).
+-- 0010: Google calendars list only the event types MiPlanIt syncs (eventTypes=default, fromGmail).
 --
 -- Birthdays and the Workspace status entries (focus time, out of office, working location) were
 -- imported before. They are removed here as an imported deletion would remove them (autosync's own
