@@ -96,6 +96,25 @@ def _optional_http_url(name: str, raw: str) -> str:
     return _http_url(name, raw) if raw.strip() else ""
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _webhook_url(name: str, raw: str) -> str:
+    """The receiver's public base: HTTPS, because both providers deliver only to HTTPS addresses.
+
+    Google refuses an events.watch address that is not HTTPS with a valid certificate
+    (https://developers.google.com/workspace/calendar/api/guides/push), and Graph requires an HTTPS
+    notificationUrl (https://learn.microsoft.com/graph/change-notifications-delivery-webhooks). So a
+    plain-http URL could only ever yield failed watches; it is refused here, except on loopback,
+    where the emulator (tests, `autosync run --demo --webhooks`) delivers over plain HTTP.
+    """
+    url = _optional_http_url(name, raw)
+    if url and urlsplit(url).scheme != "https" and (urlsplit(url).hostname or "") not in LOOPBACK_HOSTS:
+        raise ConfigError(f"{name} must be an https:// URL (plain http:// is only allowed on loopback: "
+                          f"{', '.join(sorted(LOOPBACK_HOSTS))}), got {mask_url(url)!r}")
+    return url
+
+
 def _bool(name: str, raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -229,7 +248,7 @@ class Settings:
     log_level: str = env("AUTOSYNC_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))
     data_dir: str = env("AUTOSYNC_DATA_DIR", "")  # holds `autosync run`'s own autosync/ directory; default per user
     # Change notifications (Google watch channels, Graph subscriptions); off while the URL is empty.
-    webhook_url: str = env("AUTOSYNC_WEBHOOK_URL", "", _optional_http_url)  # public base of `autosync webhooks`
+    webhook_url: str = env("AUTOSYNC_WEBHOOK_URL", "", _webhook_url)  # public base of `autosync webhooks`
     webhook_host: str = env("AUTOSYNC_WEBHOOK_HOST", "127.0.0.1")
     webhook_port: int = env("AUTOSYNC_WEBHOOK_PORT", "8470", _number(int, 0, 65535))
     # What one client may cost the receiver (it is on the open internet): see autosync/webserver.py.

@@ -83,9 +83,10 @@ class EmulatorClient:
 
     # --- Google person-edits ------------------------------------------------------------------
 
-    def google_insert(self, calendar_id: str, event: dict[str, Any]) -> dict[str, Any]:
-        """Create an event as a person would in Google."""
-        result: dict[str, Any] = self._call("POST", f"/google/calendars/{_q(calendar_id)}/events", json=event)
+    def google_insert(self, calendar_id: str, event: dict[str, Any], raw: bool = False) -> dict[str, Any]:
+        """Create an event as a person would in Google (``raw``: as Google itself would, e.g. from Gmail)."""
+        path = f"/google/calendars/{_q(calendar_id)}/events"
+        result: dict[str, Any] = self._call("POST", path, json=event, params={"raw": "true"} if raw else None)
         return result
 
     def google_patch(self, calendar_id: str, event_id: str, patch: dict[str, Any]) -> dict[str, Any]:

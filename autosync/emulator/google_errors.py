@@ -83,6 +83,11 @@ def bad_request(message: str = "Bad Request", reason: str = "badRequest") -> Goo
     return GoogleError(400, reason, message)
 
 
+def event_type_restriction(message: str) -> GoogleError:
+    """400 eventTypeRestriction: the event's type does not allow this write (e.g. creating fromGmail)."""
+    return GoogleError(400, "eventTypeRestriction", message)
+
+
 def invalid_param(name: str, message: str = "Invalid Value") -> GoogleError:
     """400 invalid for one query parameter."""
     return GoogleError(400, "invalid", message, location_type="parameter", location=name)

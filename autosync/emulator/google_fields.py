@@ -24,6 +24,17 @@ READ_ONLY = (
     "iCalUID",
     "hangoutLink",
 )
+# Event types (discovery document, `Event.eventType` and the `eventTypes` list parameter). The type
+# is fixed at creation. Google creates none of type fromGmail ("This type of event cannot be created"),
+# and Gmail's events accept changes to a few fields only: reminders, colorId, visibility, status and
+# extendedProperties (Google Workspace Updates blog, May 2024, on the fromGmail event type; quoted in
+# phw198/OutlookGoogleCalendarSync#1988). The three Workspace status types need their properties
+# object on insert (developers.google.com/workspace/calendar/api/guides/calendar-status). A refusal is
+# a 400 with reason eventTypeRestriction, the reason clients in the wild branch on.
+EVENT_TYPES = ("birthday", "default", "focusTime", "fromGmail", "outOfOffice", "workingLocation")
+FROM_GMAIL_WRITABLE = frozenset({"reminders", "colorId", "visibility", "status", "extendedProperties"})
+TYPE_PROPERTIES = {"focusTime": "focusTimeProperties", "outOfOffice": "outOfOfficeProperties",
+                   "workingLocation": "workingLocationProperties"}
 _MEET_ICON = (
     "https://fonts.gstatic.com/s/i/productlogos/meet_2020q4/v6/web-512dp/logo_meet_2020q4_color_2x_web_512dp.png"
 )
@@ -136,3 +147,28 @@ def new_id() -> str:
     """A random base32hex event id like Google's."""
     alphabet = "abcdefghijklmnopqrstuv0123456789"
     return "".join(secrets.choice(alphabet) for _ in range(26))
+
+
+def check_insert_type(body: dict[str, Any]) -> None:
+    """Refuse an insert Google refuses for its event type."""
+    kind = body.get("eventType", "default")
+    if kind not in EVENT_TYPES:
+        raise err.invalid_param("eventType", f"Invalid event type: {kind!r}")
+    if kind == "fromGmail":
+        raise err.event_type_restriction("Events of type fromGmail cannot be created.")
+    needed = TYPE_PROPERTIES.get(kind)
+    if needed and not isinstance(body.get(needed), dict):
+        raise err.GoogleError(400, "required", f"Missing {needed} for an event of type {kind}.")
+
+
+def check_write_type(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Refuse a patch/update that changes fields Google keeps fixed on an event from Gmail."""
+    if old.get("eventType") != "fromGmail":
+        return
+    ignore = set(READ_ONLY) | FROM_GMAIL_WRITABLE | {"eventType", "sequence"}
+    changed = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
+    if changed:
+        raise err.event_type_restriction(
+            f"Events of type fromGmail allow changes to {', '.join(sorted(FROM_GMAIL_WRITABLE))} only; "
+            f"not to {', '.join(changed)}."
+        )

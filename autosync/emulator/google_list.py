@@ -155,6 +155,11 @@ def _show_cancelled(cal: GCalendar, body: dict[str, Any], p: ListParams) -> bool
 
 
 def _matches(body: dict[str, Any], p: ListParams) -> bool:
+    # eventTypes keeps only the named types; unset, every type is listed, birthdays, working locations
+    # and Gmail's reservations included (discovery document, events.list `eventTypes`). It may go with
+    # a syncToken (it is not one of the eight filters refused there). Deletions are never filtered
+    # out, since the syncToken description promises every deletion since the token and a tombstone
+    # carries no type to filter on: a client gets tombstones for ids of types it never listed.
     if p.event_types and body.get("eventType", "default") not in p.event_types:
         return False
     if p.ical_uid and body.get("iCalUID") != p.ical_uid:

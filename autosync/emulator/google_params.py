@@ -10,6 +10,7 @@ from typing import Any
 
 from autosync.emulator import google_errors as err
 from autosync.emulator.core import Request
+from autosync.emulator.google_fields import EVENT_TYPES
 from autosync.emulator.google_state import GCalendar, GoogleState
 from autosync.emulator.google_time import has_offset, parse_rfc3339, zone
 
@@ -105,6 +106,9 @@ def parse_params(req: Request, state: GoogleState, cal: GCalendar, instances: bo
     if p.response_tz is not None and zone(p.response_tz, "") is UTC and p.response_tz not in ("UTC", "Etc/UTC"):
         raise err.invalid_param("timeZone", "Invalid time zone definition.")
     p.event_types = query.get("eventTypes", [])
+    for kind in p.event_types:  # a repeated enum parameter: an unknown value is a 400, as for any enum
+        if kind not in EVENT_TYPES:
+            raise err.invalid_param("eventTypes", f"Invalid value for eventTypes: {kind!r}")
     p.ical_uid, p.q = req.param("iCalUID"), req.param("q")
     p.private_props = query.get("privateExtendedProperty", [])
     p.shared_props = query.get("sharedExtendedProperty", [])

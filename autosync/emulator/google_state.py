@@ -173,6 +173,7 @@ class GoogleState:
         if not raw:
             for key in ("recurringEventId", "originalStartTime", "etag", "kind", "htmlLink", "hangoutLink"):
                 body.pop(key, None)
+            fields.check_insert_type(body)
         if not conference:
             body.pop("conferenceData", None)
         if not attachments:
@@ -294,6 +295,7 @@ class GoogleState:
     ) -> dict[str, Any]:
         old = stored.body
         self._finish(cal, new, conference, strict=True)
+        fields.check_write_type(old, new)
         timing = ("start", "end", "recurrence")
         if not sequence_given and any(old.get(k) != new.get(k) for k in timing):
             new["sequence"] = int(old.get("sequence", 0)) + 1

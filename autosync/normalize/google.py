@@ -38,7 +38,21 @@ from autosync.normalize.common import (
 from autosync.normalize.google_write import google_body, google_patch
 from autosync.normalize.timezones import zone
 
-__all__ = ["event_from_google", "google_body", "google_patch", "page_from_google"]
+__all__ = ["FROM_GMAIL_WRITABLE", "SYNCED_EVENT_TYPES", "event_from_google", "google_body", "google_patch",
+           "page_from_google"]
+
+# The Google event types MiPlanIt syncs, sent as events.list/events.watch `eventTypes` (unset, Google
+# returns every type). `default` is an ordinary event; `fromGmail` is a reservation Gmail put on the
+# calendar (a flight, a hotel, a table): both are things the user has to be at. Not synced: `birthday`
+# (every contact's birthday, annual, mostly read-only), and the Workspace status entries `focusTime`,
+# `outOfOffice` and `workingLocation` (primary calendar only, writable only with their own properties,
+# and moving one auto-declines meetings) — see the README's "Google event types".
+SYNCED_EVENT_TYPES = ("default", "fromGmail")
+# Event fields a client may change on an event from Gmail. Google accepts only reminders, colorId,
+# visibility, status and extendedProperties there (Google Workspace Updates, May 2024, "Google Calendar
+# API event type fromGmail"; quoted in phw198/OutlookGoogleCalendarSync#1988); of those, MiPlanIt
+# edits reminders, and deletes (status) go through events.delete.
+FROM_GMAIL_WRITABLE = frozenset({"reminders", "reminders_use_default"})
 
 STATUSES: dict[str, EventStatus] = {
     "confirmed": "confirmed",
@@ -72,11 +86,18 @@ def event_from_google(
 def page_from_google(
     items: Sequence[Any], *, default_reminders: Sequence[dict[str, Any]] = (), calendar_tz: str | None = None
 ) -> tuple[list[Event], list[Skipped]]:
-    """Normalize a page of items; a bad item becomes a Skipped and never stops the page."""
+    """Normalize a page of items; a bad item becomes a Skipped and never stops the page.
+
+    An item of a type MiPlanIt does not sync (SYNCED_EVENT_TYPES; listed anyway, or imported before
+    the eventTypes filter) becomes a deletion of its id: no row is made for it and an old one goes.
+    """
     events: list[Event] = []
     skipped: list[Skipped] = []
     for item in items:
         try:
+            if isinstance(item, dict) and text(item.get("eventType")) not in ("", *SYNCED_EVENT_TYPES):
+                events.append(_unsynced(item))
+                continue
             event = event_from_google(item, default_reminders=default_reminders, calendar_tz=calendar_tz)
             events.append(event)
         except NormalizeError as exc:
@@ -84,6 +105,13 @@ def page_from_google(
         except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a shape we did not foresee
             skipped.append(Skipped(_raw_id(item), f"unexpected {type(exc).__name__}: {exc}"))
     return events, skipped
+
+
+def _unsynced(item: dict[str, Any]) -> Event:
+    """A deletion of an item whose type is not synced. Without a series link on purpose: a cancelled
+    occurrence of an unknown series would be recorded as a row of its own."""
+    return Event(ext_id=item_id(item), status="cancelled", event_type=text(item.get("eventType")),
+                 updated=parse_utc(item.get("updated")), etag=text(item.get("etag")) or None, raw=item)
 
 
 def _full_event(

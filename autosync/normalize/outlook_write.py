@@ -15,13 +15,15 @@ GRAPH_MEETING_PROVIDERS = frozenset({"teamsForBusiness", "skypeForBusiness", "sk
 WIRE_FORMAT = "%Y-%m-%dT%H:%M:%S"  # Graph's offset-less dateTime; sub-second precision is dropped
 
 
-def graph_body(event: Event) -> dict[str, Any]:
-    """The JSON body for POST /events or PATCH /events/{id}.
+def graph_body(event: Event, *, create: bool = True) -> dict[str, Any]:
+    """The JSON body for POST /events (``create``) or the source of a PATCH /events/{id}.
 
     Attendee responses are not writable and are not sent. Graph keeps one reminder: the first popup
     (else the first) reminder is sent. ``showAs`` is only sent for tentative events, so a free/busy
     choice made in Outlook is not overwritten. Recurrence goes only on series masters, via
-    rrule_to_graph (NormalizeError when Graph cannot express the rule).
+    rrule_to_graph (NormalizeError when Graph cannot express the rule). The online meeting is
+    requested on create only: Graph documents ``onlineMeetingProvider`` as unchangeable once set
+    (https://learn.microsoft.com/graph/api/resources/event), so an update never carries it.
     """
     start, end = _start_end(event)
     body: dict[str, Any] = {
@@ -38,7 +40,7 @@ def graph_body(event: Event) -> dict[str, Any]:
     body |= _reminder(event)
     if event.status == "tentative":
         body["showAs"] = "tentative"
-    if event.conference and event.conference.type in GRAPH_MEETING_PROVIDERS:
+    if create and event.conference and event.conference.type in GRAPH_MEETING_PROVIDERS:
         body["isOnlineMeeting"] = True
         body["onlineMeetingProvider"] = event.conference.type
     if event.recurrence and event.recurring_event_id is None and event.start is not None:
@@ -99,3 +101,34 @@ def _reminder(event: Event) -> dict[str, Any]:
         return {"isReminderOn": False}
     chosen = next((r for r in event.reminders if r.method == "popup"), event.reminders[0])
     return {"isReminderOn": True, "reminderMinutesBeforeStart": chosen.minutes}
+
+
+# Event field -> the Graph properties that carry it in a PATCH. Conference fields are absent on
+# purpose: the online meeting is set on create only (see graph_body).
+GRAPH_KEYS = {"summary": ("subject",), "description": ("body",), "location": ("location",),
+              "all_day": ("isAllDay", "start", "end"), "start": ("start", "end"), "end": ("start", "end"),
+              "start_tz": ("start", "end"), "end_tz": ("start", "end"), "recurrence": ("recurrence",),
+              "attendees": ("attendees",), "reminders": ("reminderMinutesBeforeStart", "isReminderOn"),
+              "reminders_use_default": ("reminderMinutesBeforeStart", "isReminderOn")}
+
+
+def graph_patch(event: Event, changed: set[str], old_raw: dict[str, Any], base: Event | None) -> dict[str, Any]:
+    """A PATCH body with only the properties of the ``changed`` Event fields.
+
+    Only what changed is sent because Exchange mails a meeting's attendees about every update of
+    their meeting, and Graph has no switch to stop it (nothing like Google's sendUpdates): a change
+    that touches no meeting property, such as a reminder, then mails no one. Graph PATCH replaces
+    collections whole, so provider-only attendees the app did not remove (not in ``base``) are kept.
+    """
+    full = graph_body(event, create=False)
+    keys = {k for f in changed for k in GRAPH_KEYS.get(f, ())}
+    body = {k: full[k] for k in keys if k in full}
+    if "attendees" in body:
+        mine = {a["emailAddress"]["address"].lower() for a in body["attendees"]}
+        removed = {a.email.lower() for a in (base.attendees if base else ())} - {a.email.lower()
+                                                                                 for a in event.attendees}
+        for a in old_raw.get("attendees") or []:
+            email = ((a.get("emailAddress") or {}).get("address") or "").lower()
+            if email and email not in mine and email not in removed:
+                body["attendees"].append({"emailAddress": a.get("emailAddress"), "type": a.get("type", "required")})
+    return body

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import requests
 
 from autosync import errors
+from autosync.normalize.google import SYNCED_EVENT_TYPES
 from autosync.providers import CalendarRef, Channel, Page, TokenGrant, WatchRequest
 from autosync.providers.http import HttpEdge, classify_response, json_body, parse_retry_after
 from autosync.ratelimit import Limit
@@ -124,9 +125,12 @@ class GoogleProvider:
     def list_changes(self, cal: CalendarRef, *, cursor: str | None, page: str | None,
                      window: tuple[datetime, datetime]) -> Page:
         """events.list: full (bounded by timeMin) or incremental (syncToken alone), one page."""
-        # The same non-filter parameters in full and incremental runs (trap 1).
-        params: dict[str, str] = {"showDeleted": "true", "singleEvents": "false",
-                                  "maxResults": str(self.settings.google_page_size)}
+        # The same parameters in full and incremental runs, eventTypes included: Google documents only
+        # the eight filters of SYNC_INCOMPATIBLE as refused with a syncToken, and asks that every other
+        # parameter stay as in the listing that issued the token (discovery document, `syncToken`).
+        params: dict[str, str | list[str]] = {"showDeleted": "true", "singleEvents": "false",
+                                              "maxResults": str(self.settings.google_page_size),
+                                              "eventTypes": list(SYNCED_EVENT_TYPES)}
         if cursor:
             params["syncToken"] = cursor
         else:
@@ -184,7 +188,9 @@ class GoogleProvider:
         """events.watch: a web_hook channel whose token is our secret; Google may shorten its life."""
         body = {"id": request.channel_id, "type": "web_hook", "address": request.address,
                 "token": request.secret, "expiration": str(int(request.expires_at.timestamp() * 1000))}
-        answer = json_body(self._call("POST", cal, self._events_path(cal) + "/watch", json=body))
+        # events.watch takes the list parameters too: notify only for the types that are synced.
+        answer = json_body(self._call("POST", cal, self._events_path(cal) + "/watch", json=body,
+                                      params={"eventTypes": list(SYNCED_EVENT_TYPES)}))
         try:
             # int64 as a JSON string (contract A6); the effective expiry may be earlier than asked.
             expires = datetime.fromtimestamp(int(answer["expiration"]) / 1000, UTC)

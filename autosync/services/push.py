@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
-import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -16,31 +13,21 @@ from autosync.model import Attachment, Attendee, Conference, Event, Organizer, R
 from autosync.providers import CalendarRef
 from autosync.providers.http import backoff, counting
 from autosync.redact import describe
+from autosync.services import push_write as write
 from autosync.services import runs
 from autosync.services.context import Context, context
+from autosync.services.push_rules import ProviderDeleted, google_event_id, google_type, refusal_text, unsynced_type
 from autosync.services.runs import Next
 from autosync.services.tokens import ensure_token
 from autosync.store import outbox as sql
 from autosync.store import runs as run_sql
+from autosync.store.conflicts import RECORD as RECORD_CONFLICT
 from autosync.store.db import transaction
 
 log = logging.getLogger(__name__)
 
 # sharedStatus of the share tables -> Google response status (2 = declined rows are never pushed).
 SHARED_STATUS = {0: "needsAction", 1: "accepted", 2: "declined", 3: "tentative"}
-APP_FIELDS = ("summary", "description", "location", "all_day", "start", "end", "start_tz", "end_tz",
-              "recurrence", "attendees", "reminders", "reminders_use_default", "status")
-
-
-def google_event_id(calendar_id: int, event_id: int) -> str:
-    """A client-chosen Google id (base32hex, stable per event), so a retried insert never duplicates."""
-    digest = hashlib.blake2b(f"miplanit:{calendar_id}:{event_id}".encode(), digest_size=10).digest()
-    return "mp" + base64.b32hexencode(digest).decode().lower().rstrip("=")
-
-
-def transaction_id(calendar_id: int, event_id: int) -> str:
-    """A stable Graph transactionId for the same purpose."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"miplanit:{calendar_id}:{event_id}"))
 
 
 def _moment(d: date | None, t: time | None) -> datetime | date | None:
@@ -143,6 +130,9 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
     ext_id = (ev or {}).get("extEventId") or row["extEventId"]
     record: dict[str, Any] = {"op": op, "eventId": event_id, "calendarId": ctx["calendarId"],
                               "calendarType": ctx["calendarType"], "extEventId": ext_id}
+    refused = unsynced_type(ev) if ctx["calendarType"] == 1 and ev is not None and ext_id else None
+    if refused:  # never a write Google would refuse, and never a retry loop: recorded once
+        return _done(ctx, row, record, "refused", refused, "pushFailed")
     try:
         if op == "delete":
             if ext_id:
@@ -154,11 +144,14 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
             assert ev is not None
             event = event_from_row(ev, shares, frozenset(row.get("removedAttendees") or ()))
             if ext_id:
-                stored = _update(app, ctx, cal, ev, event)
+                stored = write.update(app, ctx, cal, ev, event, row)
                 result = "pushUpdated"
             else:
-                stored = _create(app, ctx, cal, event, event_id)
+                stored = write.create(app, ctx, cal, event, event_id, row)
                 result = "pushCreated"
+    except ProviderDeleted as gone:
+        assert ev is not None
+        return _provider_deleted(app, ctx, row, record, ev, gone)
     except errors.AuthInvalid:
         if not last_try:
             raise
@@ -179,16 +172,60 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
                                     "error": f"internal error: {_text(exc)}"})
             sql.log_push(conn, ctx["userId"], {**record, "outcome": "failed", "error": _text(exc)})
         return "pushFailed"
+    outcome, error = "ok", None
     with transaction() as conn:
         if stored is not None:
             kept = stored.pop("columns", None)
+            refused_fields, patched = stored.pop("refused", set()), stored.pop("patched", True)
+            beaten = stored.pop("conflict", None)
+            conn.execute(sql.ADOPT, {"c": ctx["calendarId"], "ext": stored["ext"], "e": event_id})
             conn.execute(sql.STORE_PUSHED, {"e": event_id, **stored})
             if kept:
                 sql.store_columns(conn, event_id, kept, row["outboxId"], row["changedAt"])
+            if beaten is not None:  # the app's live row won over a deletion made at the provider
+                conn.execute(RECORD_CONFLICT, {"c": ctx["calendarId"], "ext": beaten["id"],
+                                               "policy": app.settings.conflict_policy, "winner": "app",
+                                               "app": None, "provider": _json(beaten), "outbox": row["outboxId"]})
+            if refused_fields:
+                outcome, error = "refused", refusal_text(google_type(ev or {}), refused_fields)
+                result = result if patched else "pushFailed"
             record["extEventId"] = stored["ext"]
-        conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "ok", "error": None})
-        sql.log_push(conn, ctx["userId"], {**record, "outcome": "ok"})
+        conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": outcome,
+                                "error": error})
+        sql.log_push(conn, ctx["userId"], {**record, "outcome": outcome, **({"error": error} if error else {})})
     return result
+
+
+def _done(ctx: dict[str, Any], row: dict[str, Any], record: dict[str, Any], outcome: str, error: str,
+          result: str) -> str:
+    """Close an outbox entry without a provider write (recorded in the outbox and temp_log)."""
+    with transaction() as conn:
+        conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": outcome,
+                                "error": error})
+        sql.log_push(conn, ctx["userId"], {**record, "outcome": outcome, "error": error})
+    log.warning("push not sent", extra={"calendar": ctx["calendarId"], "event": row["eventId"], "error": error})
+    return result
+
+
+def _provider_deleted(app: Context, ctx: dict[str, Any], row: dict[str, Any], record: dict[str, Any],
+                      ev: dict[str, Any], gone: ProviderDeleted) -> str:
+    """A create found its event deleted at Google since our first attempt made it, and the deletion
+    won: the row is deleted in the app as an imported deletion would be, with both versions recorded."""
+    stored = write.stored_answer(app, ctx, gone.raw, write.zone_hint(ctx, ev))
+    text = f"deleted at Google after autosync created it; the deletion won (policy {gone.policy})"
+    with transaction() as conn:
+        conn.execute(sql.ADOPT, {"c": ctx["calendarId"], "ext": stored["ext"], "e": row["eventId"]})
+        conn.execute(sql.STORE_PUSHED, {"e": row["eventId"], **stored})
+        conn.execute(sql.MARK_DELETED, {"e": row["eventId"], "o": row["outboxId"], "changed": row["changedAt"]})
+        conn.execute(RECORD_CONFLICT, {"c": ctx["calendarId"], "ext": stored["ext"], "policy": gone.policy,
+                                       "winner": "provider", "app": _json({k: v for k, v in ev.items()
+                                                                          if k != "providerData"}),
+                                       "provider": None, "outbox": row["outboxId"]})
+        conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"],
+                                "outcome": "superseded by provider change", "error": text})
+        sql.log_push(conn, ctx["userId"], {**record, "extEventId": stored["ext"], "outcome": "superseded",
+                                           "error": text})
+    return "superseded"
 
 
 def _retry_later(app: Context, ctx: dict[str, Any], row: dict[str, Any], record: dict[str, Any],
@@ -207,119 +244,5 @@ def _text(exc: BaseException) -> str:
     return describe(exc, context().settings.secrets())
 
 
-def _stored(app: Context, ctx: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
-    """What to keep of the provider's answer: id, etag, raw, and the hash of its normalized form."""
-    from autosync.store.events import attendees_json
-
-    event = _normalize(ctx["calendarType"], raw)
-    return {"ext": event.ext_id, "etag": event.etag, "raw": _json(raw), "hash": event.content_hash(),
-            "updated": event.updated, "html": event.html_link or None, "attendees": attendees_json(event)}
-
-
-def _normalize(kind: int, raw: dict[str, Any]) -> Event:
-    if kind == 1:
-        from autosync.normalize.google import event_from_google
-
-        return event_from_google(raw)
-    from autosync.normalize.outlook import event_from_graph
-
-    return event_from_graph(raw)
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, default=str)
-
-
-def _create(app: Context, ctx: dict[str, Any], cal: CalendarRef, event: Event, event_id: int) -> dict[str, Any]:
-    if ctx["calendarType"] == 1:
-        from autosync.normalize.google_write import google_body
-
-        raw = app.google.create(cal, google_body(event), idempotency_key=google_event_id(ctx["calendarId"], event_id))
-    else:
-        from autosync.normalize.outlook_write import graph_body
-
-        raw = app.outlook.create(cal, graph_body(event), idempotency_key=transaction_id(ctx["calendarId"], event_id))
-    return _stored(app, ctx, raw)
-
-
-def _update(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, Any], event: Event) -> dict[str, Any]:
-    """Patch only what the app changed since the last sync; provider-side extras are kept."""
-    old_raw = row["providerData"] or {}
-    base = _normalize(ctx["calendarType"], old_raw) if old_raw else None
-    # A NULL zone on the row means the app left the zone alone (its times are UTC), not "changed to none":
-    # counting it would re-send start/end and undo a provider-side move.
-    changed = {f for f in APP_FIELDS if base is None or (getattr(event, f) != getattr(base, f) and not (
-        f in ("start_tz", "end_tz") and getattr(event, f) is None))}
-    if not changed:
-        return _stored(app, ctx, old_raw) | {"ext": row["extEventId"]}
-    event = replace(event, ext_id=row["extEventId"])
-    if ctx["calendarType"] == 1:
-        from autosync.normalize.google_write import google_patch
-
-        body = google_patch(old_raw, event, changed, base=base)
-        try:
-            raw = app.google.update(cal, row["extEventId"], body)
-        except errors.NotFound:  # gone at the provider while the app edited it: the app's edit wins
-            from autosync.normalize.google_write import google_body
-
-            raw = app.google.create(cal, google_body(event), idempotency_key=google_event_id(
-                ctx["calendarId"], row["eventId"]) + "r" + str(int(datetime.now(UTC).timestamp())))
-    else:
-        from autosync.normalize.outlook_write import graph_body
-
-        body = _graph_patch(graph_body(event), old_raw, event, base, changed)
-        try:
-            raw = app.outlook.update(cal, row["extEventId"], body)
-        except errors.NotFound:
-            raw = app.outlook.create(cal, graph_body(event), idempotency_key=str(uuid.uuid4()))
-    return _stored(app, ctx, raw) | {"columns": _provider_kept(ctx["calendarType"], raw, event, changed)}
-
-
-# Event fields -> the cal_event columns holding them (storage rule of migration 0001).
-FIELD_COLUMNS = {"summary": ("eventName",), "description": ("description",), "location": ("location",),
-                 "all_day": ("linkAllDay", "startDate", "startTime", "endDate", "endTime"),
-                 "start": ("startDate", "startTime"), "end": ("endDate", "endTime"), "recurrence": ("recurrence",),
-                 "reminders": ("reminders", "remindersUseDefault"),
-                 "reminders_use_default": ("reminders", "remindersUseDefault"),
-                 "conference": ("conferenceType", "conferenceUri", "conferenceData"),
-                 "attachments": ("attachments",)}
-
-
-def _provider_kept(kind: int, raw: dict[str, Any], event: Event, changed: set[str]) -> dict[str, Any]:
-    """Columns the row must take from the provider's answer: changes made there to fields the app did not touch.
-
-    The PATCH keeps them on the provider; when a conflict drops the provider's version from the import
-    (the app won), the row would otherwise keep the old values while its contentHash says it is current.
-    """
-    from autosync.store.events import COLUMNS, row_of
-
-    theirs = _normalize(kind, raw)
-    values = dict(zip(COLUMNS, row_of(theirs), strict=True))
-    kept: dict[str, Any] = {}
-    for name, columns in FIELD_COLUMNS.items():
-        if name not in changed and getattr(theirs, name) != getattr(event, name):
-            kept.update({c: values[c] for c in columns})
-    return kept
-
-
-GRAPH_KEYS = {"summary": ("subject",), "description": ("body",), "location": ("location",),
-              "all_day": ("isAllDay", "start", "end"), "start": ("start", "end"), "end": ("start", "end"),
-              "start_tz": ("start", "end"), "end_tz": ("start", "end"), "recurrence": ("recurrence",),
-              "attendees": ("attendees",), "reminders": ("reminderMinutesBeforeStart", "isReminderOn"),
-              "reminders_use_default": ("reminderMinutesBeforeStart", "isReminderOn")}
-
-
-def _graph_patch(full: dict[str, Any], old_raw: dict[str, Any], event: Event, base: Event | None,
-                 changed: set[str]) -> dict[str, Any]:
-    """Graph PATCH replaces collections whole: keep provider-only attendees the app did not remove."""
-    keys = {k for f in changed for k in GRAPH_KEYS.get(f, ())}
-    body = {k: full[k] for k in keys if k in full}
-    if "attendees" in body:
-        mine = {a["emailAddress"]["address"].lower() for a in body["attendees"]}
-        removed = {a.email.lower() for a in (base.attendees if base else ())} - {a.email.lower()
-                                                                                 for a in event.attendees}
-        for a in old_raw.get("attendees") or []:
-            email = ((a.get("emailAddress") or {}).get("address") or "").lower()
-            if email and email not in mine and email not in removed:
-                body["attendees"].append({"emailAddress": a.get("emailAddress"), "type": a.get("type", "required")})
-    return body

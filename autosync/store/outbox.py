@@ -44,6 +44,29 @@ STORE_PUSHED = (
     '"syncedAt" = now() WHERE "eventId" = %(e)s'
 )
 LOG = 'INSERT INTO temp_log ("userId", data) VALUES (%(u)s, %(data)s::jsonb)'
+# The provider deleted the event after a create of ours made it, and that deletion won: the row goes
+# the way an imported deletion goes (autosync's own write: no outbox entry), unless the app changed
+# it again meanwhile (that newer edit is pushed by the next run).
+MARK_DELETED = (
+    "UPDATE cal_event SET status = false, \"eventStatus\" = 'cancelled', \"syncedAt\" = now() "
+    'WHERE "eventId" = %(e)s AND EXISTS (SELECT 1 FROM event_outbox WHERE "outboxId" = %(o)s '
+    'AND "changedAt" = %(changed)s)'
+)
+# A create whose answer was lost took effect, and a run's import listed the new event as a row of its
+# own before the retry learnt its id. That row is autosync's copy of the app's own event: it goes
+# (with any push queued for it, which would otherwise delete the event), and the app's row takes the id.
+ADOPT = (
+    'WITH dup AS (DELETE FROM cal_event WHERE "calendarId" = %(c)s AND "extEventId" = %(ext)s '
+    'AND "eventId" <> %(e)s RETURNING "eventId") '
+    'UPDATE event_outbox SET "doneAt" = now(), outcome = \'merged into the app row that created it\' '
+    'WHERE "eventId" IN (SELECT "eventId" FROM dup) AND "doneAt" IS NULL'
+)
+# Start zones Graph named on the calendar's recently synced events, most used first.
+OWNER_ZONES = (
+    'SELECT z FROM (SELECT "providerData"->>\'originalStartTimeZone\' AS z FROM cal_event '
+    'WHERE "calendarId" = %(c)s AND "providerData" IS NOT NULL ORDER BY "syncedAt" DESC NULLS LAST '
+    "LIMIT 500) AS recent WHERE z IS NOT NULL GROUP BY z ORDER BY count(*) DESC, z LIMIT 20"
+)
 # Synced live events the pending deletes leave alone; hard-deleted rows are gone from cal_event, so the
 # guard adds the deletes themselves to get the total synced before them.
 COUNT_SYNCED = (
@@ -81,3 +104,8 @@ def store_columns(conn: Conn, event_id: int, columns: dict[str, Any], outbox_id:
 def log_push(conn: Conn, user_id: int, data: dict[str, Any]) -> None:
     """One temp_log row per push, as the seed wrote them, with the outcome."""
     conn.execute(LOG, {"u": user_id, "data": json.dumps(data, default=str)})
+
+
+def zones_in_use(conn: Conn, calendar_id: int) -> list[str]:
+    """Start zone names on the calendar's recently synced provider copies, most used first."""
+    return [r["z"] for r in conn.execute(OWNER_ZONES, {"c": calendar_id}).fetchall()]
