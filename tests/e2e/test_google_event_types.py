@@ -142,7 +142,7 @@ def test_the_upgrade_removes_unsynced_rows_without_deleting_them_at_google(worke
     legacy = {kind: _legacy_row(db, cal, ids[kind], kind, emu.google_get(cal.ext_calendar_id, ids[kind]))
               for kind in ("birthday", "focusTime", "outOfOffice", "workingLocation")}
     app_update(db, legacy["focusTime"], eventName="Focus (edited before the upgrade)")
-    migration = resources.files("autosync.store").joinpath("migrations", "0010_h19b_google_event_types.sql")
+    migration = resources.files("autosync.store").joinpath("migrations", "0010_google_event_types.sql")
     with db.transaction():
         db.execute(migration.read_text(encoding="utf-8").encode())
     assert all(not row(db, event_id)["status"] for event_id in legacy.values())

@@ -325,7 +325,7 @@ def test_a_database_migrated_by_the_earlier_release_upgrades_without_drift(empty
         before.stdout
     assert [line.split()[1] for line in before.stdout.splitlines() if line.startswith("pending")] == [
         "0001_miplanit_schema.concurrent", "0005_channel_secrets", "0006_leases", "0007_fan_out_claims",
-        "0008_series_hints", "0009_metrics_indexes.concurrent", "0010_h19b_google_event_types"]
+        "0008_series_hints", "0009_metrics_indexes.concurrent", "0010_google_event_types"]
     assert cli("db", "upgrade", env=env).returncode == 0
     after = cli("db", "status", env=env)
     assert after.returncode == 0, after.stdout
