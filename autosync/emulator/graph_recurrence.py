@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime, time, timedelta
-from functools import lru_cache
 from typing import Any
 
 from dateutil import rrule as rr
@@ -193,9 +191,13 @@ def is_occurrence(rec: dict[str, Any], dtstart: datetime, local: datetime) -> bo
     # once per recurrence and start (the key is the recurrence's content, so an edited series gets a
     # new rule); ``local in rule`` is dateutil's membership test, the same answer as between(local,
     # local, inc=True) had.
-    return local in _rule(json.dumps(rec, sort_keys=True), dtstart)
+    key = (repr(rec), dtstart)  # equal content in another key order only misses the cache
+    rule = _RULES.get(key)
+    if rule is None:
+        if len(_RULES) >= 1024:
+            _RULES.clear()
+        rule = _RULES[key] = build_rule(rec, dtstart, cache=True)
+    return local in rule
 
 
-@lru_cache(maxsize=1024)
-def _rule(rec_json: str, dtstart: datetime) -> rr.rrule:
-    return build_rule(json.loads(rec_json), dtstart, cache=True)
+_RULES: dict[tuple[str, datetime], rr.rrule] = {}
