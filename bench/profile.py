@@ -194,7 +194,40 @@ def _spy(pid: int, out: Path, rate: int, subprocesses: bool) -> subprocess.Popen
     return proc
 
 
-def _one_sync(svc: Services, work: Any, admin: str) -> dict[str, Any]:
+def _cpu(svc: Services, pids: dict[str, int]) -> dict[str, dict[int, float]]:
+    """CPU seconds (user + system) so far per process: the worker (and its children), the emulator,
+    this database's PostgreSQL backends and a private redis-server, by role."""
+    out: dict[str, dict[int, float]] = {"worker": {}, "emulator": {}, "postgresql": {}, "redis": {}}
+
+    def add(role: str, proc: psutil.Process) -> None:
+        try:
+            t = proc.cpu_times()
+            out[role][proc.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+
+    for role, pid in pids.items():
+        try:
+            top = psutil.Process(pid)
+        except psutil.Error:
+            continue
+        for proc in [top, *top.children(recursive=True)]:
+            add(role, proc)
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if cmd.startswith("postgres:") and svc.db_name in cmd:
+            add("postgresql", proc)
+        elif "redis-server" in cmd and svc.redis.rsplit(":", 1)[-1] in cmd:
+            add("redis", proc)
+    return out
+
+
+def _cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    return {role: round(sum(t - before[role].get(pid, 0.0) for pid, t in procs.items()), 2)
+            for role, procs in after.items()}
+
+
+def _one_sync(svc: Services, work: Any, admin: str, pids: dict[str, int]) -> dict[str, Any]:
     import psycopg
 
     from autosync.emulator.client import EmulatorClient
@@ -209,13 +242,15 @@ def _one_sync(svc: Services, work: Any, admin: str) -> dict[str, Any]:
     with psycopg.connect(svc.db_url) as conn:
         for account, token in tokens:
             conn.execute('UPDATE calendar SET "refreshToken" = %s WHERE "socialAccountId" = %s', (token, account))
+    before = _cpu(svc, pids)
     cycle = product_cycle(svc.db_url, EmulatorClient(admin), 1, work.calendar_type)
+    cpu = _cpu_used(before, _cpu(svc, pids))
     with psycopg.connect(svc.db_url) as conn:
         row = conn.execute("SELECT count(*) FROM cal_event").fetchone()
     rows = int(row[0]) if row else 0
     return {"wall_s": cycle["wall_s"], "rows": rows, "events_per_s": round(rows / cycle["wall_s"], 1),
             "requests": cycle["requests"], "requests_by_endpoint": cycle["requests_by_endpoint"],
-            "tasks": cycle["tasks"], "outcomes": cycle["outcomes"]}
+            "tasks": cycle["tasks"], "outcomes": cycle["outcomes"], "cpu_s": cpu}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -236,13 +271,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             extra = {"AUTOSYNC_OUTLOOK_PAGE_SIZE": str(args.outlook_page_size)} if args.outlook_page_size else {}
             with emulator(svc, seed) as admin, \
                     workers(svc, pool=args.pool, concurrency=args.concurrency, extra_env=extra) as procs:
-                res["unprofiled"] = [_one_sync(svc, work, admin) for _ in range(args.repeat)]
+                pids = {"worker": procs[0].pid, "emulator": _emulator_pid(svc.emulator_port)}
+                res["unprofiled"] = [_one_sync(svc, work, admin, pids) for _ in range(args.repeat)]
                 if args.rate:
                     spies = [(_spy(procs[0].pid, out_dir / "worker.txt", args.rate, args.pool != "solo"),
                               "worker"),
                              (_spy(_emulator_pid(svc.emulator_port), out_dir / "emulator.txt", args.rate, False),
                               "emulator")]
-                    res["profiled"] = _one_sync(svc, work, admin)
+                    res["profiled"] = _one_sync(svc, work, admin, pids)
                     for spy, _ in spies:
                         spy.send_signal(signal.SIGINT)
                     for spy, _ in spies:
@@ -267,6 +303,8 @@ def render(res: dict[str, Any]) -> str:
     for i, r in enumerate(res["unprofiled"]):
         lines.append(f"  unprofiled sync {i + 1}: {r['rows']} rows in {r['wall_s']:.2f} s = {r['events_per_s']:.0f}"
                      f" events/s, {r['requests']} requests {r['requests_by_endpoint']}, outcomes {r['outcomes']}")
+        cpu = r.get("cpu_s") or {}
+        lines.append(f"    CPU s during it: {cpu} = {sum(cpu.values()):.2f} s over {r['wall_s']:.2f} s of wall")
     if "worker" not in res:
         return "\n".join(lines)
     prof = res["profiled"]
