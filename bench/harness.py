@@ -205,7 +205,10 @@ def workers(svc: Services, *, pool: str, concurrency: int, count: int = 1,
             extra_env: dict[str, str] | None = None) -> Iterator[list[subprocess.Popen]]:
     """`celery -A bench.worker_app worker` subprocesses on the benchmark broker."""
     # As `autosync worker` tells its processes (celeryconfig sizes the broker's producer pool by it).
-    sized = {"AUTOSYNC_WORKER_POOL": pool, "AUTOSYNC_WORKER_CONCURRENCY": str(concurrency)}
+    # autosync's settings accept threads or prefork only: a solo worker is sized like prefork (one
+    # process, one step at a time), which is all the variable decides for it.
+    sized = {"AUTOSYNC_WORKER_POOL": "prefork" if pool == "solo" else pool,
+             "AUTOSYNC_WORKER_CONCURRENCY": str(concurrency)}
     env = {**os.environ, **svc.env(), **sized, **(extra_env or {})}
     procs = [subprocess.Popen([str(BIN / "celery"), "-A", "bench.worker_app", "worker", "-P", pool, "-c",
                                str(concurrency), "-n", f"bench{i}-{os.getpid()}@%h", "--loglevel", "WARNING",

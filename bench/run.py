@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
     kw = {"pool": args.pool, "concurrency": args.concurrency}
     create_database(svc)
     try:
-        if "import" in parts:
+        if "import" in parts or "large" in parts:  # the large calendars are rated against it
             _say("import path")
             res["import_path"] = import_path(*sizes["import"])
         if "steady" in parts:
@@ -109,9 +109,11 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
                                          concurrency=args.latency_concurrency or DEFAULT_CONCURRENCY[pool],
                                          processes=args.latency_processes or cores())
         if "large" in parts:
-            for n in sizes["large"]:
-                _say(f"one large google calendar, ~{n} events")
-                res["large"].append(scenarios.large(svc, "google", n, **kw))
+            for provider in ("google", "outlook"):
+                for n in sizes["large"]:
+                    _say(f"one large {provider} calendar, ~{n} events")
+                    res["large"].append(scenarios.large(svc, provider, n, **kw))
+            report.import_path_ratios(res)
     finally:
         drop_database(svc)
         shutil.rmtree(svc.workdir, ignore_errors=True)

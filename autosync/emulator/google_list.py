@@ -17,6 +17,7 @@ from autosync.emulator.google_time import (
     edt_value,
     instance_suffix,
     occurrences,
+    occurs,
     parse_rfc3339,
     render_edt,
     zone,
@@ -187,7 +188,7 @@ def _in_window(body: dict[str, Any], p: ListParams, cal_tz: tzinfo) -> bool:
         duration = as_instant(end, cal_tz) - as_instant(start, cal_tz)
         lo = p.time_min - duration if p.time_min else None
         hi = p.time_max or datetime.now(UTC) + timedelta(days=3650)
-        return bool(occurrences(body, lo, hi, cal_tz))
+        return occurs(body, lo, hi, cal_tz)
     return _overlaps(as_instant(start, cal_tz), as_instant(end, cal_tz), p.time_min, p.time_max)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from itertools import islice
 from typing import Any
@@ -100,6 +101,23 @@ def occurrences(
     master: dict[str, Any], after: datetime | None, before: datetime, cal_tz: tzinfo
 ) -> list[datetime | date]:
     """Original start values of a recurring master's instances whose start is in [after, before)."""
+    return list(islice(_instances(master, after, before, cal_tz), MAX_INSTANCES))
+
+
+def occurs(master: dict[str, Any], after: datetime | None, before: datetime, cal_tz: tzinfo) -> bool:
+    """Whether a recurring master has an instance whose start is in [after, before).
+
+    The same answer as ``bool(occurrences(...))``, from the first instance alone: a listing asks this
+    of every series, and expanding each one over a ten-year horizon (up to MAX_INSTANCES values)
+    only to test for emptiness was most of the emulator's time on a large calendar.
+    """
+    return next(_instances(master, after, before, cal_tz), None) is not None
+
+
+def _instances(
+    master: dict[str, Any], after: datetime | None, before: datetime, cal_tz: tzinfo
+) -> Iterator[datetime | date]:
+    """The instance starts in [after, before), lazily and in order."""
     start = edt_value(master["start"])
     if isinstance(start, datetime):
         tz_name = master["start"].get("timeZone")
@@ -109,12 +127,10 @@ def occurrences(
     rules = build_ruleset(master.get("recurrence") or [], dtstart)
     lo = _align(after, dtstart, cal_tz) if after is not None else dtstart - timedelta(seconds=1)
     hi = _align(before, dtstart, cal_tz)
-    out: list[datetime | date] = []
-    for value in islice(rules.xafter(lo, inc=True), MAX_INSTANCES):
+    for value in rules.xafter(lo, inc=True):
         if value >= hi:
-            break
-        out.append(value if isinstance(start, datetime) else value.date())
-    return out
+            return
+        yield value if isinstance(start, datetime) else value.date()
 
 
 def _align(value: datetime, dtstart: datetime, cal_tz: tzinfo) -> datetime:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any
 
@@ -51,7 +52,14 @@ def render_body(stored: dict[str, str], *, want_text: bool, written: bool = Fals
 
 def preview(stored: dict[str, str]) -> str:
     """bodyPreview: the first 255 characters of the body's text, on one line."""
-    plain = stored["content"] if stored["contentType"] == "text" else html_text(stored["content"])
+    return _preview(stored["contentType"], stored["content"])
+
+
+@lru_cache(maxsize=2048)
+def _preview(content_type: str, content: str) -> str:
+    # Every rendering of an item (each occurrence of a series in a delta round too) parsed its HTML
+    # body again; the preview is a pure function of the body, so it is kept for bodies seen lately.
+    plain = content if content_type == "text" else html_text(content)
     return " ".join(plain.split())[:255]
 
 

@@ -138,10 +138,14 @@ def _month_days(day: int) -> tuple[list[int], int | None]:
     return list(range(28, day + 1)), -1
 
 
-def build_rule(rec: dict[str, Any], dtstart: datetime) -> rr.rrule:
-    """The dateutil rule for a normalized recurrence, starting at local ``dtstart``."""
+def build_rule(rec: dict[str, Any], dtstart: datetime, *, cache: bool = False) -> rr.rrule:
+    """The dateutil rule for a normalized recurrence, starting at local ``dtstart``.
+
+    With ``cache`` the rule keeps the starts it has generated (dateutil's own cache), so asking it
+    again walks a list instead of recomputing the series from its first start.
+    """
     pat, rng = rec["pattern"], rec["range"]
-    kwargs: dict[str, Any] = {"dtstart": dtstart, "interval": pat["interval"]}
+    kwargs: dict[str, Any] = {"dtstart": dtstart, "interval": pat["interval"], "cache": cache}
     if rng["type"] == "endDate":
         kwargs["until"] = datetime.combine(date.fromisoformat(rng["endDate"]), time(23, 59, 59))
     elif rng["type"] == "numbered":
@@ -181,4 +185,19 @@ def occurrences_between(
 
 def is_occurrence(rec: dict[str, Any], dtstart: datetime, local: datetime) -> bool:
     """Whether ``local`` is exactly one of the series' starts."""
-    return local in occurrences_between(rec, dtstart, local, local)
+    # A delta page renders each plain occurrence after checking it still exists: building the rule
+    # and walking it from the series' first start for every occurrence made a page of a long series
+    # quadratic (the bulk of the emulator's time in a large Outlook initial sync). The rule is built
+    # once per recurrence and start (the key is the recurrence's content, so an edited series gets a
+    # new rule); ``local in rule`` is dateutil's membership test, the same answer as between(local,
+    # local, inc=True) had.
+    key = (repr(rec), dtstart)  # equal content in another key order only misses the cache
+    rule = _RULES.get(key)
+    if rule is None:
+        if len(_RULES) >= 1024:
+            _RULES.clear()
+        rule = _RULES[key] = build_rule(rec, dtstart, cache=True)
+    return local in rule
+
+
+_RULES: dict[tuple[str, datetime], rr.rrule] = {}
