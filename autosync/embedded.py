@@ -301,6 +301,32 @@ class Services:
         self.redis_url = f"unix://{path}?db=0"
         log(f"embedded Valkey on Unix socket {path}")
 
+    def stop_one(self, name: str) -> None:
+        """Stop one embedded service ("postgres": fast shutdown; "valkey") and wait for it to exit.
+
+        Its clients see the real thing: refused connections, and for Valkey (no persistence) an empty
+        broker when it comes back. The fault benchmark (bench/faults) restarts services this way.
+        """
+        proc = self.children.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT if name == "postgres" else signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def start_one(self, name: str, log: Callable[[str], None] = print) -> None:
+        """Start one embedded service again (after ``stop_one``), on the same socket and data."""
+        if name == "postgres":
+            self._start_postgres(log)
+        elif name == "valkey":
+            self._start_valkey(log)
+        else:
+            raise ValueError(f"unknown embedded service {name!r}")
+        self._save_state()
+
     def stop(self) -> None:
         """Stop every child: application processes first, then Valkey, then PostgreSQL (fast shutdown)."""
         order = [n for n in self.children if n not in ("valkey", "postgres")] + ["valkey", "postgres"]
