@@ -32,7 +32,7 @@ SELECT count(*) AS n FROM (SELECT 1 FROM cal_event WHERE "extEventId" IS NOT NUL
 # Given up for our own reasons: an internal error, or a text naming our database or broker.
 GIVEN_UP = """
 SELECT count(*) AS n FROM event_outbox WHERE outcome = 'failed'
-  AND (error ILIKE 'internal error%%' OR error ~* '(psycopg|redis|connection refused|server closed|valkey)')
+  AND ("lastError" ILIKE 'internal error%%' OR "lastError" ~* '(psycopg|redis|connection refused|server closed|valkey)')
 """
 
 
