@@ -9,6 +9,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
+import psycopg_pool
+
 from autosync import errors
 from autosync.providers import CalendarRef, Provider
 from autosync.redact import describe
@@ -114,15 +117,39 @@ def _refresh(ctx: dict[str, Any], provider: Provider, refresh_token: str | None,
             released = True
             raise
         expires = grant.expires_at.astimezone(UTC).replace(tzinfo=None)
-        with transaction() as conn:
-            sql.save_token(conn, ctx, grant.access_token, expires, grant.refresh_token)
-            leases.release(conn, key, holder)
+        _save_until_saved(ctx, grant.access_token, expires, grant.refresh_token, key, holder)
         released = True
     finally:
         if not released:  # the call failed (it is retried later) or the save did: free the account now
             release_quietly(key, holder)
     log.info("token refreshed", extra={"calendar": ctx["calendarId"], "provider": provider.name})
     return calendar_ref(ctx, grant.access_token)
+
+
+def _save_until_saved(ctx: dict[str, Any], access: str, expires: datetime, refresh: str | None, key: str,
+                      holder: str) -> None:
+    """Save a grant the provider just issued, retrying while PostgreSQL is away.
+
+    The grant exists only in this process's memory: Microsoft may have rotated the refresh token
+    (the old one is then refused), so losing it would put the user in needs-reauth. We still hold the
+    account's lease, so nobody else refreshes meanwhile; the saves are retried until shortly before
+    the lease would expire (the lease covers every wait of a refresh, see refresh_lease_seconds).
+    """
+    deadline = time.monotonic() + max(5.0, refresh_lease_seconds(get_settings()) - 5.0)
+    pause = 0.25
+    while True:
+        try:
+            with transaction(timeout=10) as conn:
+                sql.save_token(conn, ctx, access, expires, refresh)
+                leases.release(conn, key, holder)
+            return
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            if time.monotonic() + pause >= deadline:
+                raise
+            log.warning("cannot save a refreshed token yet; retrying",
+                        extra={"calendar": ctx["calendarId"], "error": type(exc).__name__})
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def _fresh(current: dict[str, Any], stale: str | None, margin: int) -> str | None:

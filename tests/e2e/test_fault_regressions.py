@@ -1,0 +1,61 @@
+"""Defects the fault campaigns (bench/faults, issue 14) found, each pinned by the real thing: PostgreSQL
+connections really terminated, Redis really refusing, the broker really unreachable."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+
+from autosync.services.context import context
+from autosync.services.runs import open_runs
+from autosync.store import tokens as token_sql
+from autosync.store.db import transaction
+from autosync.store.runs import run_context
+from tests.e2e.helpers import link
+
+
+def _terminate_pool_connections(database_url: str, after: float) -> threading.Thread:
+    """In ``after`` seconds, terminate every other session on the test database (as a PostgreSQL
+    restart does to the pooled connections)."""
+
+    def kill() -> None:
+        time.sleep(after)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    return thread
+
+
+def _run_ctx(calendar_id: int, kind: int) -> dict[str, Any]:
+    steps, _ = open_runs(context(), [kind], reason="adhoc", calendar_id=calendar_id)
+    with transaction() as conn:
+        ctx = run_context(conn, steps[0].run_id)
+    assert ctx is not None
+    return ctx
+
+
+def test_a_refreshed_token_is_saved_even_when_postgresql_drops_during_the_token_call(
+        database_url, db, emu, emulator, limits_redis) -> None:
+    from autosync.services.tokens import ensure_token
+
+    cal = link(db, emu, "outlook")  # Microsoft rotates the refresh token at every refresh
+    ctx = _run_ctx(cal.calendar_id, 2)
+    emu.set_latency(1500, kind="oauth")
+    killer = _terminate_pool_connections(database_url, after=0.5)
+    try:
+        ref = ensure_token(context(), ctx)
+    finally:
+        killer.join()
+        emu.clear_latency()
+    assert ref.access_token
+    with transaction() as conn:
+        stored = token_sql.read_token(conn, cal.calendar_id)
+    # The rotated refresh token was kept: the old one is spent, the stored one still works.
+    assert stored["refreshToken"] != cal.refresh_token
+    assert stored["refreshToken"] in emulator.oauth.refresh_tokens_of(cal.account_id)
