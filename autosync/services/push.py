@@ -8,6 +8,10 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+import psycopg
+import psycopg_pool
+import redis
+
 from autosync import errors
 from autosync.model import Attachment, Attendee, Conference, Event, Organizer, Reminder
 from autosync.providers import CalendarRef
@@ -165,6 +169,10 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
             sql.log_push(conn, ctx["userId"], {**record, "outcome": "failed", "error": _text(exc)})
         log.error("push failed", extra={"calendar": ctx["calendarId"], "event": event_id, "error": _text(exc)})
         return "pushFailed"
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout, redis.RedisError):
+        # Our own PostgreSQL or Redis is away, not the provider refusing: the entry stays pending and
+        # the step is retried (a create carries its idempotency key, so a retry finds a first attempt).
+        raise
     except Exception as exc:  # a row we cannot turn into a push must not block the rows after it
         log.exception("push crashed", extra={"calendar": ctx["calendarId"], "event": event_id})
         with transaction() as conn:

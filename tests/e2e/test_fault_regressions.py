@@ -59,3 +59,34 @@ def test_a_refreshed_token_is_saved_even_when_postgresql_drops_during_the_token_
     # The rotated refresh token was kept: the old one is spent, the stored one still works.
     assert stored["refreshToken"] != cal.refresh_token
     assert stored["refreshToken"] in emulator.oauth.refresh_tokens_of(cal.account_id)
+
+
+def test_a_push_is_not_marked_failed_when_our_own_redis_is_away(worker, db, emu) -> None:
+    import pytest
+    import redis
+
+    from autosync.embedded import free_port
+    from autosync.providers.google import GoogleProvider
+    from autosync.providers.http import HttpEdge, Policy
+    from autosync.providers.outlook import OutlookProvider
+    from autosync.ratelimit import RateLimiter
+    from autosync.services.context import Context
+    from autosync.services.push import push_step
+    from autosync.settings import get_settings
+    from tests.e2e.helpers import sync
+    from tests.e2e.test_pushback_google import app_insert, at
+
+    cal = link(db, emu, "google")
+    sync(cal.user_id)
+    event_id = app_insert(db, cal, "Dentist", at(3, 9), at(3, 10))
+    # A context whose Redis refuses connections, as during a Valkey restart.
+    s = get_settings()
+    dead = RateLimiter(redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=0.5))
+    edge = HttpEdge(Policy(s.http_connect_timeout, s.http_read_timeout, s.http_retries, s.http_backoff_cap,
+                           s.max_inline_wait), dead)
+    away = Context(s, dead, GoogleProvider(s, edge), OutlookProvider(s, edge))
+    steps, _ = open_runs(context(), [1], reason="adhoc", calendar_id=cal.calendar_id)
+    with pytest.raises(redis.RedisError):  # the step is retried by the task's policy
+        push_step(away, steps[0].run_id)
+    entry = db.execute('SELECT "doneAt", outcome FROM event_outbox WHERE "eventId" = %s', (event_id,)).fetchone()
+    assert entry == (None, None)  # still pending: a later attempt pushes it
