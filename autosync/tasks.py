@@ -10,6 +10,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import kombu.exceptions
 import psycopg
 import redis
 from celery import Task
@@ -64,7 +65,14 @@ def run_step(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
     except BaseException:
         _record_requests(run_id, stats)  # an attempt that failed still cost requests
         raise
-    enqueue(nxt, queue)
+    try:
+        enqueue(nxt, queue)
+    except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
+        # The step is done and its progress recorded with the run's next step; only the broker is
+        # away. Failing the run here would lose its work, and retrying needs the broker too: the
+        # stale-run sweep resumes the run from its recorded step once the broker is back.
+        log.warning("next step not queued (broker away); the stale-run sweep resumes the run",
+                    extra={"run": run_id, "step": nxt.step, "error": type(exc).__name__})
 
 
 def _redeliveries(task: Task) -> int:

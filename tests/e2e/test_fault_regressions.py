@@ -90,3 +90,31 @@ def test_a_push_is_not_marked_failed_when_our_own_redis_is_away(worker, db, emu)
         push_step(away, steps[0].run_id)
     entry = db.execute('SELECT "doneAt", outcome FROM event_outbox WHERE "eventId" = %s', (event_id,)).fetchone()
     assert entry == (None, None)  # still pending: a later attempt pushes it
+
+
+def test_a_step_whose_next_step_cannot_be_queued_is_left_for_the_stale_run_sweep(db, emu, limits_redis) -> None:
+    from autosync.celery import app
+    from autosync.embedded import free_port
+    from autosync.services.pull import token_step
+    from autosync.services.runs import resume_stale
+    from autosync.tasks import refresh_token, run_step
+
+    cal = link(db, emu, "google")
+    steps, _ = open_runs(context(), [1], reason="adhoc", calendar_id=cal.calendar_id)
+    (step,) = steps
+    assert step.step == "token"
+    real = app.conf.broker_url
+    app.pool.force_close_all()
+    app._pool = None
+    app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"  # the broker refuses connections
+    try:
+        run_step(refresh_token, token_step, step.run_id)  # the token step itself succeeds
+    finally:
+        app.pool.force_close_all()
+        app._pool = None
+        app.conf.broker_url = real
+    run = db.execute('SELECT "finishedAt", outcome, step FROM sync_run WHERE "runId" = %s', (step.run_id,)).fetchone()
+    assert run == (None, None, "fetch")  # open, at its next step: not failed, not lost
+    db.execute('UPDATE sync_run SET "heartbeatAt" = now() - interval \'1 hour\' WHERE "runId" = %s', (step.run_id,))
+    resumed = resume_stale(context())
+    assert [(s.run_id, s.step) for s in resumed] == [(step.run_id, "fetch")]
