@@ -77,6 +77,8 @@ beat_schedule = {
     # The interval lets the task skip a fan-out that a second beat already ran in this interval.
     "fan-out": {"task": "autosync.fan_out", "schedule": float(_s.sync_interval), "args": ([1, 2],),
                 "kwargs": {"interval": _s.sync_interval}},
-    "resume-stale-runs": {"task": "autosync.resume_stale", "schedule": 60.0},
+    # Often enough that a run left by a killed worker or a lost broker message resumes within about
+    # AUTOSYNC_RUN_STALE_AFTER and a half (at most a minute apart; the sweep is one indexed query).
+    "resume-stale-runs": {"task": "autosync.resume_stale", "schedule": min(60.0, max(5.0, _s.run_stale_after / 2))},
     "deliver-notifications": {"task": "autosync.deliver_notifications", "schedule": 10.0},
 }

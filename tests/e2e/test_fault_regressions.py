@@ -118,3 +118,21 @@ def test_a_step_whose_next_step_cannot_be_queued_is_left_for_the_stale_run_sweep
     db.execute('UPDATE sync_run SET "heartbeatAt" = now() - interval \'1 hour\' WHERE "runId" = %s', (step.run_id,))
     resumed = resume_stale(context())
     assert [(s.run_id, s.step) for s in resumed] == [(step.run_id, "fetch")]
+
+
+def test_the_stale_run_sweep_runs_often_enough_for_the_configured_staleness() -> None:
+    import subprocess
+    import sys
+
+    from tests.e2e.procs import ROOT
+
+    def sweep_every(stale_after: str) -> float:
+        done = subprocess.run([sys.executable, "-c", "import celeryconfig as c; "
+                               "print(c.beat_schedule['resume-stale-runs']['schedule'])"], cwd=ROOT, check=True,
+                              capture_output=True, text=True,
+                              env={**__import__("os").environ, "AUTOSYNC_RUN_STALE_AFTER": stale_after})
+        return float(done.stdout.strip())
+
+    # A run is resumed at most half a staleness period after it became stale (never more than a minute).
+    assert sweep_every("10") <= 5
+    assert sweep_every("900") == 60
