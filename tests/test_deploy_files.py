@@ -231,3 +231,12 @@ def test_the_image_installs_from_the_lock_and_pins_its_base_by_digest() -> None:
     installs = [line for line in dockerfile.splitlines() if line.startswith("RUN pip install")]
     assert installs[0].split()[-3:] == ["--require-hashes", "-r", "requirements.lock"]
     assert all("--no-deps" in line for line in installs[1:])  # nothing after the lock resolves dependencies
+
+
+def test_every_long_running_compose_service_comes_back_after_it_dies() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name, spec in services.items():
+        if name == "migrate":  # a one-shot job
+            assert "restart" not in spec or spec["restart"] == "no"
+            continue
+        assert spec.get("restart") in ("unless-stopped", "always"), name
