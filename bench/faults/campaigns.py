@@ -74,9 +74,12 @@ class Campaign:
 
     def finish(self, counters: dict[str, Any], settle: float = 300) -> dict[str, Any]:
         """Stop changing, settle, check; the campaign's figures."""
-        reauthorized = self.reauthorize()
         t0 = time.monotonic()
-        settled = self.system.settle(settle)
+        reauthorized, settled = 0, False
+        while not settled and time.monotonic() - t0 < settle:
+            # a refresh whose answer was lost may put a calendar in needs-reauth a while later
+            reauthorized += self.reauthorize()
+            settled = self.system.settle(20)
         out = {**check(self.system, self.baseline), **counters}
         out["calendars_put_in_needs_reauth"] = reauthorized
         out["settled"] = settled

@@ -22,6 +22,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from autosync.embedded import Services, free_port
+from autosync.workers import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 STEP_OF = {"autosync.refresh_token": "token", "autosync.watch_calendar": "watch", "autosync.fetch_page": "fetch",
@@ -106,7 +107,7 @@ class System:
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
         proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **self.env}, stdout=out, stderr=out,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=die_with_parent)
         out.close()
         return proc
 
@@ -164,10 +165,22 @@ class System:
                         child.kill()
 
     def busy(self) -> dict[int, str]:
-        """Pool processes inside a step: pid -> step kind."""
+        """Pool processes of the current worker inside a step: pid -> step kind (stale marks of killed
+        processes are removed)."""
+        import psutil
+
+        with self._lock:
+            try:
+                pool = {p.pid for p in psutil.Process(self.worker.pid).children()} if self.worker else set()
+            except psutil.Error:
+                pool = set()
         out: dict[int, str] = {}
         for mark in self.marks.iterdir():
             with contextlib.suppress(OSError, ValueError):
+                if int(mark.name) not in pool:
+                    if not psutil.pid_exists(int(mark.name)):
+                        mark.unlink(missing_ok=True)
+                    continue
                 kind = STEP_OF.get(mark.read_text())
                 if kind:
                     out[int(mark.name)] = kind
