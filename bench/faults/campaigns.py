@@ -87,6 +87,9 @@ class Campaign:
         out["worker_exits_not_caused_by_the_bench"] = self.system.worker_deaths
         out["pool_processes_lost"] = log_count(self.system, "WorkerLostError")
         out["steps_crashed"] = log_count(self.system, "step crashed")
+        out["runs_resumed_by_the_stale_run_sweep"] = log_count(self.system, "resuming stale run")
+        out["next_step_not_queued"] = log_count(self.system, "next step not queued")
+        out["beat_restarts"] = self.system.beat_restarts
         out["secrets"] = secret_hits(self.system)
         out["duration_s"] = round(time.monotonic() - self.started, 1)
         say(f"{self.name}: lost {out['lost']}, duplicated {out['duplicated']}, settled {settled}")
@@ -319,13 +322,21 @@ def r4_hostile_payloads(sizes: Sizes) -> dict[str, Any]:
                     continue
                 items: list[dict[str, Any]] = []
                 for i in range(5):
+                    # generated text, times inside the sync window (outside it a provider never lists them)
+                    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=rng.randint(1, 90),
+                                                                                  minutes=rng.randint(0, 600))
+                    end = start + timedelta(minutes=rng.randint(15, 240))
                     if cal["calendarType"] == 1:
                         body = {k: v for k, v in google_good(f"g{i}").example().items()
-                                if k in ("summary", "description", "start", "end")}
+                                if k in ("summary", "description")}
+                        body |= {"start": {"dateTime": start.isoformat()}, "end": {"dateTime": end.isoformat()}}
                         made = client.google_insert(cal["extCalendarId"], body)
                     else:
                         g = graph_good(f"o{i}").example()
-                        body = {k: g[k] for k in ("subject", "body", "start", "end", "isAllDay")}
+                        stamp = "%Y-%m-%dT%H:%M:%S"
+                        body = {"subject": g["subject"], "body": g["body"], "isAllDay": False,
+                                "start": {"dateTime": start.strftime(stamp), "timeZone": "UTC"},
+                                "end": {"dateTime": end.strftime(stamp), "timeZone": "UTC"}}
                         made = client.outlook("POST", f"/calendars/{quote(cal['extCalendarId'], safe='')}/events",
                                               body)
                     items.append(made)
@@ -333,22 +344,30 @@ def r4_hostile_payloads(sizes: Sizes) -> dict[str, Any]:
                 for i in range(6):
                     ext = f"hostile-r{round_}-{cal['calendarId']}-{i}"
                     if cal["calendarType"] == 1:
-                        item = google_hostile(ext, deepest=900).example() if i % 2 else \
+                        item = google_hostile(ext, deepest=800).example() if i % 2 else \
                             _extra_hostile_google(ext, rng)
                     else:
-                        item = graph_hostile(ext, deepest=900).example()
+                        item = graph_hostile(ext, deepest=800).example()
                     items.insert(rng.randint(0, len(items)), item)
                     bad += 1
                 if cal["calendarType"] == 1:
                     page = {"kind": "calendar#events", "items": items, "nextSyncToken": cursor}
-                    client.add_fault(provider="google", account=cal["socialAccountId"],
-                                     endpoint="google.events.list", count=1, status=200, body=page)
+                    # straight into the in-process emulator: its admin API's JSON parser stops short of
+                    # the deepest items
+                    c.system.emulator.faults.add({"provider": "google", "account": cal["socialAccountId"],
+                                                  "endpoint": "google.events.list", "status": 200, "body": page})
                 else:
                     page = {"value": items, "@odata.deltaLink": cursor}
-                    client.add_fault(provider="outlook", account=cal["socialAccountId"], endpoint="graph.delta",
-                                     count=1, status=200, body=page)
+                    c.system.emulator.faults.add({"provider": "outlook", "account": cal["socialAccountId"],
+                                                  "endpoint": "graph.delta", "status": 200, "body": page})
             c.run_for(3 * c.system.interval)
         out = c.finish({})
+        # A hostile item that was repaired and imported exists only in the page the bench served, never
+        # at the provider: not a lost push.
+        fake = [ln for ln in out["mismatches"] if "(hostile-" in ln and "not live at the provider" in ln]
+        out["mismatches"] = [ln for ln in out["mismatches"] if ln not in fake]
+        out["lost"] -= len(fake)
+        out["pushes_lost"] -= len(fake)
         with c.system.connect() as conn:
             rows = {(r["calendarId"], r["extEventId"]) for r in conn.execute(
                 'SELECT "calendarId", "extEventId" FROM cal_event WHERE status').fetchall()}

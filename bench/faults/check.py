@@ -64,7 +64,7 @@ def check(system: System, baseline: set[tuple[Any, ...]]) -> dict[str, Any]:
         "duplicate_title_time_groups": len(new_groups),
         "converged": converged,
         "runs_by_outcome": {r["outcome"] or "open": int(r["n"]) for r in runs},
-        "mismatches": lines[:20],
+        "mismatches": lines[:200],
     }
 
 

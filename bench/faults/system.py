@@ -66,6 +66,7 @@ class System:
         self.beat: subprocess.Popen[bytes] | None = None
         self.worker_starts = 0
         self.worker_deaths = 0  # exits the bench did not cause
+        self.beat_restarts = 0
         self.expected_death = False
         self._supervise = threading.Event()
         self._lock = threading.RLock()
@@ -145,6 +146,7 @@ class System:
                     self.start_worker()
                 if self.beat is not None and self.beat.poll() is not None and self._supervise.is_set():
                     say(f"beat exited with {self.beat.returncode}; restarting it")
+                    self.beat_restarts += 1
                     self.beat = self._spawn("beat", [sys.executable, "-m", "celery", "-A", "autosync", "beat",
                                                      "--loglevel", "INFO", "-s", str(self.dir / "beat-schedule")])
 
