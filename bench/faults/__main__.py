@@ -47,8 +47,7 @@ def summary(name: str, res: dict[str, Any]) -> str:
     if name == "R1":
         return (f"kills {res['kills']} (pool {sum(res['pool_process_kills_by_step'].values())}, main "
                 f"{sum(res['main_process_kills_by_step'].values())}); by step "
-                + ", ".join(f"{k} {res['pool_process_kills_by_step'].get(k, 0) + res['main_process_kills_by_step'].get(k, 0)}"
-                            for k in ("token", "fetch", "import", "push")))
+                + ", ".join(f"{k} {n}" for k, n in _by_step(res).items()))
     if name == "R2":
         return "max recovery " + ", ".join(f"{k} {v}s" for k, v in res["max_recovery_s"].items()) + \
             f"; restarts {len(res['restarts'])}"
@@ -57,7 +56,8 @@ def summary(name: str, res: dict[str, Any]) -> str:
             f"{k}: {v['throttled']} throttled" for k, v in res["phases"].items())
     if name == "R4":
         return (f"crashes {res['worker_crashes']}; good {res['good_imported']}/{res['good_sent']}; bad "
-                f"{res['bad_sent']}: {res['bad_in_sync_skip']} in sync_skip, {res['bad_imported_as_repaired']} repaired")
+                f"{res['bad_sent']}: {res['bad_in_sync_skip']} in sync_skip, "
+                f"{res['bad_imported_as_repaired']} repaired")
     if name == "R5":
         return (f"cycles until needs-reauth max {res['max_cycles_until_needs_reauth']}; token requests after "
                 f"{res['token_requests_after']}")
@@ -67,6 +67,11 @@ def summary(name: str, res: dict[str, Any]) -> str:
         return (f"{res['secrets_issued']} secrets in {res['log_lines']} log lines and {res['tables']} tables: "
                 f"{res['hits']} hits")
     return ""
+
+
+def _by_step(res: dict[str, Any]) -> dict[str, int]:
+    pool, main = res["pool_process_kills_by_step"], res["main_process_kills_by_step"]
+    return {k: pool.get(k, 0) + main.get(k, 0) for k in ("token", "fetch", "import", "push")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
            "total_s": round(time.monotonic() - started, 1), "code": _commit(), "campaigns": results,
            "failures": failures}
     day = datetime.now(UTC).strftime("%Y-%m-%d")
-    path = Path(args.out) if args.out else ROOT / "bench" / "results" / f"faults-{day}{'-quick' if args.quick else ''}.json"
+    name = f"faults-{day}{'-quick' if args.quick else ''}.json"
+    path = Path(args.out) if args.out else ROOT / "bench" / "results" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     print(f"{'campaign':<8} {'lost':>5} {'dup':>4}  figures")

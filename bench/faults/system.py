@@ -44,7 +44,7 @@ class System:
         from autosync.emulator.server import Emulator
 
         self.dir = Path(tempfile.mkdtemp(prefix="autosync-faults-"))
-        os.chmod(self.dir, 0o711)  # as root, PostgreSQL runs as nobody and must pass through it
+        os.chmod(self.dir, 0o711)  # noqa: S103 - as root, PostgreSQL runs as nobody and must pass through it
         self.marks = self.dir / "marks"
         self.marks.mkdir()
         self.logs = self.dir / "logs"
