@@ -34,12 +34,13 @@ class Sizes:
     hostile_rounds: int
     revokes: int
     roundtrip_events: int
+    interval: int  # seconds between beat fan-outs
 
 
 FULL = Sizes(users=10, kills=60, restarts=5, long_outage=60, throttle_s=25, hostile_rounds=4, revokes=4,
-             roundtrip_events=3)
-QUICK = Sizes(users=5, kills=12, restarts=2, long_outage=15, throttle_s=10, hostile_rounds=2, revokes=2,
-              roundtrip_events=1)
+             roundtrip_events=3, interval=3)
+QUICK = Sizes(users=3, kills=10, restarts=2, long_outage=10, throttle_s=8, hostile_rounds=2, revokes=2,
+              roundtrip_events=1, interval=2)
 
 
 class Campaign:
@@ -49,7 +50,7 @@ class Campaign:
         self.name = name
         self.started = time.monotonic()
         say(f"{name}: starting the system")
-        self.system = System(users=sizes.users, **system)
+        self.system = System(users=sizes.users, interval=sizes.interval, **system)
         self.system.start()
         if not self.system.settle(240):
             say(f"{name}: first syncs did not settle in time")
@@ -232,13 +233,13 @@ def r3_throttling(sizes: Sizes) -> dict[str, Any]:
         c.system.emulator.log.clear()
         for cal in [next(x for x in cals if x["calendarType"] == k) for k in (1, 2)]:
             provider = PROVIDER[cal["calendarType"]]
-            client.add_fault("status", count=8, provider=provider, account=cal["socialAccountId"], status=429,
+            client.add_fault("status", count=20, provider=provider, account=cal["socialAccountId"], status=429,
                              headers={"Retry-After": str(retry_after)})
             if provider == "google":
                 from autosync.emulator import google_errors
 
                 body = google_errors.rate_limited("403-rateLimitExceeded", retry_after).response().body
-                client.add_fault("status", count=8, provider=provider, account=cal["socialAccountId"], status=403,
+                client.add_fault("status", count=20, provider=provider, account=cal["socialAccountId"], status=403,
                                  body=body, headers={"Retry-After": str(retry_after)})
         c.run_for(sizes.throttle_s)
         client.clear_faults()
@@ -249,9 +250,9 @@ def r3_throttling(sizes: Sizes) -> dict[str, Any]:
         phases["one_account"]["drain_s"] = round(time.monotonic() - t0, 1)
         # 2. the whole app: a tight quota on every account of both providers.
         c.system.emulator.log.clear()
-        client.set_quota("google", requests_per_window=2, window_seconds=retry_after, variant="alternate",
+        client.set_quota("google", requests_per_window=1, window_seconds=2 * retry_after, variant="alternate",
                          retry_after=retry_after)
-        client.set_quota("outlook", requests_per_window=2, window_seconds=retry_after, retry_after=retry_after)
+        client.set_quota("outlook", requests_per_window=1, window_seconds=2 * retry_after, retry_after=retry_after)
         c.run_for(sizes.throttle_s)
         client.set_quota("google", requests_per_window=None)
         client.set_quota("outlook", requests_per_window=None)
