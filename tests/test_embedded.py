@@ -341,3 +341,38 @@ def test_a_data_directory_too_deep_for_a_socket_path_uses_a_private_socket_direc
     for s in sockets:
         shutil.rmtree(Path(s).parent, ignore_errors=True)
     shutil.rmtree(base, ignore_errors=True)
+
+
+def test_one_embedded_service_stops_and_starts_alone_keeping_its_data() -> None:
+    import psycopg
+    import redis
+
+    from autosync.embedded import Services
+
+    top = Path(tempfile.mkdtemp(prefix="autosync-embedded-", dir="/tmp"))
+    top.chmod(0o711)
+    services = Services(top / "autosync", durable=False).start(log=lambda _: None)
+    try:
+        with psycopg.connect(services.database_url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (x int)")
+        broker = redis.Redis.from_url(services.redis_url)
+        broker.set("k", "v")
+        old_pg, old_valkey = services.children["postgres"].pid, services.children["valkey"].pid
+        services.stop_one("postgres")
+        with pytest.raises(psycopg.OperationalError):  # really down
+            psycopg.connect(services.database_url, connect_timeout=2)
+        assert broker.get("k") == b"v"  # the other service stays up
+        services.start_one("postgres", log=lambda _: None)
+        with psycopg.connect(services.database_url) as conn:
+            conn.execute("SELECT * FROM kept")  # same data directory
+        services.stop_one("valkey")
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis.from_url(services.redis_url).ping()
+        services.start_one("valkey", log=lambda _: None)
+        assert redis.Redis.from_url(services.redis_url).ping()
+        assert services.children["postgres"].pid != old_pg and services.children["valkey"].pid != old_valkey
+        assert json.loads((top / "autosync" / "run.json").read_text())["pids"]["valkey"] == \
+            services.children["valkey"].pid  # a later start still finds the new processes
+    finally:
+        services.stop()
+        shutil.rmtree(top, ignore_errors=True)
