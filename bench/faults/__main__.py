@@ -29,6 +29,7 @@ def must_be_zero(name: str, res: dict[str, Any]) -> dict[str, float]:
     if name == "R4":
         out["worker crashes"] = res["worker_crashes"]
         out["good events missing"] = res["good_missing"]
+        out["bad items neither skipped nor imported"] = len(res["bad_unaccounted"])
     if name == "R5":
         out["cycles until needs-reauth > 1"] = max(0, res["max_cycles_until_needs_reauth"] - 1)
         out["token requests after"] = res["token_requests_after"]

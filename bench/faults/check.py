@@ -53,6 +53,17 @@ def check(system: System, baseline: set[tuple[Any, ...]]) -> dict[str, Any]:
         same_ext = int(conn.execute(SAME_EXT).fetchone()["n"])  # type: ignore[index]
         given_up = int(conn.execute(GIVEN_UP).fetchone()["n"])  # type: ignore[index]
         runs = conn.execute("SELECT outcome, count(*) AS n FROM sync_run GROUP BY outcome").fetchall()
+        # for diagnosis: the last runs of every calendar with a mismatch
+        labels = {ln.split(":")[0] for ln in lines}
+        recent: dict[str, Any] = {}
+        for label in sorted(labels)[:5]:
+            email, _, kind = label.partition(" ")
+            recent[label] = conn.execute(
+                'SELECT r."runId", r.reason, r.outcome, r.step, r."fullSync", r."startedAt", r."finishedAt", '
+                'r.error, r."eventsUpserted", r."pushCreated" + r."pushUpdated" AS pushed FROM sync_run r '
+                'JOIN calendar c USING ("calendarId") JOIN user_main u ON u."userId" = c."userId" '
+                'WHERE u.email = %s AND c."calendarType" = %s ORDER BY r."runId" DESC LIMIT 8',
+                (email, 1 if kind == "google" else 2)).fetchall()
     new_groups = duplicate_groups(system) - baseline
     return {
         "lost": len(events_lost) + len(pushes) + len(other) + given_up,
@@ -65,6 +76,7 @@ def check(system: System, baseline: set[tuple[Any, ...]]) -> dict[str, Any]:
         "converged": converged,
         "runs_by_outcome": {r["outcome"] or "open": int(r["n"]) for r in runs},
         "mismatches": lines[:200],
+        "recent_runs_of_mismatched_calendars": recent,
     }
 
 
