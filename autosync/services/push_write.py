@@ -75,13 +75,24 @@ def create(app: Context, ctx: dict[str, Any], cal: CalendarRef, event: Event, ev
         raw = app.google.create(cal, body, idempotency_key=google_event_id(ctx["calendarId"], event_id, replacing))
         raw, beaten = _live_google(app, ctx, cal, body, raw, event_id, outbox)
         # Google creates a default event whatever type the row claimed: the row takes the answer's type.
-        kept = {"eventType": str(raw.get("eventType") or "default")}
+        kept = {"eventType": str(raw.get("eventType") or "default")} | _edited_since(1, raw, event)
         return stored_answer(app, ctx, raw) | {"columns": kept, "conflict": beaten}
     from autosync.normalize.outlook_write import graph_body
 
     raw = app.outlook.create(cal, graph_body(event), idempotency_key=transaction_id(
         ctx["calendarId"], event_id, replacing))
-    return stored_answer(app, ctx, raw)
+    return stored_answer(app, ctx, raw) | {"columns": _edited_since(2, raw, event)}
+
+
+def _edited_since(kind: int, raw: dict[str, Any], event: Event) -> dict[str, Any]:
+    """Columns the row must take from a create's answer that differs from what was sent.
+
+    A retried create (its first answer lost: a killed worker, a timeout) gets back the event the first
+    attempt made, which the user may have edited at the provider since. Its answer is stored as the
+    synced copy, so without this the row would keep the old values for good while looking in sync.
+    That edit is newer than the app's change being pushed, so it wins as an import would make it.
+    """
+    return _provider_kept(kind, raw, event, set())
 
 
 def _live_google(app: Context, ctx: dict[str, Any], cal: CalendarRef, body: dict[str, Any], raw: dict[str, Any],

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import psycopg
+import pytest
 
 from autosync.services.context import context
 from autosync.services.runs import open_runs
@@ -136,3 +137,43 @@ def test_the_stale_run_sweep_runs_often_enough_for_the_configured_staleness() ->
     # A run is resumed at most half a staleness period after it became stale (never more than a minute).
     assert sweep_every("10") <= 5
     assert sweep_every("900") == 60
+
+
+def _first_attempt_then_user_edit(emu: Any, provider: str, cal: Any, event_id: int) -> str:
+    """What a create whose answer was lost leaves behind: the event the first attempt made (under the
+    create's idempotency key), which the user then renamed at the provider."""
+    from urllib.parse import quote
+
+    from autosync.services.push_rules import google_event_id, transaction_id
+    from tests.e2e.test_pushback_google import at
+
+    if provider == "google":
+        ext = google_event_id(cal.calendar_id, event_id)
+        emu.google_insert(cal.ext_calendar_id, {"id": ext, "summary": "Dentist", "start": {
+            "dateTime": at(3, 9).isoformat()}, "end": {"dateTime": at(3, 10).isoformat()}})
+        emu.google_patch(cal.ext_calendar_id, ext, {"summary": "Dentist (moved to Friday)"})
+        return ext
+    made = emu.outlook("POST", f"/calendars/{quote(cal.ext_calendar_id, safe='')}/events", {
+        "subject": "Dentist", "transactionId": transaction_id(cal.calendar_id, event_id, None),
+        "start": {"dateTime": at(3, 9).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "end": {"dateTime": at(3, 10).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}})
+    emu.outlook("PATCH", f"/events/{quote(made['id'], safe='')}", {"subject": "Dentist (moved to Friday)"})
+    return str(made["id"])
+
+
+
+@pytest.mark.parametrize("provider", ["google", "outlook"])
+def test_a_retried_create_takes_the_edit_made_at_the_provider_since_its_first_attempt(
+        worker, db, emu, provider) -> None:
+    from tests.e2e.helpers import events, sync
+    from tests.e2e.test_pushback_google import app_insert, at
+
+    cal = link(db, emu, provider)
+    sync(cal.user_id)
+    event_id = app_insert(db, cal, "Dentist", at(3, 9), at(3, 10))
+    ext = _first_attempt_then_user_edit(emu, provider, cal, event_id)
+    sync(cal.user_id)  # the retried create gets the first attempt's (renamed) event back
+    sync(cal.user_id)
+    rows = events(db, cal.calendar_id)
+    assert list(rows) == [ext]  # one row, one provider event
+    assert rows[ext]["eventName"] == "Dentist (moved to Friday)"  # not stuck on the old name for good
