@@ -94,26 +94,25 @@ def test_a_push_is_not_marked_failed_when_our_own_redis_is_away(worker, db, emu)
 
 
 def test_a_step_whose_next_step_cannot_be_queued_is_left_for_the_stale_run_sweep(db, emu, limits_redis) -> None:
-    from autosync.celery import app
+    import os
+    import subprocess
+    import sys
+
     from autosync.embedded import free_port
-    from autosync.services.pull import token_step
     from autosync.services.runs import resume_stale
-    from autosync.tasks import refresh_token, run_step
+    from tests.e2e.procs import ROOT
 
     cal = link(db, emu, "google")
     steps, _ = open_runs(context(), [1], reason="adhoc", calendar_id=cal.calendar_id)
     (step,) = steps
     assert step.step == "token"
-    real = app.conf.broker_url
-    app.pool.force_close_all()
-    app._pool = None
-    app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"  # the broker refuses connections
-    try:
-        run_step(refresh_token, token_step, step.run_id)  # the token step itself succeeds
-    finally:
-        app.pool.force_close_all()
-        app._pool = None
-        app.conf.broker_url = real
+    # The step runs in a process of its own whose broker refuses connections (a Valkey restart).
+    env = {**os.environ, "AUTOSYNC_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    done = subprocess.run([sys.executable, "-c", "import sys; from autosync.tasks import refresh_token, run_step; "
+                           "from autosync.services.pull import token_step; "
+                           "run_step(refresh_token, token_step, int(sys.argv[1]))", str(step.run_id)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]  # the token step itself succeeded
     run = db.execute('SELECT "finishedAt", outcome, step FROM sync_run WHERE "runId" = %s', (step.run_id,)).fetchone()
     assert run == (None, None, "fetch")  # open, at its next step: not failed, not lost
     db.execute('UPDATE sync_run SET "heartbeatAt" = now() - interval \'1 hour\' WHERE "runId" = %s', (step.run_id,))
