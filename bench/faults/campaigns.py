@@ -39,7 +39,7 @@ class Sizes:
 
 FULL = Sizes(users=10, kills=60, restarts=5, long_outage=60, throttle_s=25, hostile_rounds=4, revokes=4,
              roundtrip_events=3, interval=3)
-QUICK = Sizes(users=3, kills=10, restarts=2, long_outage=10, throttle_s=8, hostile_rounds=2, revokes=2,
+QUICK = Sizes(users=3, kills=10, restarts=1, long_outage=8, throttle_s=8, hostile_rounds=2, revokes=2,
               roundtrip_events=1, interval=2)
 
 
@@ -298,6 +298,13 @@ def _extra_hostile_google(ext_id: str, rng: random.Random) -> dict[str, Any]:
     return item
 
 
+def _only_nul_differs(line: str) -> bool:
+    import re
+
+    found = re.search(r"(summary) differs: provider '(.*)' vs database '(.*)'$", line, re.DOTALL)
+    return bool(found) and found.group(2).replace("\x00", "") == found.group(3)  # type: ignore[union-attr]
+
+
 def _shape(item: Any, depth: int = 0) -> str:
     """A short description of a hostile item (its keys and value types, long values cut)."""
     text = repr({k: (type(v).__name__ if isinstance(v, (dict, list)) else repr(v)[:40]) for k, v in item.items()}) \
@@ -391,9 +398,13 @@ def r4_hostile_payloads(sizes: Sizes) -> dict[str, Any]:
         # A hostile item that was repaired and imported exists only in the page the bench served, never
         # at the provider: not a lost push.
         fake = [ln for ln in out["mismatches"] if "(hostile-" in ln and "not live at the provider" in ln]
-        out["mismatches"] = [ln for ln in out["mismatches"] if ln not in fake]
-        out["lost"] -= len(fake)
+        # PostgreSQL text cannot hold U+0000: a title with NUL characters is imported without them.
+        nul = [ln for ln in out["mismatches"] if _only_nul_differs(ln)]
+        out["mismatches"] = [ln for ln in out["mismatches"] if ln not in fake and ln not in nul]
+        out["lost"] -= len(fake) + len(nul)
         out["pushes_lost"] -= len(fake)
+        out["events_lost"] -= len(nul)
+        out["good_imported_without_nul_characters"] = len(nul)
         with c.system.connect() as conn:
             rows = {(r["calendarId"], r["extEventId"]) for r in conn.execute(
                 'SELECT "calendarId", "extEventId" FROM cal_event WHERE status').fetchall()}
