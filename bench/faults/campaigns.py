@@ -405,6 +405,7 @@ def r4_hostile_payloads(sizes: Sizes) -> dict[str, Any]:
         out["pushes_lost"] -= len(fake)
         out["events_lost"] -= len(nul)
         out["good_imported_without_nul_characters"] = len(nul)
+        out["converged"] = not out["mismatches"]
         with c.system.connect() as conn:
             rows = {(r["calendarId"], r["extEventId"]) for r in conn.execute(
                 'SELECT "calendarId", "extEventId" FROM cal_event WHERE status').fetchall()}
