@@ -6,16 +6,14 @@ Task names are a wire contract (Flower, the app backend, queued messages): never
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import redis
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
 
-from autosync import errors, metrics
+from autosync import metrics, retries
 from autosync.celery import app
 from autosync.providers.http import RequestStats, counting
 from autosync.redact import describe
@@ -39,12 +37,6 @@ def enqueue(step: Next, queue: str | None = None) -> None:
             "push": push_changes}[step.step]
     args: tuple[Any, ...] = (step.run_id, step.page_id) if step.step == "import" else (step.run_id,)
     task.apply_async(args=args, queue=target)
-
-
-def _retry_delay(task: Task, hinted: float | None) -> float:
-    cap = context().settings.task_backoff_cap
-    expo = min(cap, 2 ** (task.request.retries + 1))
-    return max(hinted or 0.0, random.uniform(expo / 2, expo))
 
 
 def _fail(run_id: int, outcome: str, error: str) -> None:
@@ -97,35 +89,21 @@ def _guarded(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
         return
     try:
         run_step(task, fn, run_id, *args)
-    except errors.RateLimited as exc:
-        # Our own cluster limiter: wait without holding a worker slot.
-        raise task.retry(countdown=exc.wait + random.uniform(0, 0.5)) from None
-    except (errors.Transient, errors.Throttled, SoftTimeLimitExceeded, psycopg.OperationalError,
-            redis.RedisError) as exc:
-        # Provider hiccups, and our own PostgreSQL or Redis being briefly away, are all worth a retry.
-        if task.request.retries >= settings.task_retry_max:
-            _fail(run_id, "failed", f"gave up after {task.request.retries} retries: {_describe(exc)}")
-            return
-        hinted = getattr(exc, "retry_after", None)
-        log.info("step retry", extra={"run": run_id, "task": task.name, "error": _describe(exc)})
-        raise task.retry(countdown=_retry_delay(task, hinted)) from None
-    except errors.AuthRevoked as exc:
-        _fail(run_id, "needs_reauth", _describe(exc))
-        return
-    except errors.AuthInvalid as exc:
-        # Refused again right after a refresh: retrying cannot help (contract: refresh once, retry once).
-        _fail(run_id, "failed", f"access token refused after a refresh: {_describe(exc)}")
-        return
-    except errors.CalendarGone as exc:
-        _calendar_gone(run_id, _describe(exc))
-        return
-    except errors.ProviderError as exc:
-        _fail(run_id, "failed", _describe(exc))
-        return
     except Exception as exc:
-        log.exception("step crashed", extra={"run": run_id, "task": task.name})
-        _fail(run_id, "failed", f"internal error: {_describe(exc)}")
-        return
+        verdict = retries.decide(exc, task.request.retries, max_retries=settings.task_retry_max,
+                                 backoff_cap=settings.task_backoff_cap)
+        if isinstance(verdict, retries.Wait):  # our own cluster limiter: wait without holding a worker slot
+            raise task.retry(countdown=verdict.delay) from None
+        if isinstance(verdict, retries.Retry):
+            log.info("step retry", extra={"run": run_id, "task": task.name, "error": _describe(exc)})
+            raise task.retry(countdown=verdict.delay) from None
+        if verdict.unexpected:
+            log.exception("step crashed", extra={"run": run_id, "task": task.name})
+        described = _describe(exc)
+        if verdict.deactivate:
+            with transaction() as conn:
+                conn.execute(run_sql.DEACTIVATE_CALENDAR_OF_RUN, {"reason": described, "run_id": run_id})
+        _fail(run_id, verdict.outcome, verdict.message(described))
 
 
 def _record_requests(run_id: int, stats: RequestStats) -> None:
@@ -142,13 +120,6 @@ def _record_requests(run_id: int, stats: RequestStats) -> None:
 def _describe(exc: BaseException) -> str:
     """The error text stored on the run and the calendar, and logged: scrubbed of tokens and secrets."""
     return describe(exc, context().settings.secrets())
-
-
-def _calendar_gone(run_id: int, reason: str) -> None:
-    """The provider says the calendar itself is gone: deactivate it with the reason, no retries."""
-    with transaction() as conn:
-        conn.execute(run_sql.DEACTIVATE_CALENDAR_OF_RUN, {"reason": reason, "run_id": run_id})
-    _fail(run_id, "failed", f"calendar gone at the provider, deactivated: {reason}")
 
 
 STEP = {"bind": True, "acks_late": True, "ignore_result": True, "max_retries": None}
