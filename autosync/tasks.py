@@ -26,24 +26,49 @@ from autosync.store.db import transaction
 log = logging.getLogger("autosync.tasks")
 
 QUEUES = {1: "autosync.google", 2: "autosync.outlook"}
+PROVIDERS = {1: "google", 2: "outlook"}
+
+
+class StepFailed(Exception):
+    """A step ended its run as failed or needs_reauth, and recorded it: raised so the task is a FAILURE.
+
+    Flower (its task list and /metrics) and any event consumer then see a task-failed event instead of
+    a green success. It is raised after the run is closed, never retried (only ``task.retry`` retries
+    a step) and acknowledged like any task failure (late acks requeue only when the worker process is
+    lost). Its text is the run's stored error, already scrubbed of tokens and secrets.
+    """
+
+
+def label(step: Next) -> str:
+    """How a step's arguments read in Flower and in worker logs: ``run=12 calendar=34 provider=google``."""
+    parts = [f"run={step.run_id}"]
+    if step.calendar_id is not None:
+        parts.append(f"calendar={step.calendar_id}")
+    if step.calendar_type in PROVIDERS:
+        parts.append(f"provider={PROVIDERS[step.calendar_type or 0]}")
+    if step.page_id is not None:
+        parts.append(f"page={step.page_id}")
+    return " ".join(parts)
 
 
 def enqueue(step: Next, queue: str | None = None) -> None:
-    """Send the task for a step, on its provider's queue."""
+    """Send the task for a step, on its provider's queue, with readable arguments (ids only)."""
     if step.step == "done":
         return
     target = QUEUES.get(step.calendar_type or 0, queue or "autosync")
     task = {"token": refresh_token, "watch": watch_calendar, "fetch": fetch_page, "import": import_page,
             "push": push_changes}[step.step]
     args: tuple[Any, ...] = (step.run_id, step.page_id) if step.step == "import" else (step.run_id,)
-    task.apply_async(args=args, queue=target)
+    task.apply_async(args=args, queue=target, argsrepr=label(step), kwargsrepr="")
 
 
-def _fail(run_id: int, outcome: str, error: str) -> None:
+def _fail(run_id: int, outcome: str, error: str) -> StepFailed:
+    """Close the run with its outcome (and start a requested rerun); returns what the step raises."""
     with transaction() as conn:
         finished = runs.finish(conn, run_id, outcome, error[:2000])
     for step in runs.rerun_if_requested(context(), finished):
         enqueue(step)
+    return StepFailed(f"run {run_id} {outcome}: {error[:2000]}")
 
 
 def run_step(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> None:
@@ -84,26 +109,27 @@ def _guarded(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
     again = _redeliveries(task)
     if again > settings.max_redeliveries:
         log.error("step given up after redeliveries", extra={"run": run_id, "task": task.name, "times": again})
-        _fail(run_id, "failed", f"{task.name} was redelivered {again} times: its worker process died each time "
-                                "(the hard time limit, or memory) — given up so it cannot loop")
-        return
+        raise _fail(run_id, "failed", f"{task.name} was redelivered {again} times: its worker process died "
+                                      "each time (the hard time limit, or memory) — given up so it cannot loop")
     try:
         run_step(task, fn, run_id, *args)
     except Exception as exc:
         verdict = retries.decide(exc, task.request.retries, max_retries=settings.task_retry_max,
                                  backoff_cap=settings.task_backoff_cap)
+        # A retry is a new message: it keeps the readable arguments the first one was sent with.
+        shown = {"argsrepr": task.request.get("argsrepr"), "kwargsrepr": task.request.get("kwargsrepr")}
         if isinstance(verdict, retries.Wait):  # our own cluster limiter: wait without holding a worker slot
-            raise task.retry(countdown=verdict.delay) from None
+            raise task.retry(countdown=verdict.delay, **shown) from None
         if isinstance(verdict, retries.Retry):
             log.info("step retry", extra={"run": run_id, "task": task.name, "error": _describe(exc)})
-            raise task.retry(countdown=verdict.delay) from None
+            raise task.retry(countdown=verdict.delay, **shown) from None
         if verdict.unexpected:
             log.exception("step crashed", extra={"run": run_id, "task": task.name})
         described = _describe(exc)
         if verdict.deactivate:
             with transaction() as conn:
                 conn.execute(run_sql.DEACTIVATE_CALENDAR_OF_RUN, {"reason": described, "run_id": run_id})
-        _fail(run_id, verdict.outcome, verdict.message(described))
+        raise _fail(run_id, verdict.outcome, verdict.message(described)) from None
 
 
 def _record_requests(run_id: int, stats: RequestStats) -> None:
@@ -122,7 +148,9 @@ def _describe(exc: BaseException) -> str:
     return describe(exc, context().settings.secrets())
 
 
-STEP = {"bind": True, "acks_late": True, "ignore_result": True, "max_retries": None}
+# ``throws``: a StepFailed is logged by the worker as an expected outcome (one line, no traceback);
+# the run's own log line already says why.
+STEP = {"bind": True, "acks_late": True, "ignore_result": True, "max_retries": None, "throws": (StepFailed,)}
 
 
 @app.task(name="autosync.refresh_token", **STEP)

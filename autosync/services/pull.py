@@ -109,7 +109,7 @@ def fetch_step(app: Context, run_id: int) -> Next:
                 return Next("done", run_id)  # a duplicate delivery already staged this page
             conn.execute(sql.PROGRESS, {"run_id": run_id, "step": "import", "cursor": page.next_page,
                                         "requests": stats.count, **sql.NO_COUNTS})
-        return Next("import", run_id, page_id)
+        return Next("import", run_id, page_id, calendar_type=ctx["calendarType"], calendar_id=ctx["calendarId"])
     return _apply(app, ctx, Prepared(), page, stats.count, window)
 
 
@@ -217,11 +217,11 @@ def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, re
             progress = {"run_id": run_id, "requests": requests, **counts}
             if not page.complete:
                 conn.execute(sql.PROGRESS, {**progress, "step": "fetch", "cursor": page.next_page})
-                return Next("fetch", run_id, calendar_type=ctx["calendarType"])
+                return Next("fetch", run_id, calendar_type=ctx["calendarType"], calendar_id=calendar_id)
             pending = conn.execute(sql.PUSH_DUE, {"c": calendar_id}).fetchone()
             if pending:
                 conn.execute(sql.PROGRESS, {**progress, "step": "push", "cursor": None})
-                return Next("push", run_id, calendar_type=ctx["calendarType"])
+                return Next("push", run_id, calendar_type=ctx["calendarType"], calendar_id=calendar_id)
             finished = runs.finish(conn, run_id, "ok", requests=requests, counts=counts)
     except MassDeleteBlocked as exc:
         with transaction() as conn:
@@ -294,4 +294,4 @@ def token_step(app: Context, run_id: int) -> Next:
         step = "watch" if app.settings.push_enabled and push_sql.watch_due(
             conn, ctx["calendarId"], app.settings.watch_renew_before) else "fetch"
         sql.touch(conn, run_id, step, stats.count)
-    return Next(step, run_id, calendar_type=ctx["calendarType"])
+    return Next(step, run_id, calendar_type=ctx["calendarType"], calendar_id=ctx["calendarId"])

@@ -85,7 +85,7 @@ def watch_step(app: Context, run_id: int) -> Next:
     with transaction() as conn:
         sql.set_watch_error(conn, ctx["calendarId"], error, lasting=lasting)
         run_sql.touch(conn, run_id, "fetch", stats.count)
-    return Next("fetch", run_id, calendar_type=ctx["calendarType"])
+    return Next("fetch", run_id, calendar_type=ctx["calendarType"], calendar_id=ctx["calendarId"])
 
 
 def ensure_watched(app: Context, ctx: dict[str, Any], cal: CalendarRef) -> None:
