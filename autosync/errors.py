@@ -126,6 +126,10 @@ class LinkRefused(Permanent):
     """A stored or returned paging/delta link points outside the configured API URL: never followed."""
 
 
+class CalendarInactive(AutosyncError):
+    """The calendar was switched off (unlinked) in the app while its run was open: the run fails."""
+
+
 class NormalizeError(AutosyncError):
     """A provider item is malformed; the item is skipped and recorded, the calendar keeps syncing."""
 

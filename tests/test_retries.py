@@ -49,6 +49,7 @@ def _decide(exc: BaseException, attempt: int = 0, max_retries: int | None = 8, c
     (errors.Conflict("409", status=409), Fail("failed")),
     (errors.NormalizeError("ev1", "no start"), Fail("failed")),
     (errors.SchemaNotReady("run autosync db upgrade"), Fail("failed")),
+    (errors.CalendarInactive("calendar is not active"), Fail("failed")),
     (KeyError("calendarId"), Fail("failed", "internal error", unexpected=True)),
     (psycopg.errors.UndefinedColumn("no such column"), Fail("failed", "internal error", unexpected=True)),
 ])

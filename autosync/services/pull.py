@@ -135,15 +135,18 @@ def import_step(app: Context, run_id: int, page_id: int) -> Next:
 
 
 def load_run(run_id: int) -> dict[str, Any] | None:
-    """A run joined with its calendar, or None when it is over (or its calendar was switched off)."""
+    """A run joined with its calendar, or None when it is over.
+
+    A calendar switched off since the run opened raises CalendarInactive: the step's task fails the
+    run with that reason (and shows as failed, not as a success that did nothing).
+    """
     with transaction() as conn:
         ctx = sql.run_context(conn, run_id)
-        if ctx is None or ctx["finishedAt"] is not None:
-            return None
-        if not ctx["calendar_active"]:
-            runs.finish(conn, run_id, "failed", "calendar is not active")
-            return None
-        return ctx
+    if ctx is None or ctx["finishedAt"] is not None:
+        return None
+    if not ctx["calendar_active"]:
+        raise errors.CalendarInactive("calendar is not active")
+    return ctx
 
 
 def _begin_full(run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool, calendar_id: int) -> None:
