@@ -37,7 +37,7 @@ def test_a_good_run_succeeds_and_a_revoked_grant_fails_its_token_step_in_the_eve
         failed = events.task_ids("autosync.refresh_token",
                                  f"run={reauth['runId']} calendar={revoked.calendar_id} provider=outlook")
         assert len(failed) == 1 and events.final(failed[0]) == "task-failed"
-        report = [e for e in events.of(failed[0]) if e["type"] == "task-failed"][0]
+        report = next(e for e in events.of(failed[0]) if e["type"] == "task-failed")
         assert "StepFailed" in report["exception"] and "needs_reauth" in report["exception"]
         assert revoked.refresh_token not in str(events.of(failed[0]))
         time.sleep(0.5)
