@@ -41,6 +41,9 @@ task_send_sent_event = True
 # step is redelivered; every step is idempotent.
 task_acks_late = True
 task_reject_on_worker_lost = True
+# A step that raises (StepFailed: its run was recorded as failed) is acknowledged, never redelivered:
+# only a lost worker process requeues its message.
+task_acks_on_failure = True
 worker_prefetch_multiplier = 1
 task_soft_time_limit = _s.task_soft_time_limit
 task_time_limit = _s.task_time_limit

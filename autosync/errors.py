@@ -1,4 +1,9 @@
-"""One error tree for both providers; each error knows whether it is worth retrying."""
+"""One error tree for both providers; each error knows whether it is worth retrying.
+
+What an error means for a run is read from three attributes, by one function (autosync/retries.py):
+``retryable`` (a later attempt of the same work can succeed), ``retry_after`` (the wait, in seconds,
+the other side asked for) and ``waits_only`` (our own limiter's "not yet": nothing failed).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ class AutosyncError(Exception):
     """Base of every autosync error."""
 
     retryable: bool = False
+    waits_only: bool = False
+    retry_after: float | None = None
 
 
 class ConfigError(AutosyncError):
@@ -55,9 +62,11 @@ class AuthRevoked(ProviderError):
 
 
 class AuthInvalid(ProviderError):
-    """The access token was refused (401); refresh once, then give up."""
+    """The access token was refused (401); refresh once, then give up.
 
-    retryable = True
+    The refresh-and-retry-once happens in place (services catch it around the provider call), so the
+    one that escapes them was refused right after a refresh: not retryable.
+    """
 
 
 class ClientMisconfigured(ProviderError):
@@ -117,6 +126,10 @@ class LinkRefused(Permanent):
     """A stored or returned paging/delta link points outside the configured API URL: never followed."""
 
 
+class CalendarInactive(AutosyncError):
+    """The calendar was switched off (unlinked) in the app while its run was open: the run fails."""
+
+
 class NormalizeError(AutosyncError):
     """A provider item is malformed; the item is skipped and recorded, the calendar keeps syncing."""
 
@@ -127,11 +140,15 @@ class NormalizeError(AutosyncError):
 
 
 class RateLimited(AutosyncError):
-    """Our own cluster-wide limiter says wait; the task is rescheduled with this countdown."""
+    """Our own cluster-wide limiter says wait; the task is rescheduled with this countdown.
+
+    No request was sent: a wait, not a failure, so it is never given up on.
+    """
 
     retryable = True
+    waits_only = True
 
     def __init__(self, key: str, wait: float) -> None:
         super().__init__(f"rate limit {key}: wait {wait:.2f}s")
         self.key = key
-        self.wait = wait
+        self.retry_after = wait

@@ -33,6 +33,11 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STD and not key.startswith("_"):
                 data[key] = value
+        if isinstance(data.get("data"), dict) and "traceback" in data["data"]:
+            # Celery's task-error context always carries the traceback text. When its log policy wants
+            # one it also passes exc_info (written as "exc" below); when it does not (an expected
+            # failure such as StepFailed, a retry) the traceback is noise: dropped either way.
+            data["data"] = {k: v for k, v in data["data"].items() if k != "traceback"}
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:

@@ -6,7 +6,6 @@ Task names are a wire contract (Flower, the app backend, queued messages): never
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +13,8 @@ import kombu.exceptions
 import psycopg
 import redis
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
 
-from autosync import errors, metrics
+from autosync import metrics, retries
 from autosync.celery import app
 from autosync.providers.http import RequestStats, counting
 from autosync.redact import describe
@@ -29,30 +27,49 @@ from autosync.store.db import transaction
 log = logging.getLogger("autosync.tasks")
 
 QUEUES = {1: "autosync.google", 2: "autosync.outlook"}
+PROVIDERS = {1: "google", 2: "outlook"}
+
+
+class StepFailed(Exception):
+    """A step ended its run as failed or needs_reauth, and recorded it: raised so the task is a FAILURE.
+
+    Flower (its task list and /metrics) and any event consumer then see a task-failed event instead of
+    a green success. It is raised after the run is closed, never retried (only ``task.retry`` retries
+    a step) and acknowledged like any task failure (late acks requeue only when the worker process is
+    lost). Its text is the run's stored error, already scrubbed of tokens and secrets.
+    """
+
+
+def label(step: Next) -> str:
+    """How a step's arguments read in Flower and in worker logs: ``run=12 calendar=34 provider=google``."""
+    parts = [f"run={step.run_id}"]
+    if step.calendar_id is not None:
+        parts.append(f"calendar={step.calendar_id}")
+    if step.calendar_type in PROVIDERS:
+        parts.append(f"provider={PROVIDERS[step.calendar_type or 0]}")
+    if step.page_id is not None:
+        parts.append(f"page={step.page_id}")
+    return " ".join(parts)
 
 
 def enqueue(step: Next, queue: str | None = None) -> None:
-    """Send the task for a step, on its provider's queue."""
+    """Send the task for a step, on its provider's queue, with readable arguments (ids only)."""
     if step.step == "done":
         return
     target = QUEUES.get(step.calendar_type or 0, queue or "autosync")
     task = {"token": refresh_token, "watch": watch_calendar, "fetch": fetch_page, "import": import_page,
             "push": push_changes}[step.step]
     args: tuple[Any, ...] = (step.run_id, step.page_id) if step.step == "import" else (step.run_id,)
-    task.apply_async(args=args, queue=target)
+    task.apply_async(args=args, queue=target, argsrepr=label(step), kwargsrepr="")
 
 
-def _retry_delay(task: Task, hinted: float | None) -> float:
-    cap = context().settings.task_backoff_cap
-    expo = min(cap, 2 ** (task.request.retries + 1))
-    return max(hinted or 0.0, random.uniform(expo / 2, expo))
-
-
-def _fail(run_id: int, outcome: str, error: str) -> None:
+def _fail(run_id: int, outcome: str, error: str) -> StepFailed:
+    """Close the run with its outcome (and start a requested rerun); returns what the step raises."""
     with transaction() as conn:
         finished = runs.finish(conn, run_id, outcome, error[:2000])
     for step in runs.rerun_if_requested(context(), finished):
         enqueue(step)
+    return StepFailed(f"run {run_id} {outcome}: {error[:2000]}")
 
 
 def run_step(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> None:
@@ -100,40 +117,27 @@ def _guarded(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
     again = _redeliveries(task)
     if again > settings.max_redeliveries:
         log.error("step given up after redeliveries", extra={"run": run_id, "task": task.name, "times": again})
-        _fail(run_id, "failed", f"{task.name} was redelivered {again} times: its worker process died each time "
-                                "(the hard time limit, or memory) — given up so it cannot loop")
-        return
+        raise _fail(run_id, "failed", f"{task.name} was redelivered {again} times: its worker process died "
+                                      "each time (the hard time limit, or memory) — given up so it cannot loop")
     try:
         run_step(task, fn, run_id, *args)
-    except errors.RateLimited as exc:
-        # Our own cluster limiter: wait without holding a worker slot.
-        raise task.retry(countdown=exc.wait + random.uniform(0, 0.5)) from None
-    except (errors.Transient, errors.Throttled, SoftTimeLimitExceeded, psycopg.OperationalError,
-            redis.RedisError) as exc:
-        # Provider hiccups, and our own PostgreSQL or Redis being briefly away, are all worth a retry.
-        if task.request.retries >= settings.task_retry_max:
-            _fail(run_id, "failed", f"gave up after {task.request.retries} retries: {_describe(exc)}")
-            return
-        hinted = getattr(exc, "retry_after", None)
-        log.info("step retry", extra={"run": run_id, "task": task.name, "error": _describe(exc)})
-        raise task.retry(countdown=_retry_delay(task, hinted)) from None
-    except errors.AuthRevoked as exc:
-        _fail(run_id, "needs_reauth", _describe(exc))
-        return
-    except errors.AuthInvalid as exc:
-        # Refused again right after a refresh: retrying cannot help (contract: refresh once, retry once).
-        _fail(run_id, "failed", f"access token refused after a refresh: {_describe(exc)}")
-        return
-    except errors.CalendarGone as exc:
-        _calendar_gone(run_id, _describe(exc))
-        return
-    except errors.ProviderError as exc:
-        _fail(run_id, "failed", _describe(exc))
-        return
     except Exception as exc:
-        log.exception("step crashed", extra={"run": run_id, "task": task.name})
-        _fail(run_id, "failed", f"internal error: {_describe(exc)}")
-        return
+        verdict = retries.decide(exc, task.request.retries, max_retries=settings.task_retry_max,
+                                 backoff_cap=settings.task_backoff_cap)
+        # A retry is a new message: it keeps the readable arguments the first one was sent with.
+        shown = {"argsrepr": task.request.get("argsrepr"), "kwargsrepr": task.request.get("kwargsrepr")}
+        if isinstance(verdict, retries.Wait):  # our own cluster limiter: wait without holding a worker slot
+            raise task.retry(countdown=verdict.delay, **shown) from None
+        if isinstance(verdict, retries.Retry):
+            log.info("step retry", extra={"run": run_id, "task": task.name, "error": _describe(exc)})
+            raise task.retry(countdown=verdict.delay, **shown) from None
+        if verdict.unexpected:
+            log.exception("step crashed", extra={"run": run_id, "task": task.name})
+        described = _describe(exc)
+        if verdict.deactivate:
+            with transaction() as conn:
+                conn.execute(run_sql.DEACTIVATE_CALENDAR_OF_RUN, {"reason": described, "run_id": run_id})
+        raise _fail(run_id, verdict.outcome, verdict.message(described)) from None
 
 
 def _record_requests(run_id: int, stats: RequestStats) -> None:
@@ -152,14 +156,9 @@ def _describe(exc: BaseException) -> str:
     return describe(exc, context().settings.secrets())
 
 
-def _calendar_gone(run_id: int, reason: str) -> None:
-    """The provider says the calendar itself is gone: deactivate it with the reason, no retries."""
-    with transaction() as conn:
-        conn.execute(run_sql.DEACTIVATE_CALENDAR_OF_RUN, {"reason": reason, "run_id": run_id})
-    _fail(run_id, "failed", f"calendar gone at the provider, deactivated: {reason}")
-
-
-STEP = {"bind": True, "acks_late": True, "ignore_result": True, "max_retries": None}
+# ``throws``: a StepFailed is logged by the worker as an expected outcome (one line, no traceback);
+# the run's own log line already says why.
+STEP = {"bind": True, "acks_late": True, "ignore_result": True, "max_retries": None, "throws": (StepFailed,)}
 
 
 @app.task(name="autosync.refresh_token", **STEP)

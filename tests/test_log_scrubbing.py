@@ -77,6 +77,23 @@ def test_tracebacks_are_scrubbed(logged) -> None:
     assert "opaque-in-traceback" not in out.getvalue() and SECRET not in out.getvalue()
 
 
+def test_celerys_task_error_context_is_logged_without_its_traceback_text(logged) -> None:
+    """Celery puts the traceback in its log context even for an expected failure (a step that failed
+    its run): one line, no traceback; a crash still has its traceback, once, as "exc"."""
+    logger, out = logged
+    context = {"name": "autosync.fetch_page", "exc": "StepFailed('run 1 failed: Permanent 403')",
+               "traceback": "Traceback (most recent call last):\n  File ...", "args": "run=1 calendar=2"}
+    logger.info("Task %(name)s raised expected: %(exc)s", context, extra={"data": context})
+    try:
+        raise KeyError("calendarId")
+    except KeyError:
+        logger.error("Task %(name)s raised unexpected: %(exc)s", context, exc_info=True, extra={"data": context})
+    expected, crashed = _lines(out)
+    assert "Traceback" not in json.dumps(expected)
+    assert expected["data"] == {k: v for k, v in context.items() if k != "traceback"}
+    assert json.dumps(crashed).count("Traceback") == 1 and "KeyError" in crashed["exc"]  # type: ignore[operator]
+
+
 def test_cursors_and_ordinary_text_stay_readable() -> None:
     text = "GET /events?syncToken=CPDAlvWDx70CEPDAlvWDx70CGAU&pageToken=abc token refreshed for calendar 7"
     assert scrub(text) == text

@@ -109,7 +109,7 @@ def fetch_step(app: Context, run_id: int) -> Next:
                 return Next("done", run_id)  # a duplicate delivery already staged this page
             conn.execute(sql.PROGRESS, {"run_id": run_id, "step": "import", "cursor": page.next_page,
                                         "requests": stats.count, **sql.NO_COUNTS})
-        return Next("import", run_id, page_id)
+        return Next("import", run_id, page_id, calendar_type=ctx["calendarType"], calendar_id=ctx["calendarId"])
     return _apply(app, ctx, Prepared(), page, stats.count, window)
 
 
@@ -135,15 +135,18 @@ def import_step(app: Context, run_id: int, page_id: int) -> Next:
 
 
 def load_run(run_id: int) -> dict[str, Any] | None:
-    """A run joined with its calendar, or None when it is over (or its calendar was switched off)."""
+    """A run joined with its calendar, or None when it is over.
+
+    A calendar switched off since the run opened raises CalendarInactive: the step's task fails the
+    run with that reason (and shows as failed, not as a success that did nothing).
+    """
     with transaction() as conn:
         ctx = sql.run_context(conn, run_id)
-        if ctx is None or ctx["finishedAt"] is not None:
-            return None
-        if not ctx["calendar_active"]:
-            runs.finish(conn, run_id, "failed", "calendar is not active")
-            return None
-        return ctx
+    if ctx is None or ctx["finishedAt"] is not None:
+        return None
+    if not ctx["calendar_active"]:
+        raise errors.CalendarInactive("calendar is not active")
+    return ctx
 
 
 def _begin_full(run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool, calendar_id: int) -> None:
@@ -217,11 +220,11 @@ def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, re
             progress = {"run_id": run_id, "requests": requests, **counts}
             if not page.complete:
                 conn.execute(sql.PROGRESS, {**progress, "step": "fetch", "cursor": page.next_page})
-                return Next("fetch", run_id, calendar_type=ctx["calendarType"])
+                return Next("fetch", run_id, calendar_type=ctx["calendarType"], calendar_id=calendar_id)
             pending = conn.execute(sql.PUSH_DUE, {"c": calendar_id}).fetchone()
             if pending:
                 conn.execute(sql.PROGRESS, {**progress, "step": "push", "cursor": None})
-                return Next("push", run_id, calendar_type=ctx["calendarType"])
+                return Next("push", run_id, calendar_type=ctx["calendarType"], calendar_id=calendar_id)
             finished = runs.finish(conn, run_id, "ok", requests=requests, counts=counts)
     except MassDeleteBlocked as exc:
         with transaction() as conn:
@@ -294,4 +297,4 @@ def token_step(app: Context, run_id: int) -> Next:
         step = "watch" if app.settings.push_enabled and push_sql.watch_due(
             conn, ctx["calendarId"], app.settings.watch_renew_before) else "fetch"
         sql.touch(conn, run_id, step, stats.count)
-    return Next(step, run_id, calendar_type=ctx["calendarType"])
+    return Next(step, run_id, calendar_type=ctx["calendarType"], calendar_id=ctx["calendarId"])

@@ -15,8 +15,9 @@ import redis
 from autosync import errors
 from autosync.model import Attachment, Attendee, Conference, Event, Organizer, Reminder
 from autosync.providers import CalendarRef
-from autosync.providers.http import backoff, counting
+from autosync.providers.http import counting
 from autosync.redact import describe
+from autosync.retries import Fail, Retry, Wait, decide
 from autosync.services import push_write as write
 from autosync.services import runs
 from autosync.services.context import Context, context
@@ -159,25 +160,24 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
     except errors.AuthInvalid:
         if not last_try:
             raise
+        # Refused right after a refresh: the account's problem, not this entry's; a later run retries it.
         return _retry_later(app, ctx, row, record, errors.Transient("access token refused after a refresh"))
-    except (errors.Transient, errors.Throttled, errors.RateLimited) as exc:
-        return _retry_later(app, ctx, row, record, exc)
-    except (errors.ProviderError, errors.NormalizeError) as exc:
-        with transaction() as conn:
-            conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "failed",
-                                    "error": _text(exc)})
-            sql.log_push(conn, ctx["userId"], {**record, "outcome": "failed", "error": _text(exc)})
-        log.error("push failed", extra={"calendar": ctx["calendarId"], "event": event_id, "error": _text(exc)})
-        return "pushFailed"
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout, redis.RedisError):
         # Our own PostgreSQL or Redis is away, not the provider refusing: the entry stays pending and
         # the step is retried (a create carries its idempotency key, so a retry finds a first attempt).
         raise
-    except Exception as exc:  # a row we cannot turn into a push must not block the rows after it
-        log.exception("push crashed", extra={"calendar": ctx["calendarId"], "event": event_id})
+    except Exception as exc:  # one entry's failure must not block the entries after it
+        verdict = decide(exc, int(row["attempts"]), max_retries=None, backoff_cap=app.settings.task_backoff_cap)
+        if not isinstance(verdict, Fail):
+            return _retry_later(app, ctx, row, record, exc, verdict.delay)
+        text = verdict.message(_text(exc)) if verdict.unexpected else _text(exc)
+        if verdict.unexpected:
+            log.exception("push crashed", extra={"calendar": ctx["calendarId"], "event": event_id})
+        else:
+            log.error("push failed", extra={"calendar": ctx["calendarId"], "event": event_id, "error": text})
         with transaction() as conn:
             conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "failed",
-                                    "error": f"internal error: {_text(exc)}"})
+                                    "error": text})
             sql.log_push(conn, ctx["userId"], {**record, "outcome": "failed", "error": _text(exc)})
         return "pushFailed"
     outcome, error = "ok", None
@@ -237,10 +237,11 @@ def _provider_deleted(app: Context, ctx: dict[str, Any], row: dict[str, Any], re
 
 
 def _retry_later(app: Context, ctx: dict[str, Any], row: dict[str, Any], record: dict[str, Any],
-                 exc: BaseException) -> str:
+                 exc: BaseException, delay: float | None = None) -> str:
     """Leave the entry pending with a backoff; a later run pushes it (import is never blocked)."""
-    delay = getattr(exc, "retry_after", None) or getattr(exc, "wait", None) or \
-        backoff(int(row["attempts"]) + 2, app.settings.task_backoff_cap)
+    if delay is None:
+        verdict = decide(exc, int(row["attempts"]), max_retries=None, backoff_cap=app.settings.task_backoff_cap)
+        delay = verdict.delay if isinstance(verdict, Retry | Wait) else 1.0
     with transaction() as conn:
         conn.execute(sql.RETRY_LATER, {"o": row["outboxId"], "error": _text(exc), "delay": max(1.0, delay)})
         sql.log_push(conn, ctx["userId"], {**record, "outcome": "retry", "error": _text(exc)})

@@ -23,6 +23,7 @@ class Next:
     run_id: int
     page_id: int | None = None
     calendar_type: int | None = None
+    calendar_id: int | None = None  # shown with the task (Flower), never needed to run it
 
 
 def first_step(row: dict[str, Any], margin: int) -> str:
@@ -91,7 +92,7 @@ def _open(app: Context, conn: Conn, types: list[int], *, reason: str, user_id: i
                                                "pending": len(created) + len(coalesced)})
     margin = app.settings.token_refresh_margin
     steps = [Next(first_step(by_id[r["calendarId"]], margin), r["runId"],
-                  calendar_type=by_id[r["calendarId"]]["calendarType"]) for r in created]
+                  calendar_type=by_id[r["calendarId"]]["calendarType"], calendar_id=r["calendarId"]) for r in created]
     return steps, len(coalesced)
 
 
@@ -106,7 +107,8 @@ def resume_stale(app: Context) -> list[Next]:
                 if r["step"] == "import" else None
             if page:
                 step = "import"
-            steps.append(Next(step, r["runId"], page["pageId"] if page else None, calendar_type=r["calendarType"]))
+            steps.append(Next(step, r["runId"], page["pageId"] if page else None, calendar_type=r["calendarType"],
+                              calendar_id=r["calendarId"]))
             # A fresh heartbeat, so the next sweep does not resume it again while it runs.
             conn.execute(sql.TOUCH_RUN, {"run_id": r["runId"], "step": step, "requests": 0})
     for s in steps:
@@ -153,7 +155,7 @@ def rerun_if_requested(app: Context, run: dict[str, Any] | None) -> list[Next]:
         if created is None or not created["new"]:
             return []
         return [Next(first_step(rows[0], app.settings.token_refresh_margin), created["runId"],
-                     calendar_type=rows[0]["calendarType"])]
+                     calendar_type=rows[0]["calendarType"], calendar_id=run["calendarId"])]
 
 
 def _log_run(run: dict[str, Any]) -> None:

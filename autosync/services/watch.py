@@ -19,6 +19,7 @@ from autosync import errors, metrics
 from autosync.providers import CalendarRef, WatchRequest
 from autosync.providers.http import counting
 from autosync.redact import describe
+from autosync.retries import retryable
 from autosync.services import runs
 from autosync.services.channels import hash_secret
 from autosync.services.context import Context
@@ -78,13 +79,13 @@ def watch_step(app: Context, run_id: int) -> Next:
             # A refusal (e.g. a calendar that does not support notifications) waits a day before the
             # next try; a hiccup (5xx, throttling) is tried again by the next run.
             error = describe(exc, app.settings.secrets())
-            lasting = not isinstance(exc, errors.Transient | errors.Throttled)
+            lasting = not retryable(exc)
             log.warning("could not watch calendar, it stays polled",
                         extra={"calendar": ctx["calendarId"], "error": error})
     with transaction() as conn:
         sql.set_watch_error(conn, ctx["calendarId"], error, lasting=lasting)
         run_sql.touch(conn, run_id, "fetch", stats.count)
-    return Next("fetch", run_id, calendar_type=ctx["calendarType"])
+    return Next("fetch", run_id, calendar_type=ctx["calendarType"], calendar_id=ctx["calendarId"])
 
 
 def ensure_watched(app: Context, ctx: dict[str, Any], cal: CalendarRef) -> None:

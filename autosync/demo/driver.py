@@ -11,12 +11,12 @@ import random
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from autosync.demo_app import AppEdits, conflict
-from autosync.demo_check import PROVIDER
-from autosync.demo_check import convergence as check_convergence
-from autosync.demo_check import progress as read_progress
-from autosync.demo_provider import ProviderEdits
-from autosync.demo_seed import connect, demo_users, link_users, linked_calendars, seed_emulator
+from autosync.demo.app_edits import AppEdits, conflict
+from autosync.demo.check import PROVIDER
+from autosync.demo.check import convergence as check_convergence
+from autosync.demo.check import progress as read_progress
+from autosync.demo.provider_edits import ProviderEdits
+from autosync.demo.seed import connect, demo_users, link_users, linked_calendars, seed_emulator
 from autosync.emulator.client import EmulatorClient
 
 if TYPE_CHECKING:

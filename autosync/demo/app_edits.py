@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql as q
 
-from autosync.demo_provider import new_name, renamed
+from autosync.demo.provider_edits import new_name, renamed
 
 Conn = psycopg.Connection[dict[str, Any]]
 

@@ -1,0 +1,7 @@
+"""`python -m autosync.cli …` runs the console script."""
+
+import sys
+
+from autosync.cli.entry import main
+
+sys.exit(main())
