@@ -11,7 +11,7 @@ from autosync import errors, metrics
 from autosync.model import Event, Skipped
 from autosync.providers import CalendarRef, Page
 from autosync.providers.http import counting
-from autosync.services import conflicts, runs
+from autosync.services import conflicts, initial, runs
 from autosync.services.context import Context
 from autosync.services.outlook_checks import Stored, outlook_details
 from autosync.services.runs import Next
@@ -99,6 +99,10 @@ def fetch_step(app: Context, run_id: int) -> Next:
             _begin_full(run_id, window, drop_cursor=True, calendar_id=ctx["calendarId"])
             ctx = {**ctx, "fullSync": True, "pageCursor": None, "deltaLink": None}
             page = _list(app, ctx, cal, True, window)
+        if ctx["fullSync"]:  # a full listing: fetched and imported here, one page ahead, no staging
+            run_ctx = ctx
+            return initial.full_pages(app, ctx, page, window, stats,
+                                      lambda token: _list(app, {**run_ctx, "pageCursor": token}, cal, True, window))
     # Notified series (series_hint) and a round's foreign @removed ids are dealt with on its last
     # page, even an empty one (outlook_checks).
     if page.items or (page.complete and ctx["calendarType"] == 2 and ctx.get("lastPageChecks")):
@@ -205,15 +209,26 @@ def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetim
 
 
 def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, requests: int,
-           window: tuple[datetime, datetime], page_id: int | None = None) -> Next:
+           window: tuple[datetime, datetime], page_id: int | None = None, pages: int = 0,
+           listed_from: tuple[str | None] | None = None) -> Next:
+    """Write a prepared page with its cursor in one transaction; the run's next step.
+
+    ``pages``: count it as fetched (pages that were not staged). ``listed_from``: the page token the
+    page was listed with; it is written only while the run's cursor is still that token, so a second
+    delivery of the same step that got ahead of this one (or behind it) never writes a page twice.
+    """
     run_id, calendar_id = ctx["runId"], ctx["calendarId"]
     try:
         with transaction() as conn:
+            if listed_from is not None and not sql.claim_cursor(conn, run_id, listed_from[0]):
+                return Next("done", run_id)
             # Claim the staged page first: a duplicate delivery of this step finds it gone and stops,
             # so a page is applied exactly once even when two workers got the same message.
             if page_id is not None and conn.execute(sql.DROP_PAGE, {"page_id": page_id}).fetchone() is None:
                 return Next("done", run_id)
             counts = _write(app, conn, ctx, prepared, page, window)
+            if pages:
+                conn.execute(sql.BUMP_PAGES, {"run_id": run_id, "n": pages})
             progress = {"run_id": run_id, "requests": requests, **counts}
             if not page.complete:
                 conn.execute(sql.PROGRESS, {**progress, "step": "fetch", "cursor": page.next_page})
