@@ -28,7 +28,8 @@ def _seed_google(emu, cal_id: str) -> None:
     for i in range(3):
         d = _day(2 + i)
         emu.google_insert(cal_id, {"summary": f"Series {i}", "start": {"dateTime": f"{d}T07:00:00Z", "timeZone": "UTC"},
-                                   "end": {"dateTime": f"{d}T07:30:00Z", "timeZone": "UTC"}, "recurrence": ["RRULE:FREQ=DAILY;COUNT=8"]})
+                                   "end": {"dateTime": f"{d}T07:30:00Z", "timeZone": "UTC"},
+                                   "recurrence": ["RRULE:FREQ=DAILY;COUNT=8"]})
 
 
 def _seed_outlook(emu, cal_id: str) -> None:
