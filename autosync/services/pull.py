@@ -20,6 +20,7 @@ from autosync.store import events as ev_sql
 from autosync.store import push as push_sql
 from autosync.store import runs as sql
 from autosync.store.db import Conn, transaction
+from autosync.store.events import FOREIGN_REMOVALS
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,8 @@ def fetch_step(app: Context, run_id: int) -> Next:
         full = needs_full(app, ctx)
         window = window_for(app, ctx, full)
         if full and not ctx["fullSync"]:
-            _begin_full(run_id, window, drop_cursor=False, calendar_id=ctx["calendarId"])
-            ctx = {**ctx, "fullSync": True, "pageCursor": None}
+            empty = _begin_full(run_id, window, drop_cursor=False, calendar_id=ctx["calendarId"])
+            ctx = {**ctx, "fullSync": True, "pageCursor": None, "emptyAtStart": empty}
         try:
             page = _list(app, ctx, cal, full, window)
         except errors.LinkRefused:
@@ -96,8 +97,8 @@ def fetch_step(app: Context, run_id: int) -> Next:
             log.warning("cursor invalid, full resync", extra={"calendar": ctx["calendarId"],
                                                               "reason": exc.describe()})
             window = window_for(app, {**ctx, "windowStart": None, "windowEnd": None}, True)
-            _begin_full(run_id, window, drop_cursor=True, calendar_id=ctx["calendarId"])
-            ctx = {**ctx, "fullSync": True, "pageCursor": None, "deltaLink": None}
+            empty = _begin_full(run_id, window, drop_cursor=True, calendar_id=ctx["calendarId"])
+            ctx = {**ctx, "fullSync": True, "pageCursor": None, "deltaLink": None, "emptyAtStart": empty}
             page = _list(app, ctx, cal, True, window)
         if ctx["fullSync"]:  # a full listing: fetched and imported here, one page ahead, no staging
             run_ctx = ctx
@@ -150,12 +151,15 @@ def load_run(run_id: int) -> dict[str, Any] | None:
         return ctx
 
 
-def _begin_full(run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool, calendar_id: int) -> None:
+def _begin_full(run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool, calendar_id: int) -> bool:
+    """Turn the run into a full listing; whether the calendar held no live provider rows (emptyAtStart)."""
     with transaction() as conn:
-        conn.execute(sql.START_FULL_SYNC, {"run_id": run_id, "window_start": window[0], "window_end": window[1]})
+        row = conn.execute(sql.START_FULL_SYNC, {"run_id": run_id, "window_start": window[0],
+                                                 "window_end": window[1]}).fetchone()
         conn.execute(sql.CLEAN_SEEN, {"run_id": run_id})
         if drop_cursor:
             conn.execute(sql.DROP_CURSOR, {"calendar_id": calendar_id})
+    return bool(row and row["emptyAtStart"])
 
 
 def _list(app: Context, ctx: dict[str, Any], cal: CalendarRef, full: bool,
@@ -254,7 +258,14 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
     to_delete = list(resolved.deleted)
     for master_id, keep in prepared.series_instances.items():
         to_delete += ev_sql.stale_instances(conn, calendar_id, master_id, keep)
-    if page.complete and ctx["fullSync"]:
+    if ctx["fullSync"] and ctx.get("emptyAtStart"):
+        # Nothing was live when the listing began: the not-seen query could only find rows this run
+        # wrote, which it listed. Only the Outlook series checked on this page are remembered, so the
+        # round's later pages do not check them again (load_outlook_page / outlook_state).
+        checked = [c for c in prepared.checked if c != FOREIGN_REMOVALS]
+        if checked and not page.complete:
+            ev_sql.record_seen(conn, run_id, checked)
+    elif page.complete and ctx["fullSync"]:
         if prepared.seen:
             ev_sql.record_seen(conn, run_id, prepared.seen)
         since: date = window[0].date()

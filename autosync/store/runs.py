@@ -84,9 +84,13 @@ TOUCH_RUN = (
     '"providerRequests" = "providerRequests" + %(requests)s WHERE "runId" = %(run_id)s'
 )
 # A run turns into a full listing over this window (first run, invalid cursor, window roll).
+# "emptyAtStart": the calendar holds no live provider rows, so the run need not track what it lists
+# to find deletions (migration 0013); decided here once, kept if the run is resumed.
 START_FULL_SYNC = (
     'UPDATE sync_run SET "fullSync" = true, "pageCursor" = NULL, "heartbeatAt" = now(), '
-    '"windowStart" = %(window_start)s, "windowEnd" = %(window_end)s WHERE "runId" = %(run_id)s'
+    '"windowStart" = %(window_start)s, "windowEnd" = %(window_end)s, "emptyAtStart" = NOT EXISTS '
+    '(SELECT 1 FROM cal_event e WHERE e."calendarId" = sync_run."calendarId" AND e.status '
+    'AND e."extEventId" IS NOT NULL) WHERE "runId" = %(run_id)s RETURNING "emptyAtStart"'
 )
 RUN_DELETED_SO_FAR = 'SELECT "eventsDeleted" FROM sync_run WHERE "runId" = %(run_id)s'
 ALLOW_MASS_DELETE = (

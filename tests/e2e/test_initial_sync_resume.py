@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from celery import Celery
 
-from tests.e2e.helpers import events, link, run_rows
+from tests.e2e.helpers import events, link, run_rows, sync
 from tests.e2e.procs import cli, ops_env, workers
 
 PAGES_BEFORE_KILL = 3
@@ -63,6 +63,7 @@ def _kill_mid_run_then_resume(db, cal, env: dict[str, str]) -> dict:
     killed = run_rows(db, cal.calendar_id)[-1]
     assert killed["finishedAt"] is None, "the run ended before the kill: nothing was tested"
     assert killed["fullSync"] and killed["pagesFetched"] >= PAGES_BEFORE_KILL
+    assert killed["emptyAtStart"]  # a first link: no deletion tracking, and the resumed run keeps that
     assert killed["pageCursor"] is not None  # pages 1..N and the token of N+1 are what was committed
     assert db.execute('SELECT count(*) FROM sync_page WHERE "runId" = %s', (killed["runId"],)).fetchone()[0] == 0
     db.execute('UPDATE sync_run SET "heartbeatAt" = now() - interval \'1 hour\' WHERE "runId" = %s',
@@ -74,7 +75,7 @@ def _kill_mid_run_then_resume(db, cal, env: dict[str, str]) -> dict:
             time.sleep(0.2)
     final = run_rows(db, cal.calendar_id)
     assert [r["outcome"] for r in final] == ["ok"], final[-1]["error"]
-    assert final[0]["pagesFetched"] > killed["pagesFetched"]
+    assert final[0]["pagesFetched"] > killed["pagesFetched"] and final[0]["emptyAtStart"]
     return killed
 
 
@@ -122,3 +123,23 @@ def test_outlook_initial_sync_killed_mid_pipeline_resumes_with_exactly_the_provi
         assert rows[ext_id]["eventName"] == item["props"]["subject"]
         assert rows[ext_id]["extEtag"] == f'W/"{item["change_key"]}"'  # the content the provider holds now
     _no_duplicates(db, cal.calendar_id)
+
+
+def test_a_full_listing_of_a_calendar_that_holds_rows_still_tracks_what_it_lists(worker, db, emu) -> None:
+    cal = link(db, emu, "google")
+    _seed_google(emu, cal.ext_calendar_id)
+    sync(cal.user_id)
+    first = run_rows(db, cal.calendar_id)[-1]
+    assert first["outcome"] == "ok" and first["fullSync"] and first["emptyAtStart"]
+    # A live row the provider no longer has and will not list, not even as cancelled: only the
+    # not-seen query of a full listing finds it.
+    db.execute('INSERT INTO cal_event ("calendarId", "createdBy", "extEventId", "eventName", status, "startDate", '
+               '"endDate") VALUES (%s, %s, %s, %s, true, current_date + 3, current_date + 3)',
+               (cal.calendar_id, cal.user_id, "gone-at-google", "Gone"))
+    emu.invalidate_cursors(cal.ext_calendar_id)
+    sync(cal.user_id)
+    again = run_rows(db, cal.calendar_id)[-1]
+    assert again["outcome"] == "ok" and again["fullSync"] and not again["emptyAtStart"]
+    rows = events(db, cal.calendar_id)
+    assert rows["gone-at-google"]["status"] is False
+    assert len(events(db, cal.calendar_id, live_only=True)) == 123
