@@ -49,7 +49,6 @@ def full_pages(app: Context, ctx: dict[str, Any], first: Page, window: tuple[dat
     budget_pages = settings.full_sync_step_pages
     budget_s = min(settings.full_sync_step_seconds, settings.task_soft_time_limit / 3)
     started = time.monotonic()
-    recorded = 0  # requests already written to the run
     page, listed_from = first, ctx["pageCursor"]
     done = 0
     with ThreadPoolExecutor(1, thread_name_prefix="autosync-read-ahead") as ahead_pool:
@@ -63,8 +62,9 @@ def full_pages(app: Context, ctx: dict[str, Any], first: Page, window: tuple[dat
                     ahead = ahead_pool.submit(contextvars.copy_context().run, list_page, page.next_page)
                 stored = _outlook_state(ctx, page) if ctx["calendarType"] == 2 else None
                 prepared = pull.prepare(app, ctx, page, window, stored)
-                requests, recorded = stats.count - recorded, stats.count
+                requests = stats.count
                 nxt = pull._apply(app, ctx, prepared, page, requests, window, pages=1, listed_from=(listed_from,))
+                stats.settle(requests)  # written with the page (the read-ahead's are counted with the next)
                 if nxt.step != "fetch" or ahead is None:
                     return nxt  # the run is over (or pushes next), another delivery has it, or the budget is spent
                 listed_from = page.next_page

@@ -4,10 +4,14 @@ exactly the provider's events — none lost, none twice."""
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
+import pytest
 from celery import Celery
 
 from tests.e2e.helpers import events, link, run_rows, sync
@@ -143,3 +147,46 @@ def test_a_full_listing_of_a_calendar_that_holds_rows_still_tracks_what_it_lists
     rows = events(db, cal.calendar_id)
     assert rows["gone-at-google"]["status"] is False
     assert len(events(db, cal.calendar_id, live_only=True)) == 123
+
+
+
+@pytest.fixture()
+def small_pages(worker: object) -> Iterator[None]:
+    """The in-process worker listing Google pages of 8 events."""
+    from autosync.services import context as ctxmod
+    from autosync.settings import get_settings
+
+    saved = ctxmod._ctx, ctxmod._pid
+    ctxmod._ctx, ctxmod._pid = ctxmod.build(replace(get_settings(), google_page_size=8)), os.getpid()
+    try:
+        yield
+    finally:
+        ctxmod._ctx, ctxmod._pid = saved
+
+
+def test_a_pipelined_step_that_fails_after_committing_pages_counts_each_provider_request_once(
+        small_pages, db, emu) -> None:
+    from autosync.services import adhoc
+
+    cal = link(db, emu, "google")
+    _seed_google(emu, cal.ext_calendar_id)
+    emu.set_latency(150, provider="google", endpoint="google.events.list")
+    try:
+        emu.clear_requests()
+        request_id = adhoc.enqueue(cal.user_id, None)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = run_rows(db, cal.calendar_id)
+            if rows and rows[-1]["pagesFetched"] >= 2:
+                break
+            time.sleep(0.02)
+        # Every attempt of the next listing fails: the step fails after committing pages, and its retry
+        # lists from the committed cursor.
+        emu.add_fault(provider="google", endpoint="google.events.list", kind="status", status=503, count=4)
+        assert adhoc.wait(request_id, 60)["done"]
+    finally:
+        emu.clear_latency()
+    run = run_rows(db, cal.calendar_id)[-1]
+    assert run["outcome"] == "ok" and len(events(db, cal.calendar_id, live_only=True)) == 123
+    assert [f["count"] for f in emu.faults()] == [0]  # the fault was met
+    assert run["providerRequests"] == emu.requests(provider="google")["total"]
