@@ -190,3 +190,30 @@ def test_a_pipelined_step_that_fails_after_committing_pages_counts_each_provider
     assert run["outcome"] == "ok" and len(events(db, cal.calendar_id, live_only=True)) == 123
     assert [f["count"] for f in emu.faults()] == [0]  # the fault was met
     assert run["providerRequests"] == emu.requests(provider="google")["total"]
+
+
+def test_a_duplicate_delivery_of_a_pipelined_step_never_writes_a_page_twice(small_pages, db, emu) -> None:
+    from autosync.services import adhoc
+    from autosync.tasks import fetch_page
+
+    cal = link(db, emu, "google")
+    _seed_google(emu, cal.ext_calendar_id)
+    emu.set_latency(150, provider="google", endpoint="google.events.list")
+    try:
+        request_id = adhoc.enqueue(cal.user_id, None)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = run_rows(db, cal.calendar_id)
+            if rows and rows[-1]["pagesFetched"] >= 2:
+                break
+            time.sleep(0.02)
+        # The same step delivered again while the first delivery is still listing and writing pages (as a
+        # broker redelivers an unacked message): both list from the run's cursor, one of them writes.
+        fetch_page.apply_async(args=(rows[-1]["runId"],), queue="autosync.google")
+        assert adhoc.wait(request_id, 60)["done"]
+    finally:
+        emu.clear_latency()
+    run = run_rows(db, cal.calendar_id)[-1]
+    assert run["outcome"] == "ok" and len(events(db, cal.calendar_id, live_only=True)) == 123
+    assert (run["eventsUpserted"], run["eventsUnchanged"]) == (123, 0)  # no page written twice
+    assert run["pagesFetched"] == 16  # 123 events (3 of them series) in pages of 8
