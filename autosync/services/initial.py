@@ -51,27 +51,28 @@ def full_pages(app: Context, ctx: dict[str, Any], first: Page, window: tuple[dat
     started = time.monotonic()
     page, listed_from = first, ctx["pageCursor"]
     done = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="autosync-read-ahead") as ahead_pool:
-        ahead: Future[Page] | None = None
-        try:
-            while True:
-                done += 1
-                last_of_budget = done >= budget_pages or time.monotonic() - started >= budget_s
-                if page.next_page and not last_of_budget:
-                    # The read-ahead thread counts its requests in this step's stats (same context).
-                    ahead = ahead_pool.submit(contextvars.copy_context().run, list_page, page.next_page)
-                stored = _outlook_state(ctx, page) if ctx["calendarType"] == 2 else None
-                prepared = pull.prepare(app, ctx, page, window, stored)
-                requests = stats.count
-                nxt = pull._apply(app, ctx, prepared, page, requests, window, pages=1, listed_from=(listed_from,))
-                stats.settle(requests)  # written with the page (the read-ahead's are counted with the next)
-                if nxt.step != "fetch" or ahead is None:
-                    return nxt  # the run is over (or pushes next), another delivery has it, or the budget is spent
-                listed_from = page.next_page
-                page, ahead = ahead.result(), None
-        finally:
-            if ahead is not None:
-                ahead.cancel()  # an error above: the page read ahead is listed again on retry
+    ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="autosync-read-ahead")
+    ahead: Future[Page] | None = None
+    try:
+        while True:
+            done += 1
+            last_of_budget = done >= budget_pages or time.monotonic() - started >= budget_s
+            if page.next_page and not last_of_budget:
+                # The read-ahead thread counts its requests in this step's stats (same context).
+                ahead = ahead_pool.submit(contextvars.copy_context().run, list_page, page.next_page)
+            stored = _outlook_state(ctx, page) if ctx["calendarType"] == 2 else None
+            prepared = pull.prepare(app, ctx, page, window, stored)
+            requests = stats.count
+            nxt = pull._apply(app, ctx, prepared, page, requests, window, pages=1, listed_from=(listed_from,))
+            stats.settle(requests)  # written with the page (the read-ahead's are counted with the next)
+            if nxt.step != "fetch" or ahead is None:
+                return nxt  # the run is over (or pushes next), another delivery has it, or the budget is spent
+            listed_from = page.next_page
+            page, ahead = ahead.result(), None
+    finally:
+        # Not waited for: a step that ends early (an error, the soft time limit, another delivery ahead)
+        # does not sit out a read-ahead request; its page is listed again by whoever goes on.
+        ahead_pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _outlook_state(ctx: dict[str, Any], page: Page) -> Stored:
