@@ -1,4 +1,8 @@
-"""Pull sync: fetch a page of changes, stage it, import it with its cursor in one transaction."""
+"""Pull sync: fetch a page of changes, stage it, import it with its cursor in one transaction.
+
+Full listings (first link, invalid cursor, window roll) are not staged: fetch_step hands them to
+services/initial.py, which imports page after page in the same step, one page read ahead.
+"""
 
 from __future__ import annotations
 
