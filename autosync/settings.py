@@ -212,8 +212,12 @@ class Settings:
     http_read_timeout: float = env("AUTOSYNC_HTTP_READ_TIMEOUT", "30", _number(float, 0.05, 600))
     http_retries: int = env("AUTOSYNC_HTTP_RETRIES", "3", _number(int, 0, 10))
     http_backoff_cap: float = env("AUTOSYNC_HTTP_BACKOFF_CAP", "8", _number(float, 0, 120))
-    google_page_size: int = env("AUTOSYNC_GOOGLE_PAGE_SIZE", "1000", _number(int, 1, 2500))
-    outlook_page_size: int = env("AUTOSYNC_OUTLOOK_PAGE_SIZE", "100", _number(int, 1, 1000))
+    google_page_size: int = env("AUTOSYNC_GOOGLE_PAGE_SIZE", "2500", _number(int, 1, 2500))
+    outlook_page_size: int = env("AUTOSYNC_OUTLOOK_PAGE_SIZE", "1000", _number(int, 1, 1000))
+    # A full listing (first link, invalid cursor, window roll) handles up to this many pages, or this
+    # many seconds (and never more than a third of the soft time limit), per task: services/initial.py.
+    full_sync_step_pages: int = env("AUTOSYNC_FULL_SYNC_STEP_PAGES", "10", _number(int, 1, 1000))
+    full_sync_step_seconds: float = env("AUTOSYNC_FULL_SYNC_STEP_SECONDS", "20", _number(float, 0.1, 3600))
     google_rate: tuple[int, float] = env("AUTOSYNC_GOOGLE_RATE", "10000/60", _rate)
     google_account_rate: tuple[int, float] = env("AUTOSYNC_GOOGLE_ACCOUNT_RATE", "600/60", _rate)
     outlook_rate: tuple[int, float] = env("AUTOSYNC_OUTLOOK_RATE", "2000/1", _rate)

@@ -32,6 +32,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-concurrency", type=int, help="steps per process (default: autosync's for the pool)")
     p.add_argument("--latency-processes", type=int, help="worker processes (default: one per core)")
     p.add_argument("--latency-calendars", type=int, help="calendars (default 1000, quick 300)")
+    p.add_argument("--large-sizes", type=int, nargs="+", help="the large part's calendar sizes (default 10000 50000, "
+                   "quick 2000 10000)")
+    p.add_argument("--large-providers", nargs="+", choices=["google", "outlook"], default=["google", "outlook"],
+                   help="the large part's providers (default both)")
     return p.parse_args(argv)
 
 
@@ -109,8 +113,8 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
                                          concurrency=args.latency_concurrency or DEFAULT_CONCURRENCY[pool],
                                          processes=args.latency_processes or cores())
         if "large" in parts:
-            for provider in ("google", "outlook"):
-                for n in sizes["large"]:
+            for provider in args.large_providers:
+                for n in args.large_sizes or sizes["large"]:
                     _say(f"one large {provider} calendar, ~{n} events")
                     res["large"].append(scenarios.large(svc, provider, n, **kw))
             report.import_path_ratios(res)

@@ -57,6 +57,14 @@ class RequestStats:
             node.count += 1
             node = node.parent
 
+    def settle(self, n: int) -> None:
+        """``n`` of the requests counted here were written to the run already: take them out of this
+        block and the enclosing ones, so a step that fails later does not record them twice."""
+        node: RequestStats | None = self
+        while node is not None:
+            node.count -= n
+            node = node.parent
+
 
 _stats: contextvars.ContextVar[RequestStats | None] = contextvars.ContextVar("autosync_stats", default=None)
 

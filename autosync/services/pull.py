@@ -1,4 +1,8 @@
-"""Pull sync: fetch a page of changes, stage it, import it with its cursor in one transaction."""
+"""Pull sync: fetch a page of changes, stage it, import it with its cursor in one transaction.
+
+Full listings (first link, invalid cursor, window roll) are not staged: fetch_step hands them to
+services/initial.py, which imports page after page in the same step, one page read ahead.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from autosync import errors, metrics
 from autosync.model import Event, Skipped
 from autosync.providers import CalendarRef, Page
 from autosync.providers.http import counting
-from autosync.services import conflicts, runs
+from autosync.services import conflicts, initial, runs
 from autosync.services.context import Context
 from autosync.services.outlook_checks import Stored, outlook_details
 from autosync.services.runs import Next
@@ -20,6 +24,7 @@ from autosync.store import events as ev_sql
 from autosync.store import push as push_sql
 from autosync.store import runs as sql
 from autosync.store.db import Conn, transaction
+from autosync.store.events import FOREIGN_REMOVALS
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +86,8 @@ def fetch_step(app: Context, run_id: int) -> Next:
         full = needs_full(app, ctx)
         window = window_for(app, ctx, full)
         if full and not ctx["fullSync"]:
-            _begin_full(run_id, window, drop_cursor=False, calendar_id=ctx["calendarId"])
-            ctx = {**ctx, "fullSync": True, "pageCursor": None}
+            empty = _begin_full(run_id, window, drop_cursor=False, calendar_id=ctx["calendarId"])
+            ctx = {**ctx, "fullSync": True, "pageCursor": None, "emptyAtStart": empty}
         try:
             page = _list(app, ctx, cal, full, window)
         except errors.LinkRefused:
@@ -96,9 +101,13 @@ def fetch_step(app: Context, run_id: int) -> Next:
             log.warning("cursor invalid, full resync", extra={"calendar": ctx["calendarId"],
                                                               "reason": exc.describe()})
             window = window_for(app, {**ctx, "windowStart": None, "windowEnd": None}, True)
-            _begin_full(run_id, window, drop_cursor=True, calendar_id=ctx["calendarId"])
-            ctx = {**ctx, "fullSync": True, "pageCursor": None, "deltaLink": None}
+            empty = _begin_full(run_id, window, drop_cursor=True, calendar_id=ctx["calendarId"])
+            ctx = {**ctx, "fullSync": True, "pageCursor": None, "deltaLink": None, "emptyAtStart": empty}
             page = _list(app, ctx, cal, True, window)
+        if ctx["fullSync"]:  # a full listing: fetched and imported here, one page ahead, no staging
+            run_ctx = ctx
+            return initial.full_pages(app, ctx, page, window, stats,
+                                      lambda token: _list(app, {**run_ctx, "pageCursor": token}, cal, True, window))
     # Notified series (series_hint) and a round's foreign @removed ids are dealt with on its last
     # page, even an empty one (outlook_checks).
     if page.items or (page.complete and ctx["calendarType"] == 2 and ctx.get("lastPageChecks")):
@@ -149,12 +158,15 @@ def load_run(run_id: int) -> dict[str, Any] | None:
     return ctx
 
 
-def _begin_full(run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool, calendar_id: int) -> None:
+def _begin_full(run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool, calendar_id: int) -> bool:
+    """Turn the run into a full listing; whether the calendar held no live provider rows (emptyAtStart)."""
     with transaction() as conn:
-        conn.execute(sql.START_FULL_SYNC, {"run_id": run_id, "window_start": window[0], "window_end": window[1]})
+        row = conn.execute(sql.START_FULL_SYNC, {"run_id": run_id, "window_start": window[0],
+                                                 "window_end": window[1]}).fetchone()
         conn.execute(sql.CLEAN_SEEN, {"run_id": run_id})
         if drop_cursor:
             conn.execute(sql.DROP_CURSOR, {"calendar_id": calendar_id})
+    return bool(row and row["emptyAtStart"])
 
 
 def _list(app: Context, ctx: dict[str, Any], cal: CalendarRef, full: bool,
@@ -208,15 +220,26 @@ def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetim
 
 
 def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, requests: int,
-           window: tuple[datetime, datetime], page_id: int | None = None) -> Next:
+           window: tuple[datetime, datetime], page_id: int | None = None, pages: int = 0,
+           listed_from: tuple[str | None] | None = None) -> Next:
+    """Write a prepared page with its cursor in one transaction; the run's next step.
+
+    ``pages``: count it as fetched (pages that were not staged). ``listed_from``: the page token the
+    page was listed with; it is written only while the run's cursor is still that token, so a second
+    delivery of the same step that got ahead of this one (or behind it) never writes a page twice.
+    """
     run_id, calendar_id = ctx["runId"], ctx["calendarId"]
     try:
         with transaction() as conn:
+            if listed_from is not None and not sql.claim_cursor(conn, run_id, listed_from[0]):
+                return Next("done", run_id)
             # Claim the staged page first: a duplicate delivery of this step finds it gone and stops,
             # so a page is applied exactly once even when two workers got the same message.
             if page_id is not None and conn.execute(sql.DROP_PAGE, {"page_id": page_id}).fetchone() is None:
                 return Next("done", run_id)
             counts = _write(app, conn, ctx, prepared, page, window)
+            if pages:
+                conn.execute(sql.BUMP_PAGES, {"run_id": run_id, "n": pages})
             progress = {"run_id": run_id, "requests": requests, **counts}
             if not page.complete:
                 conn.execute(sql.PROGRESS, {**progress, "step": "fetch", "cursor": page.next_page})
@@ -242,7 +265,14 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
     to_delete = list(resolved.deleted)
     for master_id, keep in prepared.series_instances.items():
         to_delete += ev_sql.stale_instances(conn, calendar_id, master_id, keep)
-    if page.complete and ctx["fullSync"]:
+    if ctx["fullSync"] and ctx.get("emptyAtStart"):
+        # Nothing was live when the listing began: the not-seen query could only find rows this run
+        # wrote, which it listed. Only the Outlook series checked on this page are remembered, so the
+        # round's later pages do not check them again (load_outlook_page / outlook_state).
+        checked = [c for c in prepared.checked if c != FOREIGN_REMOVALS]
+        if checked and not page.complete:
+            ev_sql.record_seen(conn, run_id, checked)
+    elif page.complete and ctx["fullSync"]:
         if prepared.seen:
             ev_sql.record_seen(conn, run_id, prepared.seen)
         since: date = window[0].date()

@@ -109,6 +109,23 @@ LOAD_OUTLOOK_PAGE = (
     'e."extEventId" FROM cal_event e WHERE e."calendarId" = %(c)s AND e.status AND e.recurrence IS NOT NULL '
     'AND e."recurringEventId" IS NULL ORDER BY 1) END AS live_series FROM p'
 )
+# The same store state as LOAD_OUTLOOK_PAGE for a page that was not staged (a full run's pipelined
+# step, services.initial): the page's named series and @removed ids come from the fetched items.
+OUTLOOK_STATE = (
+    'WITH hinted AS (SELECT h."extEventId" AS id FROM series_hint h WHERE %(final)s AND h."calendarId" = %(c)s), '
+    "named AS (SELECT unnest(%(named)s::text[]) AS id UNION SELECT id FROM hinted), "
+    "removed AS (SELECT r.id, EXISTS (SELECT 1 FROM cal_event e WHERE e.\"calendarId\" = %(c)s "
+    "AND e.status AND e.\"extEventId\" = r.id) AS stored FROM unnest(%(removed)s::text[]) r(id)) "
+    'SELECT ARRAY(SELECT id FROM hinted ORDER BY id) AS hinted, '
+    '(SELECT coalesce(jsonb_object_agg(n.id, jsonb_build_array(EXISTS (SELECT 1 FROM sync_seen s '
+    'WHERE s."runId" = %(run_id)s AND s."extEventId" = n.id), to_jsonb(e."excludedDates"))), \'{}\'::jsonb) '
+    'FROM named n LEFT JOIN cal_event e ON e."calendarId" = %(c)s AND e.status AND e."extEventId" = n.id '
+    'WHERE n.id IS NOT NULL) AS series, ARRAY(SELECT id FROM removed WHERE stored) AS removed_stored, '
+    'CASE WHEN %(final)s AND (EXISTS (SELECT 1 FROM removed WHERE NOT stored) OR EXISTS (SELECT 1 '
+    'FROM sync_seen s WHERE s."runId" = %(run_id)s AND s."extEventId" = %(foreign)s)) THEN ARRAY(SELECT '
+    'e."extEventId" FROM cal_event e WHERE e."calendarId" = %(c)s AND e.status AND e.recurrence IS NOT NULL '
+    'AND e."recurringEventId" IS NULL ORDER BY 1) END AS live_series'
+)
 UNSEEN = (
     'SELECT e."extEventId" FROM cal_event e WHERE e."calendarId" = %(calendar_id)s AND e.status '
     'AND e."extEventId" IS NOT NULL AND coalesce(e."endDate", e."startDate") >= %(since)s '
@@ -309,6 +326,20 @@ def load_outlook_page(conn: Conn, calendar_id: int, run_id: int, page_id: int) -
               for ext, (done, days) in (row["series"] or {}).items()}
     return {**row, "series": series, "hinted": list(row["hinted"] or []),
             "removed_stored": list(row["removed_stored"] or [])}
+
+
+def outlook_state(conn: Conn, calendar_id: int, run_id: int, named: Sequence[str], removed: Sequence[str],
+                  final: bool) -> dict[str, Any]:
+    """What load_outlook_page adds to a staged page, for a page held in memory: ``named`` are the series
+    masters its items list or name, ``removed`` its @removed ids, ``final`` whether it ends the round."""
+    row = conn.execute(OUTLOOK_STATE, {"c": calendar_id, "run_id": run_id, "named": list(named),
+                                       "removed": list(removed), "final": final,
+                                       "foreign": FOREIGN_REMOVALS}).fetchone()
+    assert row is not None  # an aggregate query always answers one row
+    series = {ext: (bool(done), [date.fromisoformat(d) for d in days or []])
+              for ext, (done, days) in (row["series"] or {}).items()}
+    return {"series": series, "hinted": list(row["hinted"] or []),
+            "removed_stored": list(row["removed_stored"] or []), "live_series": row["live_series"]}
 
 
 def unseen(conn: Conn, calendar_id: int, run_id: int, since: date) -> list[str]:

@@ -84,9 +84,13 @@ TOUCH_RUN = (
     '"providerRequests" = "providerRequests" + %(requests)s WHERE "runId" = %(run_id)s'
 )
 # A run turns into a full listing over this window (first run, invalid cursor, window roll).
+# "emptyAtStart": the calendar holds no live provider rows, so the run need not track what it lists
+# to find deletions (migration 0013); decided here once, kept if the run is resumed.
 START_FULL_SYNC = (
     'UPDATE sync_run SET "fullSync" = true, "pageCursor" = NULL, "heartbeatAt" = now(), '
-    '"windowStart" = %(window_start)s, "windowEnd" = %(window_end)s WHERE "runId" = %(run_id)s'
+    '"windowStart" = %(window_start)s, "windowEnd" = %(window_end)s, "emptyAtStart" = NOT EXISTS '
+    '(SELECT 1 FROM cal_event e WHERE e."calendarId" = sync_run."calendarId" AND e.status '
+    'AND e."extEventId" IS NOT NULL) WHERE "runId" = %(run_id)s RETURNING "emptyAtStart"'
 )
 RUN_DELETED_SO_FAR = 'SELECT "eventsDeleted" FROM sync_run WHERE "runId" = %(run_id)s'
 ALLOW_MASS_DELETE = (
@@ -123,7 +127,12 @@ STAGE_PAGE = (
     'FROM sync_run WHERE "runId" = %(run_id)s '
     'ON CONFLICT ("runId", "pageNo") DO NOTHING RETURNING "pageId"'
 )
-BUMP_PAGES = 'UPDATE sync_run SET "pagesFetched" = "pagesFetched" + 1 WHERE "runId" = %(run_id)s'
+BUMP_PAGES = 'UPDATE sync_run SET "pagesFetched" = "pagesFetched" + %(n)s WHERE "runId" = %(run_id)s'
+# A full run's page written without staging: the run still open and still at the token it was listed with.
+CLAIM_CURSOR = (
+    'SELECT 1 FROM sync_run WHERE "runId" = %(run_id)s AND "finishedAt" IS NULL '
+    'AND "pageCursor" IS NOT DISTINCT FROM %(cursor)s FOR UPDATE'
+)
 LOAD_PAGE = 'SELECT * FROM sync_page WHERE "pageId" = %(page_id)s AND "runId" = %(run_id)s FOR UPDATE'
 DROP_PAGE = 'DELETE FROM sync_page WHERE "pageId" = %(page_id)s RETURNING "pageId"'
 # The cursor and the events of the page that produced it commit together.
@@ -243,8 +252,13 @@ def stage_page(conn: Conn, run_id: int, body: dict[str, Any], next_cursor: str |
                                     "final": final}).fetchone()
     if row is None:
         return None
-    conn.execute(BUMP_PAGES, {"run_id": run_id})
+    conn.execute(BUMP_PAGES, {"run_id": run_id, "n": 1})
     return int(row["pageId"])
+
+
+def claim_cursor(conn: Conn, run_id: int, cursor: str | None) -> bool:
+    """Lock an open run that is still at ``cursor`` (False: finished, or another delivery moved it)."""
+    return conn.execute(CLAIM_CURSOR, {"run_id": run_id, "cursor": cursor}).fetchone() is not None
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")

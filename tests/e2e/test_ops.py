@@ -96,6 +96,11 @@ def test_flower_shows_the_sync_tasks_with_their_final_states(db, emu, limits_red
             time.sleep(1.5)  # Flower subscribes to the event stream
             out = cli("sync", "--user", str(cal.user_id), "--wait", "60", env=env)
             assert out.returncode == 0, out.stdout + out.stderr
+            # A first sync is a full listing, imported by fetch_page itself; a later change is staged
+            # and imported by import_page.
+            _insert_many(emu, cal.ext_calendar_id, 1)
+            out = cli("sync", "--user", str(cal.user_id), "--wait", "60", env=env)
+            assert out.returncode == 0, out.stdout + out.stderr
             wanted = {"autosync.sync_user", "autosync.refresh_token", "autosync.fetch_page", "autosync.import_page"}
             seen: dict[str, set[str]] = {}
             for _ in range(50):

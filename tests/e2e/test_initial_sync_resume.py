@@ -1,0 +1,219 @@
+"""A full listing fetches and imports in one step, one page read ahead (services/initial.py): a worker
+SIGKILLed in the middle of it, after some pages committed, leaves a run the next worker completes with
+exactly the provider's events — none lost, none twice."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import pytest
+from celery import Celery
+
+from tests.e2e.helpers import events, link, run_rows, sync
+from tests.e2e.procs import cli, ops_env, workers
+
+PAGES_BEFORE_KILL = 3
+
+
+def _day(offset: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=offset)).date().isoformat()
+
+
+def _seed_google(emu, cal_id: str) -> None:
+    for i in range(120):
+        d = _day(1 + i % 90)
+        emu.google_insert(cal_id, {"summary": f"E{i}", "start": {"dateTime": f"{d}T{8 + i % 9:02d}:00:00Z"},
+                                   "end": {"dateTime": f"{d}T{9 + i % 9:02d}:00:00Z"}})
+    for i in range(3):
+        d = _day(2 + i)
+        emu.google_insert(cal_id, {"summary": f"Series {i}", "start": {"dateTime": f"{d}T07:00:00Z", "timeZone": "UTC"},
+                                   "end": {"dateTime": f"{d}T07:30:00Z", "timeZone": "UTC"},
+                                   "recurrence": ["RRULE:FREQ=DAILY;COUNT=8"]})
+
+
+def _seed_outlook(emu, cal_id: str) -> None:
+    path = f"/calendars/{quote(cal_id, safe='')}/events"
+    zone = "W. Europe Standard Time"
+    for i in range(60):
+        d = _day(1 + i % 60)
+        emu.outlook("POST", path, {"subject": f"E{i}", "start": {"dateTime": f"{d}T{8 + i % 9:02d}:00:00",
+                                                                 "timeZone": zone},
+                                   "end": {"dateTime": f"{d}T{9 + i % 9:02d}:00:00", "timeZone": zone}})
+    for i in range(2):
+        d = _day(3 + i)
+        emu.outlook("POST", path, {
+            "subject": f"Series {i}", "start": {"dateTime": f"{d}T07:00:00", "timeZone": zone},
+            "end": {"dateTime": f"{d}T07:30:00", "timeZone": zone},
+            "recurrence": {"pattern": {"type": "daily", "interval": 1},
+                           "range": {"type": "numbered", "startDate": d, "numberOfOccurrences": 6}}})
+
+
+def _kill_mid_run_then_resume(db, cal, env: dict[str, str]) -> dict:
+    with workers(1, env) as procs:
+        assert cli("sync", "--user", str(cal.user_id), env=env).returncode == 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = run_rows(db, cal.calendar_id)
+            if rows and rows[-1]["pagesFetched"] >= PAGES_BEFORE_KILL:
+                break
+            time.sleep(0.02)
+        procs[0].kill()  # SIGKILL: the step dies between pages, its read-ahead request in flight
+        procs[0].wait(10)
+    killed = run_rows(db, cal.calendar_id)[-1]
+    assert killed["finishedAt"] is None, "the run ended before the kill: nothing was tested"
+    assert killed["fullSync"] and killed["pagesFetched"] >= PAGES_BEFORE_KILL
+    assert killed["emptyAtStart"]  # a first link: no deletion tracking, and the resumed run keeps that
+    assert killed["pageCursor"] is not None  # pages 1..N and the token of N+1 are what was committed
+    assert db.execute('SELECT count(*) FROM sync_page WHERE "runId" = %s', (killed["runId"],)).fetchone()[0] == 0
+    db.execute('UPDATE sync_run SET "heartbeatAt" = now() - interval \'1 hour\' WHERE "runId" = %s',
+               (killed["runId"],))
+    with workers(1, env, fresh=False):
+        Celery(broker=env["AUTOSYNC_BROKER_URL"]).send_task("autosync.resume_stale", queue="autosync")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and run_rows(db, cal.calendar_id)[-1]["finishedAt"] is None:
+            time.sleep(0.2)
+    final = run_rows(db, cal.calendar_id)
+    assert [r["outcome"] for r in final] == ["ok"], final[-1]["error"]
+    assert final[0]["pagesFetched"] > killed["pagesFetched"] and final[0]["emptyAtStart"]
+    return killed
+
+
+def _no_duplicates(db, calendar_id: int) -> None:
+    dupes = db.execute('SELECT "extEventId" FROM cal_event WHERE "calendarId" = %s GROUP BY 1 HAVING count(*) > 1',
+                       (calendar_id,)).fetchall()
+    assert dupes == []
+
+
+def test_google_initial_sync_killed_mid_pipeline_resumes_with_exactly_the_providers_events(
+        db, emu, limits_redis) -> None:
+    cal = link(db, emu, "google")
+    _seed_google(emu, cal.ext_calendar_id)
+    emu.set_latency(200, provider="google", endpoint="google.events.list")  # ~0.2 s a page: a kill lands mid-run
+    env = ops_env(AUTOSYNC_GOOGLE_PAGE_SIZE="8", AUTOSYNC_FULL_SYNC_STEP_PAGES="100", AUTOSYNC_RUN_STALE_AFTER="10")
+    try:
+        _kill_mid_run_then_resume(db, cal, env)
+    finally:
+        emu.clear_latency()
+    provider = {e["id"]: e for e in emu.google_list(cal.ext_calendar_id) if e.get("status") != "cancelled"}
+    rows = events(db, cal.calendar_id, live_only=True)
+    assert set(rows) == set(provider) and len(provider) == 123
+    for ext_id, item in provider.items():
+        assert rows[ext_id]["eventName"] == item["summary"]
+        assert rows[ext_id]["extEtag"] == item["etag"]  # the content the provider holds now
+    _no_duplicates(db, cal.calendar_id)
+
+
+def test_outlook_initial_sync_killed_mid_pipeline_resumes_with_exactly_the_providers_events(
+        db, emu, limits_redis) -> None:
+    cal = link(db, emu, "outlook")
+    _seed_outlook(emu, cal.ext_calendar_id)
+    emu.set_latency(200, provider="outlook", endpoint="graph.delta")
+    env = ops_env(AUTOSYNC_OUTLOOK_PAGE_SIZE="8", AUTOSYNC_FULL_SYNC_STEP_PAGES="100", AUTOSYNC_RUN_STALE_AFTER="10")
+    try:
+        _kill_mid_run_then_resume(db, cal, env)
+    finally:
+        emu.clear_latency()
+    # The emulator's stored items (its admin view): series masters and single events here.
+    listed = emu.outlook("GET", f"/calendars/{quote(cal.ext_calendar_id, safe='')}/events")["value"]
+    provider = {e["id"]: e for e in listed if not e["deleted"]}
+    rows = events(db, cal.calendar_id, live_only=True)
+    assert set(rows) == set(provider) and len(provider) == 62
+    for ext_id, item in provider.items():
+        assert rows[ext_id]["eventName"] == item["props"]["subject"]
+        assert rows[ext_id]["extEtag"] == f'W/"{item["change_key"]}"'  # the content the provider holds now
+    _no_duplicates(db, cal.calendar_id)
+
+
+def test_a_full_listing_of_a_calendar_that_holds_rows_still_tracks_what_it_lists(worker, db, emu) -> None:
+    cal = link(db, emu, "google")
+    _seed_google(emu, cal.ext_calendar_id)
+    sync(cal.user_id)
+    first = run_rows(db, cal.calendar_id)[-1]
+    assert first["outcome"] == "ok" and first["fullSync"] and first["emptyAtStart"]
+    # A live row the provider no longer has and will not list, not even as cancelled: only the
+    # not-seen query of a full listing finds it.
+    db.execute('INSERT INTO cal_event ("calendarId", "createdBy", "extEventId", "eventName", status, "startDate", '
+               '"endDate") VALUES (%s, %s, %s, %s, true, current_date + 3, current_date + 3)',
+               (cal.calendar_id, cal.user_id, "gone-at-google", "Gone"))
+    emu.invalidate_cursors(cal.ext_calendar_id)
+    sync(cal.user_id)
+    again = run_rows(db, cal.calendar_id)[-1]
+    assert again["outcome"] == "ok" and again["fullSync"] and not again["emptyAtStart"]
+    rows = events(db, cal.calendar_id)
+    assert rows["gone-at-google"]["status"] is False
+    assert len(events(db, cal.calendar_id, live_only=True)) == 123
+
+
+
+@pytest.fixture()
+def small_pages(worker: object) -> Iterator[None]:
+    """The in-process worker listing Google pages of 8 events."""
+    from autosync.services import context as ctxmod
+    from autosync.settings import get_settings
+
+    saved = ctxmod._ctx, ctxmod._pid
+    ctxmod._ctx, ctxmod._pid = ctxmod.build(replace(get_settings(), google_page_size=8)), os.getpid()
+    try:
+        yield
+    finally:
+        ctxmod._ctx, ctxmod._pid = saved
+
+
+def test_a_pipelined_step_that_fails_after_committing_pages_counts_each_provider_request_once(
+        small_pages, db, emu) -> None:
+    from autosync.services import adhoc
+
+    cal = link(db, emu, "google")
+    _seed_google(emu, cal.ext_calendar_id)
+    emu.set_latency(150, provider="google", endpoint="google.events.list")
+    try:
+        emu.clear_requests()
+        request_id = adhoc.enqueue(cal.user_id, None)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = run_rows(db, cal.calendar_id)
+            if rows and rows[-1]["pagesFetched"] >= 2:
+                break
+            time.sleep(0.02)
+        # Every attempt of the next listing fails: the step fails after committing pages, and its retry
+        # lists from the committed cursor.
+        emu.add_fault(provider="google", endpoint="google.events.list", kind="status", status=503, count=4)
+        assert adhoc.wait(request_id, 60)["done"]
+    finally:
+        emu.clear_latency()
+    run = run_rows(db, cal.calendar_id)[-1]
+    assert run["outcome"] == "ok" and len(events(db, cal.calendar_id, live_only=True)) == 123
+    assert [f["count"] for f in emu.faults()] == [0]  # the fault was met
+    assert run["providerRequests"] == emu.requests(provider="google")["total"]
+
+
+def test_a_duplicate_delivery_of_a_pipelined_step_never_writes_a_page_twice(small_pages, db, emu) -> None:
+    from autosync.services import adhoc
+    from autosync.tasks import fetch_page
+
+    cal = link(db, emu, "google")
+    _seed_google(emu, cal.ext_calendar_id)
+    emu.set_latency(150, provider="google", endpoint="google.events.list")
+    try:
+        request_id = adhoc.enqueue(cal.user_id, None)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = run_rows(db, cal.calendar_id)
+            if rows and rows[-1]["pagesFetched"] >= 2:
+                break
+            time.sleep(0.02)
+        # The same step delivered again while the first delivery is still listing and writing pages (as a
+        # broker redelivers an unacked message): both list from the run's cursor, one of them writes.
+        fetch_page.apply_async(args=(rows[-1]["runId"],), queue="autosync.google")
+        assert adhoc.wait(request_id, 60)["done"]
+    finally:
+        emu.clear_latency()
+    run = run_rows(db, cal.calendar_id)[-1]
+    assert run["outcome"] == "ok" and len(events(db, cal.calendar_id, live_only=True)) == 123
+    assert (run["eventsUpserted"], run["eventsUnchanged"]) == (123, 0)  # no page written twice
+    assert run["pagesFetched"] == 16  # 123 events (3 of them series) in pages of 8
