@@ -230,11 +230,11 @@ def unwatch_channel(self: Task, channel_id: str) -> bool:
 @app.task(name="autosync.sync_user", bind=True, ignore_result=True)
 def sync_user(self: Task, user_id: int | None, calendar_type: int | None = None,
               request_id: int | None = None, calendar_id: int | None = None,
-              allow_mass_delete: bool = False) -> int:
-    """Ad-hoc: sync one user's calendars (all users when user_id is None)."""
+              allow_mass_delete: bool = False, dry_run: bool = False) -> int:
+    """Ad-hoc: sync one user's calendars (all users when user_id is None); ``dry_run`` only counts."""
     types = [calendar_type] if calendar_type else [1, 2]
     steps, _ = runs.open_runs(context(), types, reason="adhoc", user_id=user_id, request_id=request_id,
-                              calendar_id=calendar_id, allow_mass_delete=allow_mass_delete)
+                              calendar_id=calendar_id, allow_mass_delete=allow_mass_delete, dry_run=dry_run)
     for step in steps:
         enqueue(step)
     return len(steps)

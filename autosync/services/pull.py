@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autosync import errors, metrics
 from autosync.model import Event, Skipped
 from autosync.providers import CalendarRef, Page
 from autosync.providers.http import counting
-from autosync.services import conflicts, runs
+from autosync.services import conflicts, plan, runs
 from autosync.services.context import Context
 from autosync.services.outlook_checks import Stored, outlook_details
 from autosync.services.runs import Next
@@ -88,15 +89,16 @@ def fetch_step(app: Context, run_id: int) -> Next:
         except errors.LinkRefused:
             # A link that would carry the token elsewhere: drop the stored cursor so the next run
             # lists the calendar in full from the configured URL, and fail this run with the reason.
-            with transaction() as conn:
-                conn.execute(sql.DROP_CURSOR, {"calendar_id": ctx["calendarId"]})
+            if not ctx["dryRun"]:
+                with transaction() as conn:
+                    conn.execute(sql.DROP_CURSOR, {"calendar_id": ctx["calendarId"]})
             raise
         except errors.CursorInvalid as exc:
             # One handler for an invalid cursor: drop it, full sync, tombstone what is not seen.
             log.warning("cursor invalid, full resync", extra={"calendar": ctx["calendarId"],
                                                               "reason": exc.describe()})
             window = window_for(app, {**ctx, "windowStart": None, "windowEnd": None}, True)
-            _begin_full(run_id, window, drop_cursor=True, calendar_id=ctx["calendarId"])
+            _begin_full(run_id, window, drop_cursor=not ctx["dryRun"], calendar_id=ctx["calendarId"])
             ctx = {**ctx, "fullSync": True, "pageCursor": None, "deltaLink": None}
             page = _list(app, ctx, cal, True, window)
     # Notified series (series_hint) and a round's foreign @removed ids are dealt with on its last
@@ -213,16 +215,18 @@ def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, re
             # so a page is applied exactly once even when two workers got the same message.
             if page_id is not None and conn.execute(sql.DROP_PAGE, {"page_id": page_id}).fetchone() is None:
                 return Next("done", run_id)
-            counts = _write(app, conn, ctx, prepared, page, window)
+            counts, refused = _write(app, conn, ctx, prepared, page, window)
             progress = {"run_id": run_id, "requests": requests, **counts}
             if not page.complete:
                 conn.execute(sql.PROGRESS, {**progress, "step": "fetch", "cursor": page.next_page})
                 return Next("fetch", run_id, calendar_type=ctx["calendarType"])
-            pending = conn.execute(sql.PUSH_DUE, {"c": calendar_id}).fetchone()
+            pending = conn.execute(sql.PUSH_DUE, {"c": calendar_id}).fetchone() if refused is None else None
             if pending:
                 conn.execute(sql.PROGRESS, {**progress, "step": "push", "cursor": None})
                 return Next("push", run_id, calendar_type=ctx["calendarType"])
-            finished = runs.finish(conn, run_id, "ok", requests=requests, counts=counts)
+            # A dry run the guard would stop ends as the real run would: blocked, with the reason.
+            finished = runs.finish(conn, run_id, "blocked" if refused else "ok", refused, requests=requests,
+                                   counts=counts)
     except MassDeleteBlocked as exc:
         with transaction() as conn:
             finished = runs.finish(conn, run_id, "blocked", str(exc), requests=requests)
@@ -232,55 +236,81 @@ def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, re
 
 
 def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, page: Page,
-           window: tuple[datetime, datetime]) -> dict[str, int]:
+           window: tuple[datetime, datetime]) -> tuple[dict[str, int], str | None]:
+    """Write one page; returns its counts and, for a dry run the guard would stop, the guard's reason.
+
+    Deletions are recorded with each page and applied on the run's last page, once the mass-delete
+    guard has decided on the run's total: a run applies all of its deletions or none. A dry run
+    writes the page's events, deletions and cursor inside a savepoint that is rolled back, so it
+    counts exactly what the real run would write; the run's listing bookkeeping (ids seen, deletions
+    found) is kept, as later pages need it.
+    """
     calendar_id, user_id, run_id = ctx["calendarId"], ctx["userId"], ctx["runId"]
-    resolved = conflicts.resolve(app, conn, ctx, prepared.live, prepared.deleted, prepared.cancelled_instances)
-    live, cancelled = resolved.live, resolved.cancelled
-    to_delete = list(resolved.deleted)
-    for master_id, keep in prepared.series_instances.items():
-        to_delete += ev_sql.stale_instances(conn, calendar_id, master_id, keep)
-    if page.complete and ctx["fullSync"]:
-        if prepared.seen:
-            ev_sql.record_seen(conn, run_id, prepared.seen)
-        since: date = window[0].date()
-        to_delete += ev_sql.unseen(conn, calendar_id, run_id, since)
-    elif ctx["fullSync"] and prepared.seen:
+    dry = bool(ctx["dryRun"])
+    if ctx["fullSync"] and prepared.seen:
         ev_sql.record_seen(conn, run_id, prepared.seen)
     elif prepared.checked and not page.complete:  # incremental: its later pages skip these series
         ev_sql.record_seen(conn, run_id, prepared.checked)
-    _guard(app, conn, ctx, to_delete)
-    merged = ev_sql.upsert(conn, calendar_id, user_id, live)
-    prepared.skipped.extend(merged.skipped)
-    cancelled_n = ev_sql.cancel_instances(conn, calendar_id, user_id, cancelled)
-    deleted_n = ev_sql.delete(conn, calendar_id, to_delete)
-    sql.record_skips(conn, run_id, calendar_id, prepared.skipped)
-    for s in prepared.skipped:
-        log.warning("skipped malformed event", extra={"calendar": calendar_id, "event": s.ext_id,
-                                                      "reason": s.reason})
-    if page.complete:
-        push_sql.drop_hints(conn, calendar_id, prepared.hinted)
-    if page.complete and page.sync_cursor:
-        sql.commit_cursor(conn, calendar_id, page.sync_cursor,
-                          window if ctx["calendarType"] == 2 else (None, None))
-        metrics.imported(ctx["calendarType"], calendar_id, app.settings.push_enabled)
+    refused: str | None = None
+    # No savepoint for a real run: it would cost two statements per page.
+    with conn.transaction(force_rollback=True) if dry else nullcontext():
+        resolved = conflicts.resolve(app, conn, ctx, prepared.live, prepared.deleted, prepared.cancelled_instances)
+        live, cancelled = resolved.live, resolved.cancelled
+        found = list(resolved.deleted)
+        for master_id, keep in prepared.series_instances.items():
+            found += ev_sql.stale_instances(conn, calendar_id, master_id, keep)
+        to_delete: list[str] = []
+        if page.complete:
+            if ctx["fullSync"]:
+                found += ev_sql.unseen(conn, calendar_id, run_id, window[0].date())
+            taken = ev_sql.take_pending_deletes(conn, run_id) if ctx.get("pendingDeletes") else []
+            live_ids = {e.ext_id for e in live}
+            to_delete = list(dict.fromkeys([x for x in taken if x not in live_ids] + found))
+            refused = _guard(app, conn, ctx, to_delete)
+        merged = ev_sql.upsert(conn, calendar_id, user_id, live)
+        prepared.skipped.extend(merged.skipped)
+        cancelled_n = ev_sql.cancel_instances(conn, calendar_id, user_id, cancelled)
+        deleted_n = ev_sql.delete(conn, calendar_id, to_delete)
+        sql.record_skips(conn, run_id, calendar_id, prepared.skipped)
+        if page.complete:
+            push_sql.drop_hints(conn, calendar_id, prepared.hinted)
+        if page.complete and page.sync_cursor:
+            sql.commit_cursor(conn, calendar_id, page.sync_cursor,
+                              window if ctx["calendarType"] == 2 else (None, None))
+            if not dry:
+                metrics.imported(ctx["calendarType"], calendar_id, app.settings.push_enabled)
+    if not page.complete:
+        # Kept in a dry run too: the run's last page decides on them.
+        if ctx.get("pendingDeletes"):
+            ev_sql.unpend_deletes(conn, run_id, [e.ext_id for e in live])
+        ev_sql.pend_deletes(conn, run_id, found)
+    if not dry:
+        for s in prepared.skipped:
+            log.warning("skipped malformed event", extra={"calendar": calendar_id, "event": s.ext_id,
+                                                          "reason": s.reason})
     return {"upserted": merged.inserted + merged.updated, "unchanged": merged.unchanged,
-            "deleted": deleted_n + cancelled_n, "skipped": len(prepared.skipped), "conflicts": resolved.conflicts}
+            "deleted": deleted_n + cancelled_n, "skipped": len(prepared.skipped),
+            "conflicts": resolved.conflicts}, refused
 
 
-def _guard(app: Context, conn: Conn, ctx: dict[str, Any], to_delete: list[str]) -> None:
-    """Refuse a run that would delete more than the configured share of a calendar (either side)."""
+def _guard(app: Context, conn: Conn, ctx: dict[str, Any], to_delete: list[str]) -> str | None:
+    """The mass-delete guard over the whole run's deletions (imported side), before any is applied.
+
+    Raises MassDeleteBlocked when it refuses; a dry run gets the reason back instead and goes on
+    counting, so the operator sees both what the guard says and what consent would delete.
+    """
     if not to_delete or ctx.get("allowMassDelete"):
-        return
-    n = ev_sql.count_deletable(conn, ctx["calendarId"], to_delete)
-    run = conn.execute(sql.RUN_DELETED_SO_FAR, {"run_id": ctx["runId"]}).fetchone()
-    already = int(run["eventsDeleted"]) if run else 0
-    live = ev_sql.count_live(conn, ctx["calendarId"]) + already
-    total = n + already
-    if total >= max(1, app.settings.mass_delete_min) and total > app.settings.mass_delete_ratio * live:
-        raise MassDeleteBlocked(
-            f"import would delete {total} of {live} events (> {app.settings.mass_delete_ratio:.0%}); "
-            "nothing applied — check the provider side, then run `autosync sync --calendar "
-            f"{ctx['calendarId']} --allow-mass-delete`")
+        return None
+    s = app.settings
+    verdict = plan.mass_delete(ev_sql.count_deletable(conn, ctx["calendarId"], to_delete),
+                               ev_sql.count_live(conn, ctx["calendarId"]), ratio=s.mass_delete_ratio,
+                               minimum=s.mass_delete_min, consent=False, side="import",
+                               calendar_id=ctx["calendarId"])
+    if verdict.allowed:
+        return None
+    if ctx["dryRun"]:
+        return verdict.reason
+    raise MassDeleteBlocked(verdict.reason)
 
 
 def token_step(app: Context, run_id: int) -> Next:
@@ -291,7 +321,7 @@ def token_step(app: Context, run_id: int) -> Next:
     with counting() as stats:
         ensure_token(app, ctx)
     with transaction() as conn:
-        step = "watch" if app.settings.push_enabled and push_sql.watch_due(
+        step = "watch" if app.settings.push_enabled and not ctx["dryRun"] and push_sql.watch_due(
             conn, ctx["calendarId"], app.settings.watch_renew_before) else "fetch"
         sql.touch(conn, run_id, step, stats.count)
     return Next(step, run_id, calendar_type=ctx["calendarType"])

@@ -13,8 +13,8 @@ from autosync.model import Attachment, Attendee, Conference, Event, Organizer, R
 from autosync.providers import CalendarRef
 from autosync.providers.http import backoff, counting
 from autosync.redact import describe
+from autosync.services import plan, runs
 from autosync.services import push_write as write
-from autosync.services import runs
 from autosync.services.context import Context, context
 from autosync.services.push_rules import ProviderDeleted, google_event_id, google_type, refusal_text, unsynced_type
 from autosync.services.runs import Next
@@ -86,6 +86,8 @@ def push_step(app: Context, run_id: int) -> Next:
         with transaction() as conn:
             rows = sql.pending(conn, ctx["calendarId"])
             blocked = _mass_delete(app, conn, ctx, rows)
+        if ctx["dryRun"]:  # what the run would push, nothing sent
+            rows, counts = [], _would_push(rows, blocked is not None)
         for row in rows:
             if blocked and row["op"] == "delete":
                 continue
@@ -104,16 +106,31 @@ def push_step(app: Context, run_id: int) -> Next:
 
 
 def _mass_delete(app: Context, conn: Any, ctx: dict[str, Any], rows: list[dict[str, Any]]) -> str | None:
-    deletes = [r["eventId"] for r in rows if r["op"] == "delete" and r["extEventId"]]
-    if len(deletes) < max(1, app.settings.mass_delete_min) or ctx.get("allowMassDelete"):
+    """The mass-delete guard on the app side (plan.mass_delete), over every due delete of the calendar.
+
+    A run pushes at most one batch of the outbox; when the batch is full, or holds enough deletes to
+    matter, the guard counts the whole outbox, so a mass delete cannot slip out a batch at a time.
+    """
+    s = app.settings
+    batch = sum(1 for r in rows if r["op"] == "delete" and r["extEventId"])
+    if not batch or ctx.get("allowMassDelete") or (batch < max(1, s.mass_delete_min) and len(rows) < sql.BATCH):
         return None
-    kept = conn.execute(sql.COUNT_SYNCED, {"c": ctx["calendarId"], "ids": deletes}).fetchone()["n"]
-    total = int(kept) + len(deletes)  # hard-deleted rows are no longer in cal_event
-    if len(deletes) > app.settings.mass_delete_ratio * max(total, 1):
-        return (f"app side would delete {len(deletes)} of {total} synced events "
-                f"(> {app.settings.mass_delete_ratio:.0%}); deletes held back — confirm with "
-                f"`autosync sync --calendar {ctx['calendarId']} --allow-mass-delete`")
-    return None
+    counted = sql.count_deletes(conn, ctx["calendarId"])
+    verdict = plan.mass_delete(counted["deletes"], counted["deletes"] + counted["kept"],
+                               ratio=s.mass_delete_ratio, minimum=s.mass_delete_min, consent=False,
+                               side="sync-back", calendar_id=ctx["calendarId"])
+    return verdict.reason
+
+
+def _would_push(rows: list[dict[str, Any]], deletes_held: bool) -> dict[str, int]:
+    """A dry run's push counts: what each due outbox entry would do."""
+    counts = {"pushCreated": 0, "pushUpdated": 0, "pushDeleted": 0, "pushFailed": 0}
+    for row in rows:
+        if row["op"] == "delete":
+            counts["pushDeleted"] += 0 if deletes_held else 1
+        else:
+            counts["pushUpdated" if row["extEventId"] else "pushCreated"] += 1
+    return counts
 
 
 def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, Any], *,

@@ -25,11 +25,12 @@ class Next:
     calendar_type: int | None = None
 
 
-def first_step(row: dict[str, Any], margin: int) -> str:
-    """Skip the token step when the stored token is still good, the watch step when it is watched."""
+def first_step(row: dict[str, Any], margin: int, *, dry_run: bool = False) -> str:
+    """Skip the token step when the stored token is still good, the watch step when it is watched
+    (and always for a dry run, which changes nothing at the provider)."""
     if not (row.get("has_token") and fresh_enough("x", row.get("accessTokenExpirationDate"), margin)):
         return "token"
-    return "watch" if row.get("watch_due") else "fetch"
+    return "watch" if row.get("watch_due") and not dry_run else "fetch"
 
 
 def due(app: Context, conn: Conn, types: list[int], *, quiet: bool = False, user_id: int | None = None,
@@ -42,7 +43,8 @@ def due(app: Context, conn: Conn, types: list[int], *, quiet: bool = False, user
 
 def open_runs(app: Context, types: list[int], *, reason: str, user_id: int | None = None,
               calendar_id: int | None = None, calendar_ids: list[int] | None = None,
-              request_id: int | None = None, allow_mass_delete: bool = False) -> tuple[list[Next], int]:
+              request_id: int | None = None, allow_mass_delete: bool = False,
+              dry_run: bool = False) -> tuple[list[Next], int]:
     """Open runs for the selected calendars; returns (first steps of new runs, coalesced count).
 
     A calendar with a run in progress is not run twice: the request joins that run, and an ad-hoc
@@ -53,7 +55,7 @@ def open_runs(app: Context, types: list[int], *, reason: str, user_id: int | Non
         calendar_ids = [calendar_id]
     with transaction() as conn:
         return _open(app, conn, types, reason=reason, user_id=user_id, calendar_ids=calendar_ids,
-                     request_id=request_id, allow_mass_delete=allow_mass_delete)
+                     request_id=request_id, allow_mass_delete=allow_mass_delete, dry_run=dry_run)
 
 
 def periodic_fan_out(app: Context, types: list[int], interval: float) -> list[Next] | None:
@@ -79,18 +81,21 @@ def periodic_fan_out(app: Context, types: list[int], interval: float) -> list[Ne
 
 def _open(app: Context, conn: Conn, types: list[int], *, reason: str, user_id: int | None = None,
           calendar_ids: list[int] | None = None, request_id: int | None = None,
-          allow_mass_delete: bool = False) -> tuple[list[Next], int]:
+          allow_mass_delete: bool = False, dry_run: bool = False) -> tuple[list[Next], int]:
     rows = due(app, conn, types, quiet=reason == "beat", user_id=user_id, calendar_ids=calendar_ids)
     by_id = {r["calendarId"]: r for r in rows}
+    # A dry run never joins a real run in progress (nor a real run a dry one: see sql.COALESCE_RUNS).
     created, coalesced = sql.start_runs(conn, list(by_id), reason=reason, request_id=request_id,
-                                        rerun=reason != "beat")
+                                        rerun=reason != "beat", coalesce=not dry_run)
+    if dry_run and created:
+        conn.execute(sql.MARK_DRY_RUN, {"run_ids": [r["runId"] for r in created]})
     if allow_mass_delete:
         conn.execute(sql.ALLOW_MASS_DELETE, {"c": list(by_id)})
     if request_id is not None:
         conn.execute(sql.SET_REQUEST_PENDING, {"request_id": request_id,
                                                "pending": len(created) + len(coalesced)})
     margin = app.settings.token_refresh_margin
-    steps = [Next(first_step(by_id[r["calendarId"]], margin), r["runId"],
+    steps = [Next(first_step(by_id[r["calendarId"]], margin, dry_run=dry_run), r["runId"],
                   calendar_type=by_id[r["calendarId"]]["calendarType"]) for r in created]
     return steps, len(coalesced)
 
@@ -122,7 +127,8 @@ def finish(conn: Conn, run_id: int, outcome: str, error: str | None = None, *, r
     if run is None:
         return None
     _log_run(run)
-    metrics.run_finished(run)
+    if not run["dryRun"]:
+        metrics.run_finished(run)
     if run["fullSync"] or run["pagesFetched"]:
         conn.execute(sql.CLEAN_SEEN, {"run_id": run_id})
         conn.execute(sql.CLEAN_PAGES, {"run_id": run_id})
@@ -166,4 +172,4 @@ def _log_run(run: dict[str, Any]) -> None:
         "upserted": run["eventsUpserted"], "unchanged": run["eventsUnchanged"], "deleted": run["eventsDeleted"],
         "skipped": run["eventsSkipped"], "pushed": run["pushCreated"] + run["pushUpdated"] + run["pushDeleted"],
         "push_failed": run["pushFailed"], "conflicts": run["conflicts"], "requests": run["providerRequests"],
-        "duration_s": round(duration, 3)})
+        "duration_s": round(duration, 3), **({"dry_run": True} if run["dryRun"] else {})})

@@ -58,8 +58,9 @@ START_RUNS = (
     'ON CONFLICT ("calendarId") WHERE "finishedAt" IS NULL DO NOTHING '
     'RETURNING "runId", "calendarId"'
 )
+# A request that finds a dry run in progress asks for a real run after it (whatever its reason).
 COALESCE_RUNS = (
-    'UPDATE sync_run SET "rerunRequested" = "rerunRequested" OR %(rerun)s, '
+    'UPDATE sync_run SET "rerunRequested" = "rerunRequested" OR %(rerun)s OR "dryRun", '
     '"requestIds" = "requestIds" || %(request_ids)s::bigint[] '
     'WHERE "calendarId" = ANY(%(calendar_ids)s) AND "finishedAt" IS NULL RETURNING "runId", "calendarId"'
 )
@@ -75,7 +76,10 @@ RUN_CONTEXT = (
     # Outlook: whether the round's last page has checks to make even when empty (pull.fetch_step).
     '(EXISTS (SELECT 1 FROM series_hint h WHERE h."calendarId" = c."calendarId") OR EXISTS (SELECT 1 '
     'FROM sync_seen s WHERE s."runId" = r."runId" AND s."extEventId" = \'' + FOREIGN_REMOVALS + '\')) '
-    'AS "lastPageChecks" FROM sync_run r JOIN calendar c ON c."calendarId" = r."calendarId" '
+    'AS "lastPageChecks", '
+    # Deletions earlier pages of this run found, waiting for the run's last page (pull._write).
+    'EXISTS (SELECT 1 FROM sync_pending_delete p WHERE p."runId" = r."runId") AS "pendingDeletes" '
+    'FROM sync_run r JOIN calendar c ON c."calendarId" = r."calendarId" '
     'WHERE r."runId" = %(run_id)s'
 )
 LOCK_RUN = 'SELECT * FROM sync_run WHERE "runId" = %(run_id)s FOR UPDATE'
@@ -152,12 +156,18 @@ FINISH_RUN = (
     '"eventsDeleted" = "eventsDeleted" + %(deleted)s, "eventsSkipped" = "eventsSkipped" + %(skipped)s, '
     'conflicts = conflicts + %(conflicts)s '
     'WHERE "runId" = %(run_id)s AND "finishedAt" IS NULL RETURNING *), '
+    # A dry run leaves the calendar's outcome alone (the beat reads it).
     'c AS (UPDATE calendar SET "lastOutcome" = %(outcome)s, "lastError" = %(error)s FROM r '
-    'WHERE calendar."calendarId" = r."calendarId" RETURNING calendar."userId", calendar."calendarType") '
-    "SELECT r.*, c.* FROM r, c"
+    'WHERE calendar."calendarId" = r."calendarId" AND NOT r."dryRun") '
+    'SELECT r.*, k."userId", k."calendarType" FROM r JOIN calendar k ON k."calendarId" = r."calendarId"'
 )
 NO_COUNTS = {"upserted": 0, "unchanged": 0, "deleted": 0, "skipped": 0, "conflicts": 0}
-CLEAN_SEEN = 'DELETE FROM sync_seen WHERE "runId" = %(run_id)s'
+# A run's listing bookkeeping: ids seen by a full listing and deletions waiting for its last page.
+CLEAN_SEEN = (
+    'WITH p AS (DELETE FROM sync_pending_delete WHERE "runId" = %(run_id)s) '
+    'DELETE FROM sync_seen WHERE "runId" = %(run_id)s'
+)
+MARK_DRY_RUN = 'UPDATE sync_run SET "dryRun" = true WHERE "runId" = ANY(%(run_ids)s)'
 CLEAN_PAGES = 'DELETE FROM sync_page WHERE "runId" = %(run_id)s'
 REQUEST_DONE = (
     'UPDATE sync_request SET pending = pending - 1, failed = failed + %(failed)s, '
@@ -196,8 +206,10 @@ def select_due(conn: Conn, types: Sequence[int], *, user_id: int | None = None,
 
 
 def start_runs(conn: Conn, calendar_ids: Sequence[int], *, reason: str,
-               request_id: int | None, rerun: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Open one run per calendar; calendars with a run in progress are coalesced into it.
+               request_id: int | None, rerun: bool, coalesce: bool = True
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Open one run per calendar; calendars with a run in progress are coalesced into it
+    (unless ``coalesce`` is false: a dry run leaves them out).
 
     Returns (new runs, coalesced runs).
     """
@@ -206,7 +218,7 @@ def start_runs(conn: Conn, calendar_ids: Sequence[int], *, reason: str,
     created = conn.execute(START_RUNS, params).fetchall()
     rest = sorted(set(calendar_ids) - {r["calendarId"] for r in created})
     coalesced = conn.execute(COALESCE_RUNS, {"calendar_ids": rest, "rerun": rerun, "request_ids": req}
-                             ).fetchall() if rest else []
+                             ).fetchall() if rest and coalesce else []
     return created, coalesced
 
 
