@@ -192,7 +192,8 @@ class GoogleProvider:
         answer = json_body(self._call("POST", cal, self._events_path(cal) + "/watch", json=body,
                                       params={"eventTypes": list(SYNCED_EVENT_TYPES)}))
         try:
-            # int64 as a JSON string (contract A6); the effective expiry may be earlier than asked.
+            # int64 as a JSON string (https://developers.google.com/workspace/calendar/api/guides/push);
+            # the effective expiry may be earlier than asked.
             expires = datetime.fromtimestamp(int(answer["expiration"]) / 1000, UTC)
             return Channel(id=str(answer["id"]), expires_at=expires, resource_id=str(answer["resourceId"]))
         except (KeyError, TypeError, ValueError):

@@ -18,7 +18,7 @@ from autosync.settings import Settings
 
 CURSOR_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
 # Every event property autosync reads, plus cancelledOccurrences, which Graph returns only when a GET of
-# a series master names it in $select (v1.0 event model in msgraph-sdk-python; contract trap 39).
+# a series master names it in $select (v1.0 event model in msgraph-sdk-python).
 MASTER_SELECT = ",".join((
     "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "categories", "transactionId",
     "originalStartTimeZone", "originalEndTimeZone", "iCalUId", "reminderMinutesBeforeStart", "isReminderOn",
@@ -41,7 +41,8 @@ def _special(status: int, code: str, retry_after: float | None, msg: str) -> err
     if status == 410 or code.lower() in CURSOR_CODES:
         return errors.CursorInvalid(msg, status=status, code=code)
     if status == 412:
-        # We send no If-Match; Outlook answers this transiently on plain requests (contract B5).
+        # We send no If-Match; Outlook answers this transiently on plain requests
+        # (https://learn.microsoft.com/graph/errors, 412 Precondition Failed).
         return errors.Transient(msg, retry_after=retry_after, status=status, code=code)
     return None
 
@@ -227,7 +228,8 @@ class OutlookProvider:
         return url + (f"/{quote(subscription_id, safe='')}" if subscription_id else "")
 
     def watch(self, cal: CalendarRef, request: WatchRequest) -> Channel:
-        """POST /subscriptions on the whole mailbox (Graph cannot watch one calendar, contract B7).
+        """POST /subscriptions on the whole mailbox (Graph cannot watch one calendar:
+        https://learn.microsoft.com/graph/api/resources/subscription, the event resources).
 
         Graph validates both URLs before it answers: `autosync webhooks` must be reachable.
         """
