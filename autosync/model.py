@@ -5,11 +5,34 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
+from enum import IntEnum, StrEnum
 from typing import Any, Literal
 
 EventStatus = Literal["confirmed", "tentative", "cancelled"]
 Moment = datetime | date
 
+
+class Provider(IntEnum):
+    """A calendar's provider, as the app stores it in ``calendar."calendarType"``."""
+
+    GOOGLE = 1
+    OUTLOOK = 2
+
+    @property
+    def label(self) -> str:
+        """The provider's name in logs, metrics and queues: google or outlook."""
+        return self.name.lower()
+
+
+class Step(StrEnum):
+    """The steps of a run, as recorded in ``sync_run.step`` and chained by the tasks."""
+
+    TOKEN = "token"  # noqa: S105 (a step name)
+    WATCH = "watch"
+    FETCH = "fetch"
+    IMPORT = "import"
+    PUSH = "push"
+    DONE = "done"
 
 @dataclass(frozen=True, slots=True)
 class Attendee:

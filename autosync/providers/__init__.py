@@ -65,8 +65,8 @@ class WatchRequest:
     expires_at: datetime
 
 
-class Provider(Protocol):
-    """The operations the sync engine needs from a calendar provider."""
+class Adapter(Protocol):
+    """The operations the sync engine needs from a calendar provider (one adapter per provider)."""
 
     kind: int
     name: str

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from autosync import metrics
 from autosync.model import Event
-from autosync.services.context import Context
+from autosync.services.context import App
 from autosync.store.conflicts import PENDING, RECORD, SUPERSEDE
 from autosync.store.db import Conn
+from autosync.store.runs import RunContext
 
 
 def winner(policy: str, provider_updated: datetime | None, app_changed: datetime) -> str:
@@ -38,7 +38,7 @@ class Resolved:
     conflicts: int = 0
 
 
-def resolve(app: Context, conn: Conn, ctx: dict[str, Any], live: list[Event],
+def resolve(app: App, conn: Conn, run: RunContext, live: list[Event],
             deleted: list[str], cancelled: list[Event]) -> Resolved:
     """Drop the provider side of events the app changed too, when the app wins; record every loser.
 
@@ -49,7 +49,7 @@ def resolve(app: Context, conn: Conn, ctx: dict[str, Any], live: list[Event],
     by_id.update({d: None for d in deleted})
     if not by_id:
         return Resolved(live, deleted, cancelled)
-    rows = conn.execute(PENDING, {"c": ctx["calendarId"], "ids": list(by_id)}).fetchall()
+    rows = conn.execute(PENDING, {"c": run.calendar_id, "ids": list(by_id)}).fetchall()
     if not rows:
         return Resolved(live, deleted, cancelled)
     policy = app.settings.conflict_policy
@@ -62,11 +62,11 @@ def resolve(app: Context, conn: Conn, ctx: dict[str, Any], live: list[Event],
             continue                  # so no conflict; the app's pending change goes out as it is
         decided += 1
         who = winner(policy, event.updated if event else None, row["changedAt"])
-        metrics.conflict(ctx["calendarType"], who)
+        metrics.conflict(run.calendar_type, who)
         provider_version = json.dumps(event.raw if event and event.raw else {"id": row["ext"], "status":
                                       "cancelled"}, default=str)
         app_version = json.dumps(row["app_version"] or {"deleted": True, "op": row["op"]}, default=str)
-        conn.execute(RECORD, {"c": ctx["calendarId"], "ext": row["ext"], "policy": policy, "winner": who,
+        conn.execute(RECORD, {"c": run.calendar_id, "ext": row["ext"], "policy": policy, "winner": who,
                               "app": app_version if who == "provider" else None,
                               "provider": provider_version if who == "app" else None,
                               "outbox": row["outboxId"]})

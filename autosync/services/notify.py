@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import redis
 
-from autosync.services.context import Context
+from autosync.services.context import App
 from autosync.store.db import transaction
 from autosync.store.notify import CLAIM, DELIVERED, FAILED
 
@@ -48,7 +48,7 @@ _senders: dict[tuple[str, str], RedisSender] = {}
 _senders_lock = threading.Lock()
 
 
-def sender_for(app: Context) -> Sender:
+def sender_for(app: App) -> Sender:
     """The configured sender; one Redis client per process (thread-safe, reused by every delivery)."""
     if app.settings.notification_sender == "log":
         return LogSender()
@@ -59,7 +59,7 @@ def sender_for(app: Context) -> Sender:
         return _senders[key]
 
 
-def deliver_pending(app: Context, sender: Sender | None = None, limit: int = 200) -> int:
+def deliver_pending(app: App, sender: Sender | None = None, limit: int = 200) -> int:
     """Send pending notifications; returns how many were delivered."""
     sender = sender or sender_for(app)
     with transaction() as conn:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from autosync import errors
 from autosync.model import Event, Skipped
 from autosync.providers import CalendarRef, Page
-from autosync.services.context import Context
+from autosync.services.context import App
 from autosync.services.series import expected_slots, pin_all_day, without_exdates
 from autosync.store.events import FOREIGN_REMOVALS
 
@@ -49,7 +49,7 @@ def _series_ids(items: list[Any]) -> set[str]:
     return ids
 
 
-def outlook_details(app: Context, cal: CalendarRef, out: Prepared, page: Page, removed: list[str],
+def outlook_details(app: App, cal: CalendarRef, out: Prepared, page: Page, removed: list[str],
                     window: tuple[datetime, datetime], stored: Stored) -> None:
     """Check the series a page touches through /instances, and apply its @removed ids."""
     from autosync.normalize.outlook import event_from_graph

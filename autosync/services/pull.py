@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from autosync import errors, metrics
-from autosync.model import Event, Skipped
+from autosync.model import Event, Skipped, Step
 from autosync.providers import CalendarRef, Page
 from autosync.providers.http import counting
 from autosync.services import conflicts, plan, runs
-from autosync.services.context import Context
+from autosync.services.context import App
 from autosync.services.outlook_checks import Stored, outlook_details
 from autosync.services.runs import Next
 from autosync.services.tokens import ensure_token
@@ -21,6 +20,7 @@ from autosync.store import events as ev_sql
 from autosync.store import push as push_sql
 from autosync.store import runs as sql
 from autosync.store.db import Conn, transaction
+from autosync.store.runs import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -49,103 +49,103 @@ class Prepared:
                         list(self.checked), list(self.hinted))
 
 
-def window_for(app: Context, ctx: dict[str, Any], full: bool) -> tuple[datetime, datetime]:
+def window_for(app: App, run: RunContext, full: bool) -> tuple[datetime, datetime]:
     """The run's window: fixed for the run once chosen, the stored one for Outlook deltas."""
-    if ctx.get("windowStart") and ctx.get("windowEnd"):
-        return ctx["windowStart"], ctx["windowEnd"]
-    if not full and ctx["calendarType"] == 2 and ctx["syncWindowStart"] and ctx["syncWindowEnd"]:
-        return ctx["syncWindowStart"], ctx["syncWindowEnd"]
+    if run.window_start and run.window_end:
+        return run.window_start, run.window_end
+    if not full and run.calendar_type == 2 and run.sync_window_start and run.sync_window_end:
+        return run.sync_window_start, run.sync_window_end
     now = datetime.now(UTC).replace(microsecond=0)
     return (now - timedelta(days=app.settings.sync_past_days),
             now + timedelta(days=app.settings.sync_future_days))
 
 
-def needs_full(app: Context, ctx: dict[str, Any]) -> bool:
+def needs_full(app: App, run: RunContext) -> bool:
     """Full listing: no cursor, an invalidated one, or an Outlook window that must roll forward."""
-    if ctx["fullSync"] or not ctx["deltaLink"]:
+    if run.full_sync or not run.delta_link:
         return True
-    if ctx["calendarType"] == 2:
-        end = ctx["syncWindowEnd"]
+    if run.calendar_type == 2:
+        end = run.sync_window_end
         roll_at = timedelta(days=app.settings.sync_future_days - app.settings.window_roll_days)
         if end is None or end - datetime.now(UTC) < roll_at:
             return True
     return False
 
 
-def fetch_step(app: Context, run_id: int) -> Next:
+def fetch_step(app: App, run_id: int) -> Next:
     """Fetch one page; stage it for import, or apply an empty page right here."""
     with counting() as stats:
-        ctx = load_run(run_id)
-        if ctx is None:
-            return Next("done", run_id)
-        cal = ensure_token(app, ctx)
-        full = needs_full(app, ctx)
-        window = window_for(app, ctx, full)
-        if full and not ctx["fullSync"]:
-            _begin_full(run_id, window, drop_cursor=False, calendar_id=ctx["calendarId"])
-            ctx = {**ctx, "fullSync": True, "pageCursor": None}
+        run = load_run(run_id)
+        if run is None:
+            return Next(Step.DONE, run_id)
+        cal = ensure_token(app, run)
+        full = needs_full(app, run)
+        window = window_for(app, run, full)
+        if full and not run.full_sync:
+            _begin_full(run_id, window, drop_cursor=False, calendar_id=run.calendar_id)
+            run = replace(run, full_sync=True, page_cursor=None)
         try:
-            page = _list(app, ctx, cal, full, window)
+            page = _list(app, run, cal, full, window)
         except errors.LinkRefused:
             # A link that would carry the token elsewhere: drop the stored cursor so the next run
             # lists the calendar in full from the configured URL, and fail this run with the reason.
-            if not ctx["dryRun"]:
+            if not run.dry_run:
                 with transaction() as conn:
-                    conn.execute(sql.DROP_CURSOR, {"calendar_id": ctx["calendarId"]})
+                    conn.execute(sql.DROP_CURSOR, {"calendar_id": run.calendar_id})
             raise
         except errors.CursorInvalid as exc:
             # One handler for an invalid cursor: drop it, full sync, tombstone what is not seen.
-            log.warning("cursor invalid, full resync", extra={"calendar": ctx["calendarId"],
+            log.warning("cursor invalid, full resync", extra={"calendar": run.calendar_id,
                                                               "reason": exc.describe()})
-            window = window_for(app, {**ctx, "windowStart": None, "windowEnd": None}, True)
-            _begin_full(run_id, window, drop_cursor=not ctx["dryRun"], calendar_id=ctx["calendarId"])
-            ctx = {**ctx, "fullSync": True, "pageCursor": None, "deltaLink": None}
-            page = _list(app, ctx, cal, True, window)
+            window = window_for(app, replace(run, window_start=None, window_end=None), True)
+            _begin_full(run_id, window, drop_cursor=not run.dry_run, calendar_id=run.calendar_id)
+            run = replace(run, full_sync=True, page_cursor=None, delta_link=None)
+            page = _list(app, run, cal, True, window)
     # Notified series (series_hint) and a round's foreign @removed ids are dealt with on its last
     # page, even an empty one (outlook_checks).
-    if page.items or (page.complete and ctx["calendarType"] == 2 and ctx.get("lastPageChecks")):
+    if page.items or (page.complete and run.calendar_type == 2 and run.last_page_checks):
         with transaction() as conn:
             page_id = sql.stage_page(conn, run_id, {"items": page.items, "meta": page.meta},
                                      page.sync_cursor if page.complete else page.next_page, page.complete)
             if page_id is None:
-                return Next("done", run_id)  # a duplicate delivery already staged this page
-            conn.execute(sql.PROGRESS, {"run_id": run_id, "step": "import", "cursor": page.next_page,
+                return Next(Step.DONE, run_id)  # a duplicate delivery already staged this page
+            conn.execute(sql.PROGRESS, {"run_id": run_id, "step": Step.IMPORT, "cursor": page.next_page,
                                         "requests": stats.count, **sql.NO_COUNTS})
-        return Next("import", run_id, page_id)
-    return _apply(app, ctx, Prepared(), page, stats.count, window)
+        return Next(Step.IMPORT, run_id, page_id)
+    return _apply(app, run, Prepared(), page, stats.count, window)
 
 
-def import_step(app: Context, run_id: int, page_id: int) -> Next:
+def import_step(app: App, run_id: int, page_id: int) -> Next:
     """Normalize a staged page and write it, with its cursor, in one transaction."""
     with counting() as stats:
-        ctx = load_run(run_id)
-        if ctx is None:
-            return Next("done", run_id)
+        run = load_run(run_id)
+        if run is None:
+            return Next(Step.DONE, run_id)
         with transaction() as conn:
-            if ctx["calendarType"] == 2:
-                staged = ev_sql.load_outlook_page(conn, ctx["calendarId"], run_id, page_id)
+            if run.calendar_type == 2:
+                staged = ev_sql.load_outlook_page(conn, run.calendar_id, run_id, page_id)
             else:
                 staged = conn.execute(sql.LOAD_PAGE, {"page_id": page_id, "run_id": run_id}).fetchone()
         if staged is None:
-            return Next("done", run_id)  # already imported (duplicate delivery)
-        window = window_for(app, ctx, bool(ctx["fullSync"]))
+            return Next(Step.DONE, run_id)  # already imported (duplicate delivery)
+        window = window_for(app, run, bool(run.full_sync))
         body = staged["body"]
         page = Page(items=body["items"], next_page=None if staged["isFinal"] else staged["nextCursor"],
                     sync_cursor=staged["nextCursor"] if staged["isFinal"] else None, meta=body.get("meta") or {})
-        prepared = prepare(app, ctx, page, window, Stored.of(staged) if ctx["calendarType"] == 2 else None)
-    return _apply(app, ctx, prepared, page, stats.count, window, page_id=page_id)
+        prepared = prepare(app, run, page, window, Stored.of(staged) if run.calendar_type == 2 else None)
+    return _apply(app, run, prepared, page, stats.count, window, page_id=page_id)
 
 
-def load_run(run_id: int) -> dict[str, Any] | None:
+def load_run(run_id: int) -> RunContext | None:
     """A run joined with its calendar, or None when it is over (or its calendar was switched off)."""
     with transaction() as conn:
-        ctx = sql.run_context(conn, run_id)
-        if ctx is None or ctx["finishedAt"] is not None:
+        run = sql.run_context(conn, run_id)
+        if run is None or run.finished_at is not None:
             return None
-        if not ctx["calendar_active"]:
+        if not run.calendar_active:
             runs.finish(conn, run_id, "failed", "calendar is not active")
             return None
-        return ctx
+        return run
 
 
 def _begin_full(run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool, calendar_id: int) -> None:
@@ -156,25 +156,25 @@ def _begin_full(run_id: int, window: tuple[datetime, datetime], *, drop_cursor: 
             conn.execute(sql.DROP_CURSOR, {"calendar_id": calendar_id})
 
 
-def _list(app: Context, ctx: dict[str, Any], cal: CalendarRef, full: bool,
+def _list(app: App, run: RunContext, cal: CalendarRef, full: bool,
           window: tuple[datetime, datetime]) -> Page:
-    provider = app.provider(ctx["calendarType"])
-    cursor = None if full else ctx["deltaLink"]
+    provider = app.provider(run.calendar_type)
+    cursor = None if full else run.delta_link
     try:
         try:
-            return provider.list_changes(cal, cursor=cursor, page=ctx["pageCursor"], window=window)
+            return provider.list_changes(cal, cursor=cursor, page=run.page_cursor, window=window)
         except errors.AuthInvalid:
-            fresh = ensure_token(app, ctx, stale=cal.access_token)
-            return provider.list_changes(fresh, cursor=cursor, page=ctx["pageCursor"], window=window)
+            fresh = ensure_token(app, run, stale=cal.access_token)
+            return provider.list_changes(fresh, cursor=cursor, page=run.page_cursor, window=window)
     except errors.NotFound as exc:
         raise errors.CalendarGone(str(exc), status=exc.status, code=exc.code) from None
 
 
-def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetime, datetime],
+def prepare(app: App, run: RunContext, page: Page, window: tuple[datetime, datetime],
             stored: Stored | None = None) -> Prepared:
     """Normalize a page (and, for Outlook, check changed series through /instances)."""
     out = Prepared()
-    if ctx["calendarType"] == 1:
+    if run.calendar_type == 1:
         from autosync.normalize.google import page_from_google
 
         events, out.skipped = page_from_google(page.items, default_reminders=page.meta.get("defaultReminders")
@@ -192,38 +192,38 @@ def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetim
         else:
             out.deleted.append(e.ext_id)
     out.seen = [e.ext_id for e in events] + [s.ext_id for s in out.skipped if s.ext_id]
-    if ctx["calendarType"] == 2:
-        cal = ensure_token(app, ctx)
+    if run.calendar_type == 2:
+        cal = ensure_token(app, run)
         known = stored or Stored()
         before = out.copy()
         try:
             outlook_details(app, cal, out, page, removed, window, known)
         except errors.AuthInvalid:  # refused mid-page: refresh once, redo the checks from scratch
             out = before
-            fresh = ensure_token(app, ctx, stale=cal.access_token)
+            fresh = ensure_token(app, run, stale=cal.access_token)
             outlook_details(app, fresh, out, page, removed, window, known)
         out.hinted = list(known.hinted)
     return out
 
 
-def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, requests: int,
+def _apply(app: App, run: RunContext, prepared: Prepared, page: Page, requests: int,
            window: tuple[datetime, datetime], page_id: int | None = None) -> Next:
-    run_id, calendar_id = ctx["runId"], ctx["calendarId"]
+    run_id, calendar_id = run.run_id, run.calendar_id
     try:
         with transaction() as conn:
             # Claim the staged page first: a duplicate delivery of this step finds it gone and stops,
             # so a page is applied exactly once even when two workers got the same message.
             if page_id is not None and conn.execute(sql.DROP_PAGE, {"page_id": page_id}).fetchone() is None:
-                return Next("done", run_id)
-            counts, refused = _write(app, conn, ctx, prepared, page, window)
+                return Next(Step.DONE, run_id)
+            counts, refused = _write(app, conn, run, prepared, page, window)
             progress = {"run_id": run_id, "requests": requests, **counts}
             if not page.complete:
-                conn.execute(sql.PROGRESS, {**progress, "step": "fetch", "cursor": page.next_page})
-                return Next("fetch", run_id, calendar_type=ctx["calendarType"])
+                conn.execute(sql.PROGRESS, {**progress, "step": Step.FETCH, "cursor": page.next_page})
+                return Next(Step.FETCH, run_id, calendar_type=run.calendar_type)
             pending = conn.execute(sql.PUSH_DUE, {"c": calendar_id}).fetchone() if refused is None else None
             if pending:
-                conn.execute(sql.PROGRESS, {**progress, "step": "push", "cursor": None})
-                return Next("push", run_id, calendar_type=ctx["calendarType"])
+                conn.execute(sql.PROGRESS, {**progress, "step": Step.PUSH, "cursor": None})
+                return Next(Step.PUSH, run_id, calendar_type=run.calendar_type)
             # A dry run the guard would stop ends as the real run would: blocked, with the reason.
             finished = runs.finish(conn, run_id, "blocked" if refused else "ok", refused, requests=requests,
                                    counts=counts)
@@ -232,10 +232,10 @@ def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, re
             finished = runs.finish(conn, run_id, "blocked", str(exc), requests=requests)
         log.error("mass delete blocked", extra={"calendar": calendar_id, "reason": str(exc)})
     follow = runs.rerun_if_requested(app, finished)
-    return follow[0] if follow else Next("done", run_id)
+    return follow[0] if follow else Next(Step.DONE, run_id)
 
 
-def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, page: Page,
+def _write(app: App, conn: Conn, run: RunContext, prepared: Prepared, page: Page,
            window: tuple[datetime, datetime]) -> tuple[dict[str, int], str | None]:
     """Write one page; returns its counts and, for a dry run the guard would stop, the guard's reason.
 
@@ -245,28 +245,28 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
     counts exactly what the real run would write; the run's listing bookkeeping (ids seen, deletions
     found) is kept, as later pages need it.
     """
-    calendar_id, user_id, run_id = ctx["calendarId"], ctx["userId"], ctx["runId"]
-    dry = bool(ctx["dryRun"])
-    if ctx["fullSync"] and prepared.seen:
+    calendar_id, user_id, run_id = run.calendar_id, run.user_id, run.run_id
+    dry = bool(run.dry_run)
+    if run.full_sync and prepared.seen:
         ev_sql.record_seen(conn, run_id, prepared.seen)
     elif prepared.checked and not page.complete:  # incremental: its later pages skip these series
         ev_sql.record_seen(conn, run_id, prepared.checked)
     refused: str | None = None
     # No savepoint for a real run: it would cost two statements per page.
     with conn.transaction(force_rollback=True) if dry else nullcontext():
-        resolved = conflicts.resolve(app, conn, ctx, prepared.live, prepared.deleted, prepared.cancelled_instances)
+        resolved = conflicts.resolve(app, conn, run, prepared.live, prepared.deleted, prepared.cancelled_instances)
         live, cancelled = resolved.live, resolved.cancelled
         found = list(resolved.deleted)
         for master_id, keep in prepared.series_instances.items():
             found += ev_sql.stale_instances(conn, calendar_id, master_id, keep)
         to_delete: list[str] = []
         if page.complete:
-            if ctx["fullSync"]:
+            if run.full_sync:
                 found += ev_sql.unseen(conn, calendar_id, run_id, window[0].date())
-            taken = ev_sql.take_pending_deletes(conn, run_id) if ctx.get("pendingDeletes") else []
+            taken = ev_sql.take_pending_deletes(conn, run_id) if run.pending_deletes else []
             live_ids = {e.ext_id for e in live}
             to_delete = list(dict.fromkeys([x for x in taken if x not in live_ids] + found))
-            refused = _guard(app, conn, ctx, to_delete)
+            refused = _guard(app, conn, run, to_delete)
         merged = ev_sql.upsert(conn, calendar_id, user_id, live)
         prepared.skipped.extend(merged.skipped)
         cancelled_n = ev_sql.cancel_instances(conn, calendar_id, user_id, cancelled)
@@ -276,12 +276,12 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
             push_sql.drop_hints(conn, calendar_id, prepared.hinted)
         if page.complete and page.sync_cursor:
             sql.commit_cursor(conn, calendar_id, page.sync_cursor,
-                              window if ctx["calendarType"] == 2 else (None, None))
+                              window if run.calendar_type == 2 else (None, None))
             if not dry:
-                metrics.imported(ctx["calendarType"], calendar_id, app.settings.push_enabled)
+                metrics.imported(run.calendar_type, calendar_id, app.settings.push_enabled)
     if not page.complete:
         # Kept in a dry run too: the run's last page decides on them.
-        if ctx.get("pendingDeletes"):
+        if run.pending_deletes:
             ev_sql.unpend_deletes(conn, run_id, [e.ext_id for e in live])
         ev_sql.pend_deletes(conn, run_id, found)
     if not dry:
@@ -293,35 +293,35 @@ def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, pa
             "conflicts": resolved.conflicts}, refused
 
 
-def _guard(app: Context, conn: Conn, ctx: dict[str, Any], to_delete: list[str]) -> str | None:
+def _guard(app: App, conn: Conn, run: RunContext, to_delete: list[str]) -> str | None:
     """The mass-delete guard over the whole run's deletions (imported side), before any is applied.
 
     Raises MassDeleteBlocked when it refuses; a dry run gets the reason back instead and goes on
     counting, so the operator sees both what the guard says and what consent would delete.
     """
-    if not to_delete or ctx.get("allowMassDelete"):
+    if not to_delete or run.allow_mass_delete:
         return None
     s = app.settings
-    verdict = plan.mass_delete(ev_sql.count_deletable(conn, ctx["calendarId"], to_delete),
-                               ev_sql.count_live(conn, ctx["calendarId"]), ratio=s.mass_delete_ratio,
+    verdict = plan.mass_delete(ev_sql.count_deletable(conn, run.calendar_id, to_delete),
+                               ev_sql.count_live(conn, run.calendar_id), ratio=s.mass_delete_ratio,
                                minimum=s.mass_delete_min, consent=False, side="import",
-                               calendar_id=ctx["calendarId"])
+                               calendar_id=run.calendar_id)
     if verdict.allowed:
         return None
-    if ctx["dryRun"]:
+    if run.dry_run:
         return verdict.reason
     raise MassDeleteBlocked(verdict.reason)
 
 
-def token_step(app: Context, run_id: int) -> Next:
+def token_step(app: App, run_id: int) -> Next:
     """Make sure the calendar has a usable access token (refreshing once per account)."""
-    ctx = load_run(run_id)
-    if ctx is None:
-        return Next("done", run_id)
+    run = load_run(run_id)
+    if run is None:
+        return Next(Step.DONE, run_id)
     with counting() as stats:
-        ensure_token(app, ctx)
+        ensure_token(app, run)
     with transaction() as conn:
-        step = "watch" if app.settings.push_enabled and not ctx["dryRun"] and push_sql.watch_due(
-            conn, ctx["calendarId"], app.settings.watch_renew_before) else "fetch"
+        step = Step.WATCH if app.settings.push_enabled and not run.dry_run and push_sql.watch_due(
+            conn, run.calendar_id, app.settings.watch_renew_before) else Step.FETCH
         sql.touch(conn, run_id, step, stats.count)
-    return Next(step, run_id, calendar_type=ctx["calendarType"])
+    return Next(step, run_id, calendar_type=run.calendar_type)

@@ -9,13 +9,13 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from autosync import errors
-from autosync.model import Attachment, Attendee, Conference, Event, Organizer, Reminder
+from autosync.model import Attachment, Attendee, Conference, Event, Organizer, Reminder, Step
 from autosync.providers import CalendarRef
 from autosync.providers.http import backoff, counting
 from autosync.redact import describe
 from autosync.services import plan, runs
 from autosync.services import push_write as write
-from autosync.services.context import Context, context
+from autosync.services.context import App, context
 from autosync.services.push_rules import ProviderDeleted, google_event_id, google_type, refusal_text, unsynced_type
 from autosync.services.runs import Next
 from autosync.services.tokens import ensure_token
@@ -23,6 +23,7 @@ from autosync.store import outbox as sql
 from autosync.store import runs as run_sql
 from autosync.store.conflicts import RECORD as RECORD_CONFLICT
 from autosync.store.db import transaction
+from autosync.store.runs import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -73,39 +74,39 @@ def event_from_row(row: dict[str, Any], shares: list[dict[str, Any]], removed: s
     )
 
 
-def push_step(app: Context, run_id: int) -> Next:
+def push_step(app: App, run_id: int) -> Next:
     """Push every due app change of the run's calendar; failures wait for a later run, never block."""
     with transaction() as conn:
-        ctx = run_sql.run_context(conn, run_id)
-    if ctx is None or ctx["finishedAt"] is not None:
-        return Next("done", run_id)
+        run = run_sql.run_context(conn, run_id)
+    if run is None or run.finished_at is not None:
+        return Next(Step.DONE, run_id)
     counts = {"pushCreated": 0, "pushUpdated": 0, "pushDeleted": 0, "pushFailed": 0}
     blocked: str | None = None
     with counting() as stats:
-        cal = ensure_token(app, ctx)
+        cal = ensure_token(app, run)
         with transaction() as conn:
-            rows = sql.pending(conn, ctx["calendarId"])
-            blocked = _mass_delete(app, conn, ctx, rows)
-        if ctx["dryRun"]:  # what the run would push, nothing sent
+            rows = sql.pending(conn, run.calendar_id)
+            blocked = _mass_delete(app, conn, run, rows)
+        if run.dry_run:  # what the run would push, nothing sent
             rows, counts = [], _would_push(rows, blocked is not None)
         for row in rows:
             if blocked and row["op"] == "delete":
                 continue
             try:
-                outcome = _push_one(app, ctx, cal, row)
+                outcome = _push_one(app, run, cal, row)
             except errors.AuthInvalid:
                 # The stored token was refused: refresh once (under the account lock), retry this push.
-                cal = ensure_token(app, ctx, stale=cal.access_token)
-                outcome = _push_one(app, ctx, cal, row, last_try=True)
+                cal = ensure_token(app, run, stale=cal.access_token)
+                outcome = _push_one(app, run, cal, row, last_try=True)
             counts[outcome] = counts.get(outcome, 0) + 1
     with transaction() as conn:
         conn.execute(run_sql.ADD_PUSH_COUNTS, {**counts, "run_id": run_id})
         finished = runs.finish(conn, run_id, "blocked" if blocked else "ok", blocked, requests=stats.count)
     follow = runs.rerun_if_requested(app, finished)
-    return follow[0] if follow else Next("done", run_id)
+    return follow[0] if follow else Next(Step.DONE, run_id)
 
 
-def _mass_delete(app: Context, conn: Any, ctx: dict[str, Any], rows: list[dict[str, Any]]) -> str | None:
+def _mass_delete(app: App, conn: Any, run: RunContext, rows: list[dict[str, Any]]) -> str | None:
     """The mass-delete guard on the app side (plan.mass_delete), over every due delete of the calendar.
 
     A run pushes at most one batch of the outbox; when the batch is full, or holds enough deletes to
@@ -113,12 +114,12 @@ def _mass_delete(app: Context, conn: Any, ctx: dict[str, Any], rows: list[dict[s
     """
     s = app.settings
     batch = sum(1 for r in rows if r["op"] == "delete" and r["extEventId"])
-    if not batch or ctx.get("allowMassDelete") or (batch < max(1, s.mass_delete_min) and len(rows) < sql.BATCH):
+    if not batch or run.allow_mass_delete or (batch < max(1, s.mass_delete_min) and len(rows) < sql.BATCH):
         return None
-    counted = sql.count_deletes(conn, ctx["calendarId"])
+    counted = sql.count_deletes(conn, run.calendar_id)
     verdict = plan.mass_delete(counted["deletes"], counted["deletes"] + counted["kept"],
                                ratio=s.mass_delete_ratio, minimum=s.mass_delete_min, consent=False,
-                               side="sync-back", calendar_id=ctx["calendarId"])
+                               side="sync-back", calendar_id=run.calendar_id)
     return verdict.reason
 
 
@@ -133,11 +134,11 @@ def _would_push(rows: list[dict[str, Any]], deletes_held: bool) -> dict[str, int
     return counts
 
 
-def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, Any], *,
+def _push_one(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], *,
               last_try: bool = False) -> str:
     """Push one outbox entry; transient failures wait for a later run. A refused token raises
     AuthInvalid (unless ``last_try``) so the caller can refresh it once."""
-    provider = app.provider(ctx["calendarType"])
+    provider = app.provider(run.calendar_type)
     event_id, op = row["eventId"], row["op"]
     with transaction() as conn:
         ev = sql.event_row(conn, event_id)
@@ -145,49 +146,49 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
     if ev is None or not ev["status"]:
         op = "delete"
     ext_id = (ev or {}).get("extEventId") or row["extEventId"]
-    record: dict[str, Any] = {"op": op, "eventId": event_id, "calendarId": ctx["calendarId"],
-                              "calendarType": ctx["calendarType"], "extEventId": ext_id}
-    refused = unsynced_type(ev) if ctx["calendarType"] == 1 and ev is not None and ext_id else None
+    record: dict[str, Any] = {"op": op, "eventId": event_id, "calendarId": run.calendar_id,
+                              "calendarType": run.calendar_type, "extEventId": ext_id}
+    refused = unsynced_type(ev) if run.calendar_type == 1 and ev is not None and ext_id else None
     if refused:  # never a write Google would refuse, and never a retry loop: recorded once
-        return _done(ctx, row, record, "refused", refused, "pushFailed")
+        return _done(run, row, record, "refused", refused, "pushFailed")
     try:
         if op == "delete":
             if ext_id:
                 provider.delete(cal, ext_id)
-            elif ctx["calendarType"] == 1:  # an insert that may have reached Google before the delete
-                provider.delete(cal, google_event_id(ctx["calendarId"], event_id))
+            elif run.calendar_type == 1:  # an insert that may have reached Google before the delete
+                provider.delete(cal, google_event_id(run.calendar_id, event_id))
             result, stored = "pushDeleted", None
         else:
             assert ev is not None
             event = event_from_row(ev, shares, frozenset(row.get("removedAttendees") or ()))
             if ext_id:
-                stored = write.update(app, ctx, cal, ev, event, row)
+                stored = write.update(app, run, cal, ev, event, row)
                 result = "pushUpdated"
             else:
-                stored = write.create(app, ctx, cal, event, event_id, row)
+                stored = write.create(app, run, cal, event, event_id, row)
                 result = "pushCreated"
     except ProviderDeleted as gone:
         assert ev is not None
-        return _provider_deleted(app, ctx, row, record, ev, gone)
+        return _provider_deleted(app, run, row, record, ev, gone)
     except errors.AuthInvalid:
         if not last_try:
             raise
-        return _retry_later(app, ctx, row, record, errors.Transient("access token refused after a refresh"))
+        return _retry_later(app, run, row, record, errors.Transient("access token refused after a refresh"))
     except (errors.Transient, errors.Throttled, errors.RateLimited) as exc:
-        return _retry_later(app, ctx, row, record, exc)
+        return _retry_later(app, run, row, record, exc)
     except (errors.ProviderError, errors.NormalizeError) as exc:
         with transaction() as conn:
             conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "failed",
                                     "error": _text(exc)})
-            sql.log_push(conn, ctx["userId"], {**record, "outcome": "failed", "error": _text(exc)})
-        log.error("push failed", extra={"calendar": ctx["calendarId"], "event": event_id, "error": _text(exc)})
+            sql.log_push(conn, run.user_id, {**record, "outcome": "failed", "error": _text(exc)})
+        log.error("push failed", extra={"calendar": run.calendar_id, "event": event_id, "error": _text(exc)})
         return "pushFailed"
     except Exception as exc:  # a row we cannot turn into a push must not block the rows after it
-        log.exception("push crashed", extra={"calendar": ctx["calendarId"], "event": event_id})
+        log.exception("push crashed", extra={"calendar": run.calendar_id, "event": event_id})
         with transaction() as conn:
             conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "failed",
                                     "error": f"internal error: {_text(exc)}"})
-            sql.log_push(conn, ctx["userId"], {**record, "outcome": "failed", "error": _text(exc)})
+            sql.log_push(conn, run.user_id, {**record, "outcome": "failed", "error": _text(exc)})
         return "pushFailed"
     outcome, error = "ok", None
     with transaction() as conn:
@@ -195,12 +196,12 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
             kept = stored.pop("columns", None)
             refused_fields, patched = stored.pop("refused", set()), stored.pop("patched", True)
             beaten = stored.pop("conflict", None)
-            conn.execute(sql.ADOPT, {"c": ctx["calendarId"], "ext": stored["ext"], "e": event_id})
+            conn.execute(sql.ADOPT, {"c": run.calendar_id, "ext": stored["ext"], "e": event_id})
             conn.execute(sql.STORE_PUSHED, {"e": event_id, **stored})
             if kept:
                 sql.store_columns(conn, event_id, kept, row["outboxId"], row["changedAt"])
             if beaten is not None:  # the app's live row won over a deletion made at the provider
-                conn.execute(RECORD_CONFLICT, {"c": ctx["calendarId"], "ext": beaten["id"],
+                conn.execute(RECORD_CONFLICT, {"c": run.calendar_id, "ext": beaten["id"],
                                                "policy": app.settings.conflict_policy, "winner": "app",
                                                "app": None, "provider": _json(beaten), "outbox": row["outboxId"]})
             if refused_fields:
@@ -209,50 +210,50 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
             record["extEventId"] = stored["ext"]
         conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": outcome,
                                 "error": error})
-        sql.log_push(conn, ctx["userId"], {**record, "outcome": outcome, **({"error": error} if error else {})})
+        sql.log_push(conn, run.user_id, {**record, "outcome": outcome, **({"error": error} if error else {})})
     return result
 
 
-def _done(ctx: dict[str, Any], row: dict[str, Any], record: dict[str, Any], outcome: str, error: str,
+def _done(run: RunContext, row: dict[str, Any], record: dict[str, Any], outcome: str, error: str,
           result: str) -> str:
     """Close an outbox entry without a provider write (recorded in the outbox and temp_log)."""
     with transaction() as conn:
         conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": outcome,
                                 "error": error})
-        sql.log_push(conn, ctx["userId"], {**record, "outcome": outcome, "error": error})
-    log.warning("push not sent", extra={"calendar": ctx["calendarId"], "event": row["eventId"], "error": error})
+        sql.log_push(conn, run.user_id, {**record, "outcome": outcome, "error": error})
+    log.warning("push not sent", extra={"calendar": run.calendar_id, "event": row["eventId"], "error": error})
     return result
 
 
-def _provider_deleted(app: Context, ctx: dict[str, Any], row: dict[str, Any], record: dict[str, Any],
+def _provider_deleted(app: App, run: RunContext, row: dict[str, Any], record: dict[str, Any],
                       ev: dict[str, Any], gone: ProviderDeleted) -> str:
     """A create found its event deleted at Google since our first attempt made it, and the deletion
     won: the row is deleted in the app as an imported deletion would be, with both versions recorded."""
-    stored = write.stored_answer(app, ctx, gone.raw, write.zone_hint(ctx, ev))
+    stored = write.stored_answer(app, run, gone.raw, write.zone_hint(run, ev))
     text = f"deleted at Google after autosync created it; the deletion won (policy {gone.policy})"
     with transaction() as conn:
-        conn.execute(sql.ADOPT, {"c": ctx["calendarId"], "ext": stored["ext"], "e": row["eventId"]})
+        conn.execute(sql.ADOPT, {"c": run.calendar_id, "ext": stored["ext"], "e": row["eventId"]})
         conn.execute(sql.STORE_PUSHED, {"e": row["eventId"], **stored})
         conn.execute(sql.MARK_DELETED, {"e": row["eventId"], "o": row["outboxId"], "changed": row["changedAt"]})
-        conn.execute(RECORD_CONFLICT, {"c": ctx["calendarId"], "ext": stored["ext"], "policy": gone.policy,
+        conn.execute(RECORD_CONFLICT, {"c": run.calendar_id, "ext": stored["ext"], "policy": gone.policy,
                                        "winner": "provider", "app": _json({k: v for k, v in ev.items()
                                                                           if k != "providerData"}),
                                        "provider": None, "outbox": row["outboxId"]})
         conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"],
                                 "outcome": "superseded by provider change", "error": text})
-        sql.log_push(conn, ctx["userId"], {**record, "extEventId": stored["ext"], "outcome": "superseded",
+        sql.log_push(conn, run.user_id, {**record, "extEventId": stored["ext"], "outcome": "superseded",
                                            "error": text})
     return "superseded"
 
 
-def _retry_later(app: Context, ctx: dict[str, Any], row: dict[str, Any], record: dict[str, Any],
+def _retry_later(app: App, run: RunContext, row: dict[str, Any], record: dict[str, Any],
                  exc: BaseException) -> str:
     """Leave the entry pending with a backoff; a later run pushes it (import is never blocked)."""
     delay = getattr(exc, "retry_after", None) or getattr(exc, "wait", None) or \
         backoff(int(row["attempts"]) + 2, app.settings.task_backoff_cap)
     with transaction() as conn:
         conn.execute(sql.RETRY_LATER, {"o": row["outboxId"], "error": _text(exc), "delay": max(1.0, delay)})
-        sql.log_push(conn, ctx["userId"], {**record, "outcome": "retry", "error": _text(exc)})
+        sql.log_push(conn, run.user_id, {**record, "outcome": "retry", "error": _text(exc)})
     return "pushFailed"
 
 

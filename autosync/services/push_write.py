@@ -11,7 +11,7 @@ from autosync.model import Event
 from autosync.normalize.common import parse_utc
 from autosync.providers import CalendarRef
 from autosync.services import conflicts
-from autosync.services.context import Context
+from autosync.services.context import App
 from autosync.services.push_rules import (
     ProviderDeleted,
     from_gmail_split,
@@ -23,6 +23,7 @@ from autosync.services.push_rules import (
 )
 from autosync.store import outbox as sql
 from autosync.store.db import transaction
+from autosync.store.runs import RunContext
 
 APP_FIELDS = ("summary", "description", "location", "all_day", "start", "end", "start_tz", "end_tz",
               "recurrence", "attendees", "reminders", "reminders_use_default", "status")
@@ -32,12 +33,12 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def stored_answer(app: Context, ctx: dict[str, Any], raw: dict[str, Any],
+def stored_answer(app: App, run: RunContext, raw: dict[str, Any],
                   zone_hint: str | None = None) -> dict[str, Any]:
     """What to keep of the provider's answer: id, etag, raw, and the hash of its normalized form."""
     from autosync.store.events import attendees_json
 
-    event = _normalize(ctx["calendarType"], raw, zone_hint)
+    event = _normalize(run.calendar_type, raw, zone_hint)
     return {"ext": event.ext_id, "etag": event.etag, "raw": _json(raw), "hash": event.content_hash(),
             "updated": event.updated, "html": event.html_link or None, "attendees": attendees_json(event)}
 
@@ -54,37 +55,37 @@ def _normalize(kind: int, raw: dict[str, Any], zone_hint: str | None = None) -> 
     return event_from_graph(raw)
 
 
-def zone_hint(ctx: dict[str, Any], row: dict[str, Any]) -> str | None:
+def zone_hint(run: RunContext, row: dict[str, Any]) -> str | None:
     """For Google, the zone the import stored for the row: the event's own, else its calendar's.
 
     Reading the provider copy with it makes a zone the copy leaves unnamed equal to the row's, so it
     is neither taken for an app change (which would rewrite start/end, undoing a move made at Google
     meanwhile) nor hashed differently from what the next import computes.
     """
-    return row.get("startTimeZone") if ctx["calendarType"] == 1 else None
+    return row.get("startTimeZone") if run.calendar_type == 1 else None
 
 
-def create(app: Context, ctx: dict[str, Any], cal: CalendarRef, event: Event, event_id: int,
+def create(app: App, run: RunContext, cal: CalendarRef, event: Event, event_id: int,
            outbox: dict[str, Any], replacing: str | None = None) -> dict[str, Any]:
     """Create the event with a key derived from (calendar, event[, the copy it replaces]), so a
     retry whose first answer was lost finds the first attempt's event instead of making a second."""
-    if ctx["calendarType"] == 1:
+    if run.calendar_type == 1:
         from autosync.normalize.google_write import google_body
 
         body = google_body(event)
-        raw = app.google.create(cal, body, idempotency_key=google_event_id(ctx["calendarId"], event_id, replacing))
-        raw, beaten = _live_google(app, ctx, cal, body, raw, event_id, outbox)
+        raw = app.google.create(cal, body, idempotency_key=google_event_id(run.calendar_id, event_id, replacing))
+        raw, beaten = _live_google(app, run, cal, body, raw, event_id, outbox)
         # Google creates a default event whatever type the row claimed: the row takes the answer's type.
         kept = {"eventType": str(raw.get("eventType") or "default")}
-        return stored_answer(app, ctx, raw) | {"columns": kept, "conflict": beaten}
+        return stored_answer(app, run, raw) | {"columns": kept, "conflict": beaten}
     from autosync.normalize.outlook_write import graph_body
 
     raw = app.outlook.create(cal, graph_body(event), idempotency_key=transaction_id(
-        ctx["calendarId"], event_id, replacing))
-    return stored_answer(app, ctx, raw)
+        run.calendar_id, event_id, replacing))
+    return stored_answer(app, run, raw)
 
 
-def _live_google(app: Context, ctx: dict[str, Any], cal: CalendarRef, body: dict[str, Any], raw: dict[str, Any],
+def _live_google(app: App, run: RunContext, cal: CalendarRef, body: dict[str, Any], raw: dict[str, Any],
                  event_id: int, outbox: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A Google create's answer, and the deleted copy it replaced when that copy lost a conflict.
 
@@ -100,17 +101,17 @@ def _live_google(app: Context, ctx: dict[str, Any], cal: CalendarRef, body: dict
     policy = app.settings.conflict_policy
     if conflicts.winner(policy, parse_utc(raw.get("updated")), outbox["changedAt"]) == "provider":
         raise ProviderDeleted(raw, policy)
-    again = app.google.create(cal, body, idempotency_key=google_event_id(ctx["calendarId"], event_id,
+    again = app.google.create(cal, body, idempotency_key=google_event_id(run.calendar_id, event_id,
                                                                          replacing=str(raw["id"])))
     if again.get("status") == "cancelled":  # deleted a second time: the provider's word stands
         raise ProviderDeleted(again, policy)
     return again, raw
 
 
-def update(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, Any], event: Event,
+def update(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], event: Event,
            outbox: dict[str, Any]) -> dict[str, Any]:
     """Patch only what the app changed since the last sync; provider-side extras are kept."""
-    kind, old_raw, hint = ctx["calendarType"], row["providerData"] or {}, zone_hint(ctx, row)
+    kind, old_raw, hint = run.calendar_type, row["providerData"] or {}, zone_hint(run, row)
     base = _normalize(kind, old_raw, hint) if old_raw else None
     # A NULL zone on the row means the app left the zone alone (its times are UTC), not "changed to none":
     # counting it would re-send start/end and undo a provider-side move.
@@ -121,14 +122,14 @@ def update(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, A
     if refused and base is not None:  # what Google keeps fixed, the row takes back from the provider copy
         extra["columns"] = _columns_of(base, refused)
     if not changed:
-        return stored_answer(app, ctx, old_raw, hint) | {"ext": row["extEventId"]} | extra
+        return stored_answer(app, run, old_raw, hint) | {"ext": row["extEventId"]} | extra
     event = replace(event, ext_id=row["extEventId"])
     zone_columns: dict[str, Any] = {}
     if kind == 2 and changed & TIME_FIELDS and base is not None and unnamed_zone(old_raw) \
             and event.start_tz in (None, base.start_tz):
-        event, zone_columns = _in_owner_zone(ctx, event)
+        event, zone_columns = _in_owner_zone(run, event)
     try:
-        raw = _send_update(app, ctx, cal, row, old_raw, event, base, changed)
+        raw = _send_update(app, run, cal, row, old_raw, event, base, changed)
         if raw.get("status") == "cancelled":
             # Google keeps a deleted event and takes a PATCH without restoring it. The import already
             # let this edit win over that deletion, so the event must exist again: as for a 404.
@@ -136,15 +137,15 @@ def update(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, A
     except errors.NotFound:
         # Gone at the provider while the app edited it: the app's edit wins, as a new event whose key
         # derives from the gone id, so a retry after a lost answer finds it instead of a second one.
-        created = create(app, ctx, cal, event, row["eventId"], outbox, replacing=row["extEventId"])
+        created = create(app, run, cal, event, row["eventId"], outbox, replacing=row["extEventId"])
         return created | {"columns": created.get("columns", {}) | zone_columns}
     kept = _provider_kept(kind, raw, event, changed, hint) | zone_columns | extra.pop("columns", {})
-    return stored_answer(app, ctx, raw, hint) | {"columns": kept} | extra
+    return stored_answer(app, run, raw, hint) | {"columns": kept} | extra
 
 
-def _send_update(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, Any], old_raw: dict[str, Any],
+def _send_update(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], old_raw: dict[str, Any],
                  event: Event, base: Event | None, changed: set[str]) -> dict[str, Any]:
-    if ctx["calendarType"] == 1:
+    if run.calendar_type == 1:
         from autosync.normalize.google_write import google_patch
 
         return app.google.update(cal, row["extEventId"], google_patch(old_raw, event, changed, base=base))
@@ -153,7 +154,7 @@ def _send_update(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[
     return app.outlook.update(cal, row["extEventId"], graph_patch(event, changed, old_raw, base))
 
 
-def _in_owner_zone(ctx: dict[str, Any], event: Event) -> tuple[Event, dict[str, Any]]:
+def _in_owner_zone(run: RunContext, event: Event) -> tuple[Event, dict[str, Any]]:
     """The event with its owner's zone, for an Outlook event whose own zone cannot be named.
 
     Writing the UTC label the import gave it would move the event to UTC in Outlook (its zone, and for
@@ -161,7 +162,7 @@ def _in_owner_zone(ctx: dict[str, Any], event: Event) -> tuple[Event, dict[str, 
     Without one, the times go as UTC as before (still the right instants).
     """
     with transaction() as conn:
-        zone = owner_zone(list(sql.zones_in_use(conn, ctx["calendarId"])))
+        zone = owner_zone(list(sql.zones_in_use(conn, run.calendar_id)))
     if zone is None:
         return event, {}
     return replace(event, start_tz=zone, end_tz=zone), {"startTimeZone": zone, "endTimeZone": zone}

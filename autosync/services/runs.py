@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from autosync import metrics
-from autosync.services.context import Context
+from autosync.model import Step
+from autosync.services.context import App
 from autosync.services.tokens import fresh_enough
 from autosync.store import runs as sql
 from autosync.store.db import Conn, transaction
@@ -17,23 +18,23 @@ log = logging.getLogger("autosync.run")
 
 @dataclass(frozen=True)
 class Next:
-    """The step a task should enqueue after it: token, fetch, import, push or done."""
+    """The step a task should enqueue after it: token, watch, fetch, import, push or done."""
 
-    step: str
+    step: Step
     run_id: int
     page_id: int | None = None
     calendar_type: int | None = None
 
 
-def first_step(row: dict[str, Any], margin: int, *, dry_run: bool = False) -> str:
+def first_step(row: dict[str, Any], margin: int, *, dry_run: bool = False) -> Step:
     """Skip the token step when the stored token is still good, the watch step when it is watched
     (and always for a dry run, which changes nothing at the provider)."""
     if not (row.get("has_token") and fresh_enough("x", row.get("accessTokenExpirationDate"), margin)):
-        return "token"
-    return "watch" if row.get("watch_due") and not dry_run else "fetch"
+        return Step.TOKEN
+    return Step.WATCH if row.get("watch_due") and not dry_run else Step.FETCH
 
 
-def due(app: Context, conn: Conn, types: list[int], *, quiet: bool = False, user_id: int | None = None,
+def due(app: App, conn: Conn, types: list[int], *, quiet: bool = False, user_id: int | None = None,
         calendar_ids: list[int] | None = None) -> list[dict[str, Any]]:
     """The calendars a selection picks, with what their runs need to know about watching."""
     s = app.settings
@@ -41,7 +42,7 @@ def due(app: Context, conn: Conn, types: list[int], *, quiet: bool = False, user
                           quiet=quiet, renew_before=s.watch_renew_before, safety_poll=s.watch_safety_poll)
 
 
-def open_runs(app: Context, types: list[int], *, reason: str, user_id: int | None = None,
+def open_runs(app: App, types: list[int], *, reason: str, user_id: int | None = None,
               calendar_id: int | None = None, calendar_ids: list[int] | None = None,
               request_id: int | None = None, allow_mass_delete: bool = False,
               dry_run: bool = False) -> tuple[list[Next], int]:
@@ -58,7 +59,7 @@ def open_runs(app: Context, types: list[int], *, reason: str, user_id: int | Non
                      request_id=request_id, allow_mass_delete=allow_mass_delete, dry_run=dry_run)
 
 
-def periodic_fan_out(app: Context, types: list[int], interval: float) -> list[Next] | None:
+def periodic_fan_out(app: App, types: list[int], interval: float) -> list[Next] | None:
     """The beat's fan-out for one interval; None when another fan-out already ran in this interval.
 
     Two beats (a bad deploy, an HA pair) both send it every interval. Only the first of them to run
@@ -79,7 +80,7 @@ def periodic_fan_out(app: Context, types: list[int], interval: float) -> list[Ne
     return steps
 
 
-def _open(app: Context, conn: Conn, types: list[int], *, reason: str, user_id: int | None = None,
+def _open(app: App, conn: Conn, types: list[int], *, reason: str, user_id: int | None = None,
           calendar_ids: list[int] | None = None, request_id: int | None = None,
           allow_mass_delete: bool = False, dry_run: bool = False) -> tuple[list[Next], int]:
     rows = due(app, conn, types, quiet=reason == "beat", user_id=user_id, calendar_ids=calendar_ids)
@@ -100,17 +101,17 @@ def _open(app: Context, conn: Conn, types: list[int], *, reason: str, user_id: i
     return steps, len(coalesced)
 
 
-def resume_stale(app: Context) -> list[Next]:
+def resume_stale(app: App) -> list[Next]:
     """Re-enqueue runs whose worker died mid-run; their steps are idempotent."""
     with transaction() as conn:
         stale = sql.stale_runs(conn, app.settings.run_stale_after)
         steps = []
         for r in stale:
-            step = r["step"] if r["step"] in {"token", "watch", "fetch", "push"} else "fetch"
+            step = Step(r["step"]) if r["step"] in {Step.TOKEN, Step.WATCH, Step.FETCH, Step.PUSH} else Step.FETCH
             page = conn.execute(sql.FIRST_STAGED_PAGE, {"run_id": r["runId"]}).fetchone() \
-                if r["step"] == "import" else None
+                if r["step"] == Step.IMPORT else None
             if page:
-                step = "import"
+                step = Step.IMPORT
             steps.append(Next(step, r["runId"], page["pageId"] if page else None, calendar_type=r["calendarType"]))
             # A fresh heartbeat, so the next sweep does not resume it again while it runs.
             conn.execute(sql.TOUCH_RUN, {"run_id": r["runId"], "step": step, "requests": 0})
@@ -146,7 +147,7 @@ def _settle_requests(conn: Conn, run: dict[str, Any], *, failed: bool) -> None:
                         "failed": req["failed"], "calendarType": req["calendarType"]})
 
 
-def rerun_if_requested(app: Context, run: dict[str, Any] | None) -> list[Next]:
+def rerun_if_requested(app: App, run: dict[str, Any] | None) -> list[Next]:
     """Start the extra run a coalesced ad-hoc request asked for, handing it the waiting requests."""
     if run is None or not run["rerunRequested"]:
         return []

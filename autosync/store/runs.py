@@ -6,12 +6,14 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import orjson
+from psycopg.rows import class_row
 
-from autosync.model import Skipped
+from autosync.model import Provider, Skipped
 from autosync.normalize.common import MAX_NESTING, UNSTAGED
 from autosync.store import push as push_sql
 from autosync.store import tokens as tokens_sql
@@ -69,18 +71,23 @@ STALE_RUNS = (
     'JOIN calendar c ON c."calendarId" = r."calendarId" WHERE r."finishedAt" IS NULL '
     'AND r."heartbeatAt" < now() - make_interval(secs => %(stale)s) ORDER BY r."runId"'
 )
+# A run joined with its calendar, one column per RunContext field.
 RUN_CONTEXT = (
-    'SELECT r.*, c."userId", c."calendarType", c."extCalendarId", c."socialAccountId", c.token, '
-    'c."refreshToken", c."accessTokenExpirationDate", c."deltaLink", c."syncWindowStart", '
-    'c."syncWindowEnd", c.status AS calendar_active, '
+    'SELECT r."runId" AS run_id, r."calendarId" AS calendar_id, r."finishedAt" AS finished_at, '
+    'r."fullSync" AS full_sync, r."pageCursor" AS page_cursor, r."windowStart" AS window_start, '
+    'r."windowEnd" AS window_end, r."allowMassDelete" AS allow_mass_delete, r."dryRun" AS dry_run, '
+    'c."userId" AS user_id, c."calendarType" AS calendar_type, c."extCalendarId" AS ext_calendar_id, '
+    'c."socialAccountId" AS social_account_id, c.token, c."refreshToken" AS refresh_token, '
+    'c."accessTokenExpirationDate" AS token_expires_at, c."deltaLink" AS delta_link, '
+    'c."syncWindowStart" AS sync_window_start, c."syncWindowEnd" AS sync_window_end, '
+    'c.status AS calendar_active, '
     # Outlook: whether the round's last page has checks to make even when empty (pull.fetch_step).
     '(EXISTS (SELECT 1 FROM series_hint h WHERE h."calendarId" = c."calendarId") OR EXISTS (SELECT 1 '
     'FROM sync_seen s WHERE s."runId" = r."runId" AND s."extEventId" = \'' + FOREIGN_REMOVALS + '\')) '
-    'AS "lastPageChecks", '
+    'AS last_page_checks, '
     # Deletions earlier pages of this run found, waiting for the run's last page (pull._write).
-    'EXISTS (SELECT 1 FROM sync_pending_delete p WHERE p."runId" = r."runId") AS "pendingDeletes" '
-    'FROM sync_run r JOIN calendar c ON c."calendarId" = r."calendarId" '
-    'WHERE r."runId" = %(run_id)s'
+    'EXISTS (SELECT 1 FROM sync_pending_delete p WHERE p."runId" = r."runId") AS pending_deletes '
+    'FROM sync_run r JOIN calendar c ON c."calendarId" = r."calendarId" WHERE r."runId" = %(run_id)s'
 )
 LOCK_RUN = 'SELECT * FROM sync_run WHERE "runId" = %(run_id)s FOR UPDATE'
 TOUCH_RUN = (
@@ -237,10 +244,45 @@ def stale_runs(conn: Conn, stale_after: int) -> list[dict[str, Any]]:
     return conn.execute(STALE_RUNS, {"stale": stale_after}).fetchall()
 
 
-def run_context(conn: Conn, run_id: int) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class RunContext:
+    """One run as its steps see it: the sync_run row joined with its calendar (tokens opened)."""
+
+    run_id: int
+    calendar_id: int
+    finished_at: datetime | None
+    full_sync: bool
+    page_cursor: str | None
+    window_start: datetime | None
+    window_end: datetime | None
+    allow_mass_delete: bool
+    dry_run: bool
+    user_id: int
+    calendar_type: Provider
+    ext_calendar_id: str | None
+    social_account_id: str | None
+    token: str | None = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    token_expires_at: datetime | None
+    delta_link: str | None = field(repr=False)
+    sync_window_start: datetime | None
+    sync_window_end: datetime | None
+    calendar_active: bool
+    last_page_checks: bool
+    pending_deletes: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "calendar_type", Provider(self.calendar_type))
+
+
+def run_context(conn: Conn, run_id: int) -> RunContext | None:
     """A run joined with its calendar, its tokens opened (sealed in place when still plaintext)."""
-    row = conn.execute(RUN_CONTEXT, {"run_id": run_id}).fetchone()
-    return None if row is None else tokens_sql.opened(conn, row)
+    with conn.cursor(row_factory=class_row(RunContext)) as cur:
+        run = cur.execute(RUN_CONTEXT, {"run_id": run_id}).fetchone()
+    if run is None:
+        return None
+    token, refresh = tokens_sql.opened(conn, run.calendar_id, run.token, run.refresh_token)
+    return replace(run, token=token, refresh_token=refresh)
 
 
 def touch(conn: Conn, run_id: int, step: str, requests: int = 0) -> None:
