@@ -184,13 +184,8 @@ def prepare(app: App, run: RunContext, page: Page, window: tuple[datetime, datet
         from autosync.normalize.outlook import page_from_graph
 
         events, out.skipped, removed = page_from_graph(page.items)
-    for e in events:
-        if not e.cancelled:
-            out.live.append(e)
-        elif e.recurring_event_id:
-            out.cancelled_instances.append(e)
-        else:
-            out.deleted.append(e.ext_id)
+    sorted_ = plan.sort_events(events)
+    out.live, out.cancelled_instances, out.deleted = sorted_.live, sorted_.cancelled_instances, sorted_.deleted
     out.seen = [e.ext_id for e in events] + [s.ext_id for s in out.skipped if s.ext_id]
     if run.calendar_type == 2:
         cal = ensure_token(app, run)
@@ -259,13 +254,13 @@ def _write(app: App, conn: Conn, run: RunContext, prepared: Prepared, page: Page
         found = list(resolved.deleted)
         for master_id, keep in prepared.series_instances.items():
             found += ev_sql.stale_instances(conn, calendar_id, master_id, keep)
-        to_delete: list[str] = []
+        if page.complete and run.full_sync:
+            found += ev_sql.unseen(conn, calendar_id, run_id, window[0].date())
+        deletes = plan.page_deletes(
+            found, [e.ext_id for e in live], last_page=page.complete, earlier=run.pending_deletes,
+            recorded=ev_sql.take_pending_deletes(conn, run_id) if page.complete and run.pending_deletes else None)
+        to_delete = deletes.apply
         if page.complete:
-            if run.full_sync:
-                found += ev_sql.unseen(conn, calendar_id, run_id, window[0].date())
-            taken = ev_sql.take_pending_deletes(conn, run_id) if run.pending_deletes else []
-            live_ids = {e.ext_id for e in live}
-            to_delete = list(dict.fromkeys([x for x in taken if x not in live_ids] + found))
             refused = _guard(app, conn, run, to_delete)
         merged = ev_sql.upsert(conn, calendar_id, user_id, live)
         prepared.skipped.extend(merged.skipped)
@@ -279,11 +274,9 @@ def _write(app: App, conn: Conn, run: RunContext, prepared: Prepared, page: Page
                               window if run.calendar_type == 2 else (None, None))
             if not dry:
                 metrics.imported(run.calendar_type, calendar_id, app.settings.push_enabled)
-    if not page.complete:
-        # Kept in a dry run too: the run's last page decides on them.
-        if run.pending_deletes:
-            ev_sql.unpend_deletes(conn, run_id, [e.ext_id for e in live])
-        ev_sql.pend_deletes(conn, run_id, found)
+    # Kept in a dry run too: the run's last page decides on them.
+    ev_sql.unpend_deletes(conn, run_id, deletes.unrecord)
+    ev_sql.pend_deletes(conn, run_id, deletes.record)
     if not dry:
         for s in prepared.skipped:
             log.warning("skipped malformed event", extra={"calendar": calendar_id, "event": s.ext_id,

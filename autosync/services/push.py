@@ -90,7 +90,7 @@ def push_step(app: App, run_id: int) -> Next:
         if run.dry_run:  # what the run would push, nothing sent
             rows, counts = [], _would_push(rows, blocked is not None)
         for row in rows:
-            if blocked and row["op"] == "delete":
+            if plan.push_action(row["op"], row["extEventId"], blocked is not None) == "hold":
                 continue
             try:
                 outcome = _push_one(app, run, cal, row)
@@ -124,13 +124,13 @@ def _mass_delete(app: App, conn: Any, run: RunContext, rows: list[dict[str, Any]
 
 
 def _would_push(rows: list[dict[str, Any]], deletes_held: bool) -> dict[str, int]:
-    """A dry run's push counts: what each due outbox entry would do."""
+    """A dry run's push counts: what each due outbox entry would do (plan.push_action)."""
     counts = {"pushCreated": 0, "pushUpdated": 0, "pushDeleted": 0, "pushFailed": 0}
+    names = {"create": "pushCreated", "update": "pushUpdated", "delete": "pushDeleted"}
     for row in rows:
-        if row["op"] == "delete":
-            counts["pushDeleted"] += 0 if deletes_held else 1
-        else:
-            counts["pushUpdated" if row["extEventId"] else "pushCreated"] += 1
+        action = plan.push_action(row["op"], row["extEventId"], deletes_held)
+        if action in names:
+            counts[names[action]] += 1
     return counts
 
 

@@ -10,7 +10,7 @@ from autosync import errors
 from autosync.model import Event
 from autosync.normalize.common import parse_utc
 from autosync.providers import CalendarRef
-from autosync.services import conflicts
+from autosync.services import plan
 from autosync.services.context import App
 from autosync.services.push_rules import (
     ProviderDeleted,
@@ -99,7 +99,7 @@ def _live_google(app: App, run: RunContext, cal: CalendarRef, body: dict[str, An
     if raw.get("status") != "cancelled":
         return raw, None
     policy = app.settings.conflict_policy
-    if conflicts.winner(policy, parse_utc(raw.get("updated")), outbox["changedAt"]) == "provider":
+    if plan.winner(policy, parse_utc(raw.get("updated")), outbox["changedAt"]) == "provider":
         raise ProviderDeleted(raw, policy)
     again = app.google.create(cal, body, idempotency_key=google_event_id(run.calendar_id, event_id,
                                                                          replacing=str(raw["id"])))
