@@ -152,3 +152,15 @@ class Skipped:
 
 
 _HASHED = tuple(f.name for f in fields(Event) if f.name not in {"etag", "updated", "raw"})
+
+
+@dataclass(frozen=True)
+class AppChange:
+    """An app change waiting to be pushed for an event a provider page also names."""
+
+    ext_id: str
+    outbox_id: int
+    op: str
+    changed_at: datetime
+    row_hash: str | None  # the row's content hash (None: the app deleted the row)
+    app_version: dict[str, Any] | None

@@ -8,9 +8,7 @@ from autosync import metrics
 from autosync.model import Event
 from autosync.services import plan
 from autosync.services.context import App
-from autosync.services.plan import AppChange
-from autosync.store.conflicts import PENDING, RECORD, SUPERSEDE
-from autosync.store.db import Conn
+from autosync.store.api import Tx
 from autosync.store.runs import RunContext
 
 
@@ -24,22 +22,21 @@ class Resolved:
     conflicts: int = 0
 
 
-def resolve(app: App, conn: Conn, run: RunContext, live: list[Event],
+def resolve(app: App, tx: Tx, run: RunContext, live: list[Event],
             deleted: list[str], cancelled: list[Event]) -> Resolved:
     """Decide the conflicts of a page (plan.resolve) and record them: the loser's version is kept,
     and a push the provider's change beat is closed."""
     ids = {e.ext_id for e in live + cancelled} | set(deleted)
     if not ids:
         return Resolved(live, deleted, cancelled)
-    changes = [AppChange(r["ext"], r["outboxId"], r["op"], r["changedAt"], r["hash"], r["app_version"])
-               for r in conn.execute(PENDING, {"c": run.calendar_id, "ids": list(ids)}).fetchall()]
+    changes = tx.app_changes(run.calendar_id, list(ids))
     if not changes:
         return Resolved(live, deleted, cancelled)
     out = plan.resolve(app.settings.conflict_policy, live, deleted, cancelled, changes)
     for c in out.conflicts:
         metrics.conflict(run.calendar_type, c.winner)
-        conn.execute(RECORD, {"c": run.calendar_id, "ext": c.ext_id, "policy": c.policy, "winner": c.winner,
-                              "app": c.app_version, "provider": c.provider_version, "outbox": c.outbox_id})
+        tx.record_conflict(run.calendar_id, c.ext_id, policy=c.policy, winner=c.winner, app=c.app_version,
+                           provider=c.provider_version, outbox_id=c.outbox_id)
         if c.winner == "provider":
-            conn.execute(SUPERSEDE, {"outbox": c.outbox_id})
+            tx.supersede(c.outbox_id)
     return Resolved(out.live, out.deleted, out.cancelled, len(out.conflicts))

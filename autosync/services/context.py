@@ -16,6 +16,8 @@ from autosync.providers.http import HttpEdge, Policy
 from autosync.providers.outlook import OutlookProvider
 from autosync.ratelimit import RateLimiter
 from autosync.settings import Settings, get_settings
+from autosync.store.api import Store
+from autosync.store.pg import PgStore
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class App:
     limiter: RateLimiter
     google: GoogleProvider
     outlook: OutlookProvider
+    store: Store
 
     def provider(self, kind: int) -> Adapter:
         """The adapter for a calendarType."""
@@ -49,7 +52,7 @@ def build(settings: Settings) -> App:
     limiter = RateLimiter(redis.Redis.from_url(settings.redis, health_check_interval=30))
     edge = HttpEdge(Policy(settings.http_connect_timeout, settings.http_read_timeout, settings.http_retries,
                            settings.http_backoff_cap, settings.max_inline_wait), limiter)
-    return App(settings, limiter, GoogleProvider(settings, edge), OutlookProvider(settings, edge))
+    return App(settings, limiter, GoogleProvider(settings, edge), OutlookProvider(settings, edge), PgStore())
 
 
 def context() -> App:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
-from autosync.model import Event
+from autosync.model import AppChange, Event
 
 Side = Literal["import", "sync-back"]
 
@@ -50,18 +50,6 @@ def mass_delete(deletes: int, before: int, *, ratio: float, minimum: int, consen
 
 
 # --- conflicts ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AppChange:
-    """An app change waiting to be pushed for an event a provider page also names."""
-
-    ext_id: str
-    outbox_id: int
-    op: str
-    changed_at: datetime
-    row_hash: str | None  # the row's content hash (None: the app deleted the row)
-    app_version: dict[str, Any] | None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -16,11 +15,8 @@ from autosync.services.context import App
 from autosync.services.outlook_checks import Stored, outlook_details
 from autosync.services.runs import Next
 from autosync.services.tokens import ensure_token
-from autosync.store import events as ev_sql
-from autosync.store import push as push_sql
-from autosync.store import runs as sql
-from autosync.store.db import Conn, transaction
-from autosync.store.runs import RunContext
+from autosync.store.api import Tx
+from autosync.store.runs import NO_COUNTS, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +71,14 @@ def needs_full(app: App, run: RunContext) -> bool:
 def fetch_step(app: App, run_id: int) -> Next:
     """Fetch one page; stage it for import, or apply an empty page right here."""
     with counting() as stats:
-        run = load_run(run_id)
+        run = load_run(app, run_id)
         if run is None:
             return Next(Step.DONE, run_id)
         cal = ensure_token(app, run)
         full = needs_full(app, run)
         window = window_for(app, run, full)
         if full and not run.full_sync:
-            _begin_full(run_id, window, drop_cursor=False, calendar_id=run.calendar_id)
+            _begin_full(app, run_id, window, drop_cursor=False, calendar_id=run.calendar_id)
             run = replace(run, full_sync=True, page_cursor=None)
         try:
             page = _list(app, run, cal, full, window)
@@ -90,27 +86,26 @@ def fetch_step(app: App, run_id: int) -> Next:
             # A link that would carry the token elsewhere: drop the stored cursor so the next run
             # lists the calendar in full from the configured URL, and fail this run with the reason.
             if not run.dry_run:
-                with transaction() as conn:
-                    conn.execute(sql.DROP_CURSOR, {"calendar_id": run.calendar_id})
+                with app.store.unit() as tx:
+                    tx.drop_cursor(run.calendar_id)
             raise
         except errors.CursorInvalid as exc:
             # One handler for an invalid cursor: drop it, full sync, tombstone what is not seen.
             log.warning("cursor invalid, full resync", extra={"calendar": run.calendar_id,
                                                               "reason": exc.describe()})
             window = window_for(app, replace(run, window_start=None, window_end=None), True)
-            _begin_full(run_id, window, drop_cursor=not run.dry_run, calendar_id=run.calendar_id)
+            _begin_full(app, run_id, window, drop_cursor=not run.dry_run, calendar_id=run.calendar_id)
             run = replace(run, full_sync=True, page_cursor=None, delta_link=None)
             page = _list(app, run, cal, True, window)
     # Notified series (series_hint) and a round's foreign @removed ids are dealt with on its last
     # page, even an empty one (outlook_checks).
     if page.items or (page.complete and run.calendar_type == 2 and run.last_page_checks):
-        with transaction() as conn:
-            page_id = sql.stage_page(conn, run_id, {"items": page.items, "meta": page.meta},
-                                     page.sync_cursor if page.complete else page.next_page, page.complete)
+        with app.store.unit() as tx:
+            page_id = tx.stage_page(run_id, {"items": page.items, "meta": page.meta},
+                                    page.sync_cursor if page.complete else page.next_page, page.complete)
             if page_id is None:
                 return Next(Step.DONE, run_id)  # a duplicate delivery already staged this page
-            conn.execute(sql.PROGRESS, {"run_id": run_id, "step": Step.IMPORT, "cursor": page.next_page,
-                                        "requests": stats.count, **sql.NO_COUNTS})
+            tx.progress(run_id, Step.IMPORT, page.next_page, stats.count, NO_COUNTS)
         return Next(Step.IMPORT, run_id, page_id)
     return _apply(app, run, Prepared(), page, stats.count, window)
 
@@ -118,14 +113,14 @@ def fetch_step(app: App, run_id: int) -> Next:
 def import_step(app: App, run_id: int, page_id: int) -> Next:
     """Normalize a staged page and write it, with its cursor, in one transaction."""
     with counting() as stats:
-        run = load_run(run_id)
+        run = load_run(app, run_id)
         if run is None:
             return Next(Step.DONE, run_id)
-        with transaction() as conn:
+        with app.store.unit() as tx:
             if run.calendar_type == 2:
-                staged = ev_sql.load_outlook_page(conn, run.calendar_id, run_id, page_id)
+                staged = tx.load_outlook_page(run.calendar_id, run_id, page_id)
             else:
-                staged = conn.execute(sql.LOAD_PAGE, {"page_id": page_id, "run_id": run_id}).fetchone()
+                staged = tx.load_page(run_id, page_id)
         if staged is None:
             return Next(Step.DONE, run_id)  # already imported (duplicate delivery)
         window = window_for(app, run, bool(run.full_sync))
@@ -136,24 +131,24 @@ def import_step(app: App, run_id: int, page_id: int) -> Next:
     return _apply(app, run, prepared, page, stats.count, window, page_id=page_id)
 
 
-def load_run(run_id: int) -> RunContext | None:
+def load_run(app: App, run_id: int) -> RunContext | None:
     """A run joined with its calendar, or None when it is over (or its calendar was switched off)."""
-    with transaction() as conn:
-        run = sql.run_context(conn, run_id)
+    with app.store.unit() as tx:
+        run = tx.run_context(run_id)
         if run is None or run.finished_at is not None:
             return None
         if not run.calendar_active:
-            runs.finish(conn, run_id, "failed", "calendar is not active")
+            runs.finish(tx, run_id, "failed", "calendar is not active")
             return None
         return run
 
 
-def _begin_full(run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool, calendar_id: int) -> None:
-    with transaction() as conn:
-        conn.execute(sql.START_FULL_SYNC, {"run_id": run_id, "window_start": window[0], "window_end": window[1]})
-        conn.execute(sql.CLEAN_SEEN, {"run_id": run_id})
+def _begin_full(app: App, run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool,
+                calendar_id: int) -> None:
+    with app.store.unit() as tx:
+        tx.begin_full(run_id, window)
         if drop_cursor:
-            conn.execute(sql.DROP_CURSOR, {"calendar_id": calendar_id})
+            tx.drop_cursor(calendar_id)
 
 
 def _list(app: App, run: RunContext, cal: CalendarRef, full: bool,
@@ -205,32 +200,30 @@ def _apply(app: App, run: RunContext, prepared: Prepared, page: Page, requests: 
            window: tuple[datetime, datetime], page_id: int | None = None) -> Next:
     run_id, calendar_id = run.run_id, run.calendar_id
     try:
-        with transaction() as conn:
+        with app.store.unit() as tx:
             # Claim the staged page first: a duplicate delivery of this step finds it gone and stops,
             # so a page is applied exactly once even when two workers got the same message.
-            if page_id is not None and conn.execute(sql.DROP_PAGE, {"page_id": page_id}).fetchone() is None:
+            if page_id is not None and not tx.drop_page(page_id):
                 return Next(Step.DONE, run_id)
-            counts, refused = _write(app, conn, run, prepared, page, window)
-            progress = {"run_id": run_id, "requests": requests, **counts}
+            counts, refused = _write(app, tx, run, prepared, page, window)
             if not page.complete:
-                conn.execute(sql.PROGRESS, {**progress, "step": Step.FETCH, "cursor": page.next_page})
+                tx.progress(run_id, Step.FETCH, page.next_page, requests, counts)
                 return Next(Step.FETCH, run_id, calendar_type=run.calendar_type)
-            pending = conn.execute(sql.PUSH_DUE, {"c": calendar_id}).fetchone() if refused is None else None
-            if pending:
-                conn.execute(sql.PROGRESS, {**progress, "step": Step.PUSH, "cursor": None})
+            if refused is None and tx.push_due(calendar_id):
+                tx.progress(run_id, Step.PUSH, None, requests, counts)
                 return Next(Step.PUSH, run_id, calendar_type=run.calendar_type)
             # A dry run the guard would stop ends as the real run would: blocked, with the reason.
-            finished = runs.finish(conn, run_id, "blocked" if refused else "ok", refused, requests=requests,
+            finished = runs.finish(tx, run_id, "blocked" if refused else "ok", refused, requests=requests,
                                    counts=counts)
     except MassDeleteBlocked as exc:
-        with transaction() as conn:
-            finished = runs.finish(conn, run_id, "blocked", str(exc), requests=requests)
+        with app.store.unit() as tx:
+            finished = runs.finish(tx, run_id, "blocked", str(exc), requests=requests)
         log.error("mass delete blocked", extra={"calendar": calendar_id, "reason": str(exc)})
     follow = runs.rerun_if_requested(app, finished)
     return follow[0] if follow else Next(Step.DONE, run_id)
 
 
-def _write(app: App, conn: Conn, run: RunContext, prepared: Prepared, page: Page,
+def _write(app: App, tx: Tx, run: RunContext, prepared: Prepared, page: Page,
            window: tuple[datetime, datetime]) -> tuple[dict[str, int], str | None]:
     """Write one page; returns its counts and, for a dry run the guard would stop, the guard's reason.
 
@@ -243,40 +236,40 @@ def _write(app: App, conn: Conn, run: RunContext, prepared: Prepared, page: Page
     calendar_id, user_id, run_id = run.calendar_id, run.user_id, run.run_id
     dry = bool(run.dry_run)
     if run.full_sync and prepared.seen:
-        ev_sql.record_seen(conn, run_id, prepared.seen)
+        tx.record_seen(run_id, prepared.seen)
     elif prepared.checked and not page.complete:  # incremental: its later pages skip these series
-        ev_sql.record_seen(conn, run_id, prepared.checked)
+        tx.record_seen(run_id, prepared.checked)
     refused: str | None = None
     # No savepoint for a real run: it would cost two statements per page.
-    with conn.transaction(force_rollback=True) if dry else nullcontext():
-        resolved = conflicts.resolve(app, conn, run, prepared.live, prepared.deleted, prepared.cancelled_instances)
+    with tx.rollback_after(dry):
+        resolved = conflicts.resolve(app, tx, run, prepared.live, prepared.deleted, prepared.cancelled_instances)
         live, cancelled = resolved.live, resolved.cancelled
         found = list(resolved.deleted)
         for master_id, keep in prepared.series_instances.items():
-            found += ev_sql.stale_instances(conn, calendar_id, master_id, keep)
+            found += tx.stale_instances(calendar_id, master_id, keep)
         if page.complete and run.full_sync:
-            found += ev_sql.unseen(conn, calendar_id, run_id, window[0].date())
+            found += tx.unseen(calendar_id, run_id, window[0].date())
         deletes = plan.page_deletes(
             found, [e.ext_id for e in live], last_page=page.complete, earlier=run.pending_deletes,
-            recorded=ev_sql.take_pending_deletes(conn, run_id) if page.complete and run.pending_deletes else None)
+            recorded=tx.take_pending_deletes(run_id) if page.complete and run.pending_deletes else None)
         to_delete = deletes.apply
         if page.complete:
-            refused = _guard(app, conn, run, to_delete)
-        merged = ev_sql.upsert(conn, calendar_id, user_id, live)
+            refused = _guard(app, tx, run, to_delete)
+        merged = tx.upsert(calendar_id, user_id, live)
         prepared.skipped.extend(merged.skipped)
-        cancelled_n = ev_sql.cancel_instances(conn, calendar_id, user_id, cancelled)
-        deleted_n = ev_sql.delete(conn, calendar_id, to_delete)
-        sql.record_skips(conn, run_id, calendar_id, prepared.skipped)
+        cancelled_n = tx.cancel_instances(calendar_id, user_id, cancelled)
+        deleted_n = tx.delete_events(calendar_id, to_delete)
+        tx.record_skips(run_id, calendar_id, prepared.skipped)
         if page.complete:
-            push_sql.drop_hints(conn, calendar_id, prepared.hinted)
+            tx.drop_hints(calendar_id, prepared.hinted)
         if page.complete and page.sync_cursor:
-            sql.commit_cursor(conn, calendar_id, page.sync_cursor,
-                              window if run.calendar_type == 2 else (None, None))
+            tx.commit_cursor(calendar_id, page.sync_cursor,
+                             window if run.calendar_type == 2 else (None, None))
             if not dry:
                 metrics.imported(run.calendar_type, calendar_id, app.settings.push_enabled)
     # Kept in a dry run too: the run's last page decides on them.
-    ev_sql.unpend_deletes(conn, run_id, deletes.unrecord)
-    ev_sql.pend_deletes(conn, run_id, deletes.record)
+    tx.unpend_deletes(run_id, deletes.unrecord)
+    tx.pend_deletes(run_id, deletes.record)
     if not dry:
         for s in prepared.skipped:
             log.warning("skipped malformed event", extra={"calendar": calendar_id, "event": s.ext_id,
@@ -286,7 +279,7 @@ def _write(app: App, conn: Conn, run: RunContext, prepared: Prepared, page: Page
             "conflicts": resolved.conflicts}, refused
 
 
-def _guard(app: App, conn: Conn, run: RunContext, to_delete: list[str]) -> str | None:
+def _guard(app: App, tx: Tx, run: RunContext, to_delete: list[str]) -> str | None:
     """The mass-delete guard over the whole run's deletions (imported side), before any is applied.
 
     Raises MassDeleteBlocked when it refuses; a dry run gets the reason back instead and goes on
@@ -295,10 +288,9 @@ def _guard(app: App, conn: Conn, run: RunContext, to_delete: list[str]) -> str |
     if not to_delete or run.allow_mass_delete:
         return None
     s = app.settings
-    verdict = plan.mass_delete(ev_sql.count_deletable(conn, run.calendar_id, to_delete),
-                               ev_sql.count_live(conn, run.calendar_id), ratio=s.mass_delete_ratio,
-                               minimum=s.mass_delete_min, consent=False, side="import",
-                               calendar_id=run.calendar_id)
+    verdict = plan.mass_delete(tx.count_deletable(run.calendar_id, to_delete), tx.count_live(run.calendar_id),
+                               ratio=s.mass_delete_ratio, minimum=s.mass_delete_min, consent=False,
+                               side="import", calendar_id=run.calendar_id)
     if verdict.allowed:
         return None
     if run.dry_run:
@@ -308,13 +300,13 @@ def _guard(app: App, conn: Conn, run: RunContext, to_delete: list[str]) -> str |
 
 def token_step(app: App, run_id: int) -> Next:
     """Make sure the calendar has a usable access token (refreshing once per account)."""
-    run = load_run(run_id)
+    run = load_run(app, run_id)
     if run is None:
         return Next(Step.DONE, run_id)
     with counting() as stats:
         ensure_token(app, run)
-    with transaction() as conn:
-        step = Step.WATCH if app.settings.push_enabled and not run.dry_run and push_sql.watch_due(
-            conn, run.calendar_id, app.settings.watch_renew_before) else Step.FETCH
-        sql.touch(conn, run_id, step, stats.count)
+    with app.store.unit() as tx:
+        step = Step.WATCH if app.settings.push_enabled and not run.dry_run and tx.watch_due(
+            run.calendar_id, app.settings.watch_renew_before) else Step.FETCH
+        tx.touch(run_id, step, stats.count)
     return Next(step, run_id, calendar_type=run.calendar_type)

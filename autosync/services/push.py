@@ -19,10 +19,8 @@ from autosync.services.context import App, context
 from autosync.services.push_rules import ProviderDeleted, google_event_id, google_type, refusal_text, unsynced_type
 from autosync.services.runs import Next
 from autosync.services.tokens import ensure_token
-from autosync.store import outbox as sql
-from autosync.store import runs as run_sql
-from autosync.store.conflicts import RECORD as RECORD_CONFLICT
-from autosync.store.db import transaction
+from autosync.store.api import Tx
+from autosync.store.outbox import BATCH
 from autosync.store.runs import RunContext
 
 log = logging.getLogger(__name__)
@@ -76,17 +74,17 @@ def event_from_row(row: dict[str, Any], shares: list[dict[str, Any]], removed: s
 
 def push_step(app: App, run_id: int) -> Next:
     """Push every due app change of the run's calendar; failures wait for a later run, never block."""
-    with transaction() as conn:
-        run = run_sql.run_context(conn, run_id)
+    with app.store.unit() as tx:
+        run = tx.run_context(run_id)
     if run is None or run.finished_at is not None:
         return Next(Step.DONE, run_id)
     counts = {"pushCreated": 0, "pushUpdated": 0, "pushDeleted": 0, "pushFailed": 0}
     blocked: str | None = None
     with counting() as stats:
         cal = ensure_token(app, run)
-        with transaction() as conn:
-            rows = sql.pending(conn, run.calendar_id)
-            blocked = _mass_delete(app, conn, run, rows)
+        with app.store.unit() as tx:
+            rows = tx.pending_pushes(run.calendar_id)
+            blocked = _mass_delete(app, tx, run, rows)
         if run.dry_run:  # what the run would push, nothing sent
             rows, counts = [], _would_push(rows, blocked is not None)
         for row in rows:
@@ -99,14 +97,14 @@ def push_step(app: App, run_id: int) -> Next:
                 cal = ensure_token(app, run, stale=cal.access_token)
                 outcome = _push_one(app, run, cal, row, last_try=True)
             counts[outcome] = counts.get(outcome, 0) + 1
-    with transaction() as conn:
-        conn.execute(run_sql.ADD_PUSH_COUNTS, {**counts, "run_id": run_id})
-        finished = runs.finish(conn, run_id, "blocked" if blocked else "ok", blocked, requests=stats.count)
+    with app.store.unit() as tx:
+        tx.add_push_counts(run_id, counts)
+        finished = runs.finish(tx, run_id, "blocked" if blocked else "ok", blocked, requests=stats.count)
     follow = runs.rerun_if_requested(app, finished)
     return follow[0] if follow else Next(Step.DONE, run_id)
 
 
-def _mass_delete(app: App, conn: Any, run: RunContext, rows: list[dict[str, Any]]) -> str | None:
+def _mass_delete(app: App, tx: Tx, run: RunContext, rows: list[dict[str, Any]]) -> str | None:
     """The mass-delete guard on the app side (plan.mass_delete), over every due delete of the calendar.
 
     A run pushes at most one batch of the outbox; when the batch is full, or holds enough deletes to
@@ -114,9 +112,9 @@ def _mass_delete(app: App, conn: Any, run: RunContext, rows: list[dict[str, Any]
     """
     s = app.settings
     batch = sum(1 for r in rows if r["op"] == "delete" and r["extEventId"])
-    if not batch or run.allow_mass_delete or (batch < max(1, s.mass_delete_min) and len(rows) < sql.BATCH):
+    if not batch or run.allow_mass_delete or (batch < max(1, s.mass_delete_min) and len(rows) < BATCH):
         return None
-    counted = sql.count_deletes(conn, run.calendar_id)
+    counted = tx.count_deletes(run.calendar_id)
     verdict = plan.mass_delete(counted["deletes"], counted["deletes"] + counted["kept"],
                                ratio=s.mass_delete_ratio, minimum=s.mass_delete_min, consent=False,
                                side="sync-back", calendar_id=run.calendar_id)
@@ -140,9 +138,9 @@ def _push_one(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], 
     AuthInvalid (unless ``last_try``) so the caller can refresh it once."""
     provider = app.provider(run.calendar_type)
     event_id, op = row["eventId"], row["op"]
-    with transaction() as conn:
-        ev = sql.event_row(conn, event_id)
-        shares = sql.share_attendees(conn, event_id) if ev else []
+    with app.store.unit() as tx:
+        ev = tx.event_row(event_id)
+        shares = tx.share_attendees(event_id) if ev else []
     if ev is None or not ev["status"]:
         op = "delete"
     ext_id = (ev or {}).get("extEventId") or row["extEventId"]
@@ -150,7 +148,7 @@ def _push_one(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], 
                               "calendarType": run.calendar_type, "extEventId": ext_id}
     refused = unsynced_type(ev) if run.calendar_type == 1 and ev is not None and ext_id else None
     if refused:  # never a write Google would refuse, and never a retry loop: recorded once
-        return _done(run, row, record, "refused", refused, "pushFailed")
+        return _done(app, run, row, record, "refused", refused, "pushFailed")
     try:
         if op == "delete":
             if ext_id:
@@ -177,50 +175,45 @@ def _push_one(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], 
     except (errors.Transient, errors.Throttled, errors.RateLimited) as exc:
         return _retry_later(app, run, row, record, exc)
     except (errors.ProviderError, errors.NormalizeError) as exc:
-        with transaction() as conn:
-            conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "failed",
-                                    "error": _text(exc)})
-            sql.log_push(conn, run.user_id, {**record, "outcome": "failed", "error": _text(exc)})
+        with app.store.unit() as tx:
+            tx.close_push(row["outboxId"], row["changedAt"], "failed", _text(exc))
+            tx.log_push(run.user_id, {**record, "outcome": "failed", "error": _text(exc)})
         log.error("push failed", extra={"calendar": run.calendar_id, "event": event_id, "error": _text(exc)})
         return "pushFailed"
     except Exception as exc:  # a row we cannot turn into a push must not block the rows after it
         log.exception("push crashed", extra={"calendar": run.calendar_id, "event": event_id})
-        with transaction() as conn:
-            conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "failed",
-                                    "error": f"internal error: {_text(exc)}"})
-            sql.log_push(conn, run.user_id, {**record, "outcome": "failed", "error": _text(exc)})
+        with app.store.unit() as tx:
+            tx.close_push(row["outboxId"], row["changedAt"], "failed", f"internal error: {_text(exc)}")
+            tx.log_push(run.user_id, {**record, "outcome": "failed", "error": _text(exc)})
         return "pushFailed"
     outcome, error = "ok", None
-    with transaction() as conn:
+    with app.store.unit() as tx:
         if stored is not None:
             kept = stored.pop("columns", None)
             refused_fields, patched = stored.pop("refused", set()), stored.pop("patched", True)
             beaten = stored.pop("conflict", None)
-            conn.execute(sql.ADOPT, {"c": run.calendar_id, "ext": stored["ext"], "e": event_id})
-            conn.execute(sql.STORE_PUSHED, {"e": event_id, **stored})
+            tx.adopt(run.calendar_id, stored["ext"], event_id)
+            tx.store_pushed(event_id, stored)
             if kept:
-                sql.store_columns(conn, event_id, kept, row["outboxId"], row["changedAt"])
+                tx.store_columns(event_id, kept, row["outboxId"], row["changedAt"])
             if beaten is not None:  # the app's live row won over a deletion made at the provider
-                conn.execute(RECORD_CONFLICT, {"c": run.calendar_id, "ext": beaten["id"],
-                                               "policy": app.settings.conflict_policy, "winner": "app",
-                                               "app": None, "provider": _json(beaten), "outbox": row["outboxId"]})
+                tx.record_conflict(run.calendar_id, beaten["id"], policy=app.settings.conflict_policy, winner="app",
+                                   app=None, provider=_json(beaten), outbox_id=row["outboxId"])
             if refused_fields:
                 outcome, error = "refused", refusal_text(google_type(ev or {}), refused_fields)
                 result = result if patched else "pushFailed"
             record["extEventId"] = stored["ext"]
-        conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": outcome,
-                                "error": error})
-        sql.log_push(conn, run.user_id, {**record, "outcome": outcome, **({"error": error} if error else {})})
+        tx.close_push(row["outboxId"], row["changedAt"], outcome, error)
+        tx.log_push(run.user_id, {**record, "outcome": outcome, **({"error": error} if error else {})})
     return result
 
 
-def _done(run: RunContext, row: dict[str, Any], record: dict[str, Any], outcome: str, error: str,
+def _done(app: App, run: RunContext, row: dict[str, Any], record: dict[str, Any], outcome: str, error: str,
           result: str) -> str:
     """Close an outbox entry without a provider write (recorded in the outbox and temp_log)."""
-    with transaction() as conn:
-        conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": outcome,
-                                "error": error})
-        sql.log_push(conn, run.user_id, {**record, "outcome": outcome, "error": error})
+    with app.store.unit() as tx:
+        tx.close_push(row["outboxId"], row["changedAt"], outcome, error)
+        tx.log_push(run.user_id, {**record, "outcome": outcome, "error": error})
     log.warning("push not sent", extra={"calendar": run.calendar_id, "event": row["eventId"], "error": error})
     return result
 
@@ -231,17 +224,15 @@ def _provider_deleted(app: App, run: RunContext, row: dict[str, Any], record: di
     won: the row is deleted in the app as an imported deletion would be, with both versions recorded."""
     stored = write.stored_answer(app, run, gone.raw, write.zone_hint(run, ev))
     text = f"deleted at Google after autosync created it; the deletion won (policy {gone.policy})"
-    with transaction() as conn:
-        conn.execute(sql.ADOPT, {"c": run.calendar_id, "ext": stored["ext"], "e": row["eventId"]})
-        conn.execute(sql.STORE_PUSHED, {"e": row["eventId"], **stored})
-        conn.execute(sql.MARK_DELETED, {"e": row["eventId"], "o": row["outboxId"], "changed": row["changedAt"]})
-        conn.execute(RECORD_CONFLICT, {"c": run.calendar_id, "ext": stored["ext"], "policy": gone.policy,
-                                       "winner": "provider", "app": _json({k: v for k, v in ev.items()
-                                                                          if k != "providerData"}),
-                                       "provider": None, "outbox": row["outboxId"]})
-        conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"],
-                                "outcome": "superseded by provider change", "error": text})
-        sql.log_push(conn, run.user_id, {**record, "extEventId": stored["ext"], "outcome": "superseded",
+    with app.store.unit() as tx:
+        tx.adopt(run.calendar_id, stored["ext"], row["eventId"])
+        tx.store_pushed(row["eventId"], stored)
+        tx.mark_deleted(row["eventId"], row["outboxId"], row["changedAt"])
+        tx.record_conflict(run.calendar_id, stored["ext"], policy=gone.policy, winner="provider",
+                           app=_json({k: v for k, v in ev.items() if k != "providerData"}), provider=None,
+                           outbox_id=row["outboxId"])
+        tx.close_push(row["outboxId"], row["changedAt"], "superseded by provider change", text)
+        tx.log_push(run.user_id, {**record, "extEventId": stored["ext"], "outcome": "superseded",
                                            "error": text})
     return "superseded"
 
@@ -251,9 +242,9 @@ def _retry_later(app: App, run: RunContext, row: dict[str, Any], record: dict[st
     """Leave the entry pending with a backoff; a later run pushes it (import is never blocked)."""
     delay = getattr(exc, "retry_after", None) or getattr(exc, "wait", None) or \
         backoff(int(row["attempts"]) + 2, app.settings.task_backoff_cap)
-    with transaction() as conn:
-        conn.execute(sql.RETRY_LATER, {"o": row["outboxId"], "error": _text(exc), "delay": max(1.0, delay)})
-        sql.log_push(conn, run.user_id, {**record, "outcome": "retry", "error": _text(exc)})
+    with app.store.unit() as tx:
+        tx.retry_push_later(row["outboxId"], _text(exc), max(1.0, delay))
+        tx.log_push(run.user_id, {**record, "outcome": "retry", "error": _text(exc)})
     return "pushFailed"
 
 

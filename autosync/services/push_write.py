@@ -21,8 +21,6 @@ from autosync.services.push_rules import (
     transaction_id,
     unnamed_zone,
 )
-from autosync.store import outbox as sql
-from autosync.store.db import transaction
 from autosync.store.runs import RunContext
 
 APP_FIELDS = ("summary", "description", "location", "all_day", "start", "end", "start_tz", "end_tz",
@@ -127,7 +125,7 @@ def update(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], eve
     zone_columns: dict[str, Any] = {}
     if kind == 2 and changed & TIME_FIELDS and base is not None and unnamed_zone(old_raw) \
             and event.start_tz in (None, base.start_tz):
-        event, zone_columns = _in_owner_zone(run, event)
+        event, zone_columns = _in_owner_zone(app, run, event)
     try:
         raw = _send_update(app, run, cal, row, old_raw, event, base, changed)
         if raw.get("status") == "cancelled":
@@ -154,15 +152,15 @@ def _send_update(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any
     return app.outlook.update(cal, row["extEventId"], graph_patch(event, changed, old_raw, base))
 
 
-def _in_owner_zone(run: RunContext, event: Event) -> tuple[Event, dict[str, Any]]:
+def _in_owner_zone(app: App, run: RunContext, event: Event) -> tuple[Event, dict[str, Any]]:
     """The event with its owner's zone, for an Outlook event whose own zone cannot be named.
 
     Writing the UTC label the import gave it would move the event to UTC in Outlook (its zone, and for
     a series its DST rule); the zone the owner's other events carry is the one Outlook would give it.
     Without one, the times go as UTC as before (still the right instants).
     """
-    with transaction() as conn:
-        zone = owner_zone(list(sql.zones_in_use(conn, run.calendar_id)))
+    with app.store.unit() as tx:
+        zone = owner_zone(list[str | None](tx.zones_in_use(run.calendar_id)))
     if zone is None:
         return event, {}
     return replace(event, start_tz=zone, end_tz=zone), {"startTimeZone": zone, "endTimeZone": zone}

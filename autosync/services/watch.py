@@ -66,7 +66,7 @@ def addresses(base: str, kind: int) -> tuple[str, str | None]:
 
 def watch_step(app: App, run_id: int) -> Next:
     """Make sure the run's calendar is watched, then fetch. Failing to watch never fails the run."""
-    run = load_run(run_id)
+    run = load_run(app, run_id)
     if run is None:
         return Next(Step.DONE, run_id)
     error, lasting = None, False

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autosync.model import Event
+from autosync.model import AppChange, Event
 from autosync.services import plan
-from autosync.services.plan import AppChange
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
