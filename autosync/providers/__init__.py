@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from autosync.model import Event, Skipped
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,25 @@ class Adapter(Protocol):
 
     def refresh(self, refresh_token: str) -> TokenGrant:
         """Exchange a refresh token for a new access token."""
+
+    # The provider's formats, so services never branch on which provider it is.
+
+    def read_page(self, items: list[dict[str, Any]], meta: dict[str, Any]
+                  ) -> tuple[list[Event], list[Skipped], list[str]]:
+        """A page's items as events, the items that could not be read, and ids the page marks removed."""
+
+    def read_event(self, raw: dict[str, Any], zone_hint: str | None = None) -> Event:
+        """One provider item as the import reads it (``zone_hint``: the zone an unnamed one means)."""
+
+    def create_body(self, event: Event) -> dict[str, Any]:
+        """The body that creates the event."""
+
+    def patch_body(self, old_raw: dict[str, Any], event: Event, changed: set[str], base: Event | None
+                   ) -> dict[str, Any]:
+        """The body that changes only the ``changed`` fields of the provider copy ``old_raw``."""
+
+    def create_key(self, calendar_id: int, event_id: int, replacing: str | None = None) -> str:
+        """The idempotency key of an app event's create, derived from (calendar, event[, the gone copy])."""
 
     def list_changes(self, cal: CalendarRef, *, cursor: str | None, page: str | None,
                      window: tuple[datetime, datetime]) -> Page:

@@ -10,9 +10,13 @@ from urllib.parse import quote, urlencode
 import requests
 
 from autosync import errors
+from autosync.model import Event, Skipped
+from autosync.normalize.outlook import event_from_graph, page_from_graph
+from autosync.normalize.outlook_write import graph_body, graph_patch
 from autosync.providers import CalendarRef, Channel, Page, TokenGrant, WatchRequest
 from autosync.providers.google import classify_token, grant_from
 from autosync.providers.http import HttpEdge, classify_response, json_body
+from autosync.providers.keys import transaction_id
 from autosync.ratelimit import Limit
 from autosync.settings import Settings
 
@@ -70,6 +74,30 @@ class OutlookProvider:
 
     kind = 2
     name = "outlook"
+
+    # --- formats (Adapter) ---------------------------------------------------------------------------
+
+    def read_page(self, items: list[dict[str, Any]], meta: dict[str, Any]
+                  ) -> tuple[list[Event], list[Skipped], list[str]]:
+        """A delta round marks deletions with ``@removed`` (the ids are returned apart)."""
+        return page_from_graph(items)
+
+    def read_event(self, raw: dict[str, Any], zone_hint: str | None = None) -> Event:
+        """Graph names every event's zone: no hint is needed."""
+        return event_from_graph(raw)
+
+    def create_body(self, event: Event) -> dict[str, Any]:
+        """POST /events body."""
+        return graph_body(event)
+
+    def patch_body(self, old_raw: dict[str, Any], event: Event, changed: set[str], base: Event | None
+                   ) -> dict[str, Any]:
+        """PATCH /events/{id} body."""
+        return graph_patch(event, changed, old_raw, base)
+
+    def create_key(self, calendar_id: int, event_id: int, replacing: str | None = None) -> str:
+        """The transactionId."""
+        return transaction_id(calendar_id, event_id, replacing)
 
     def __init__(self, settings: Settings, edge: HttpEdge) -> None:
         self.settings = settings

@@ -169,16 +169,7 @@ def prepare(app: App, run: RunContext, page: Page, window: tuple[datetime, datet
             stored: Stored | None = None) -> Prepared:
     """Normalize a page (and, for Outlook, check changed series through /instances)."""
     out = Prepared()
-    if run.calendar_type == 1:
-        from autosync.normalize.google import page_from_google
-
-        events, out.skipped = page_from_google(page.items, default_reminders=page.meta.get("defaultReminders")
-                                               or (), calendar_tz=page.meta.get("timeZone"))
-        removed: list[str] = []
-    else:
-        from autosync.normalize.outlook import page_from_graph
-
-        events, out.skipped, removed = page_from_graph(page.items)
+    events, out.skipped, removed = app.provider(run.calendar_type).read_page(page.items, page.meta)
     sorted_ = plan.sort_events(events)
     out.live, out.cancelled_instances, out.deleted = sorted_.live, sorted_.cancelled_instances, sorted_.deleted
     out.seen = [e.ext_id for e in events] + [s.ext_id for s in out.skipped if s.ext_id]

@@ -9,14 +9,14 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from autosync import errors
-from autosync.model import Attachment, Attendee, Conference, Event, Organizer, Reminder, Step
+from autosync.model import Attachment, Attendee, Conference, Event, Organizer, Provider, Reminder, Step
 from autosync.providers import CalendarRef
 from autosync.providers.http import backoff, counting
 from autosync.redact import describe
 from autosync.services import plan, runs
 from autosync.services import push_write as write
 from autosync.services.context import App, context
-from autosync.services.push_rules import ProviderDeleted, google_event_id, google_type, refusal_text, unsynced_type
+from autosync.services.push_rules import ProviderDeleted, google_type, refusal_text, unsynced_type
 from autosync.services.runs import Next
 from autosync.services.tokens import ensure_token
 from autosync.store.api import Tx
@@ -153,8 +153,8 @@ def _push_one(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], 
         if op == "delete":
             if ext_id:
                 provider.delete(cal, ext_id)
-            elif run.calendar_type == 1:  # an insert that may have reached Google before the delete
-                provider.delete(cal, google_event_id(run.calendar_id, event_id))
+            elif run.calendar_type == Provider.GOOGLE:  # an insert that may have reached Google before the
+                provider.delete(cal, provider.create_key(run.calendar_id, event_id))  # delete (its id is ours)
             result, stored = "pushDeleted", None
         else:
             assert ev is not None

@@ -7,9 +7,9 @@ from dataclasses import replace
 from typing import Any
 
 from autosync import errors
-from autosync.model import Event
+from autosync.model import Event, Provider
 from autosync.normalize.common import parse_utc
-from autosync.providers import CalendarRef
+from autosync.providers import Adapter, CalendarRef
 from autosync.services import plan
 from autosync.services.context import App
 from autosync.services.push_rules import (
@@ -18,7 +18,6 @@ from autosync.services.push_rules import (
     google_event_id,
     google_type,
     owner_zone,
-    transaction_id,
     unnamed_zone,
 )
 from autosync.store.runs import RunContext
@@ -36,21 +35,9 @@ def stored_answer(app: App, run: RunContext, raw: dict[str, Any],
     """What to keep of the provider's answer: id, etag, raw, and the hash of its normalized form."""
     from autosync.store.events import attendees_json
 
-    event = _normalize(run.calendar_type, raw, zone_hint)
+    event = app.provider(run.calendar_type).read_event(raw, zone_hint)
     return {"ext": event.ext_id, "etag": event.etag, "raw": _json(raw), "hash": event.content_hash(),
             "updated": event.updated, "html": event.html_link or None, "attendees": attendees_json(event)}
-
-
-def _normalize(kind: int, raw: dict[str, Any], zone_hint: str | None = None) -> Event:
-    """A provider copy as the import reads it; ``zone_hint`` is the calendar zone the import gave a
-    Google event whose start names no zone (Google: such an event is in its calendar's zone)."""
-    if kind == 1:
-        from autosync.normalize.google import event_from_google
-
-        return event_from_google(raw, calendar_tz=zone_hint)
-    from autosync.normalize.outlook import event_from_graph
-
-    return event_from_graph(raw)
 
 
 def zone_hint(run: RunContext, row: dict[str, Any]) -> str | None:
@@ -67,20 +54,15 @@ def create(app: App, run: RunContext, cal: CalendarRef, event: Event, event_id: 
            outbox: dict[str, Any], replacing: str | None = None) -> dict[str, Any]:
     """Create the event with a key derived from (calendar, event[, the copy it replaces]), so a
     retry whose first answer was lost finds the first attempt's event instead of making a second."""
-    if run.calendar_type == 1:
-        from autosync.normalize.google_write import google_body
-
-        body = google_body(event)
-        raw = app.google.create(cal, body, idempotency_key=google_event_id(run.calendar_id, event_id, replacing))
-        raw, beaten = _live_google(app, run, cal, body, raw, event_id, outbox)
-        # Google creates a default event whatever type the row claimed: the row takes the answer's type.
-        kept = {"eventType": str(raw.get("eventType") or "default")}
-        return stored_answer(app, run, raw) | {"columns": kept, "conflict": beaten}
-    from autosync.normalize.outlook_write import graph_body
-
-    raw = app.outlook.create(cal, graph_body(event), idempotency_key=transaction_id(
-        run.calendar_id, event_id, replacing))
-    return stored_answer(app, run, raw)
+    provider = app.provider(run.calendar_type)
+    body = provider.create_body(event)
+    raw = provider.create(cal, body, idempotency_key=provider.create_key(run.calendar_id, event_id, replacing))
+    if run.calendar_type != Provider.GOOGLE:
+        return stored_answer(app, run, raw)
+    raw, beaten = _live_google(app, run, cal, body, raw, event_id, outbox)
+    # Google creates a default event whatever type the row claimed: the row takes the answer's type.
+    kept = {"eventType": str(raw.get("eventType") or "default")}
+    return stored_answer(app, run, raw) | {"columns": kept, "conflict": beaten}
 
 
 def _live_google(app: App, run: RunContext, cal: CalendarRef, body: dict[str, Any], raw: dict[str, Any],
@@ -110,7 +92,7 @@ def update(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], eve
            outbox: dict[str, Any]) -> dict[str, Any]:
     """Patch only what the app changed since the last sync; provider-side extras are kept."""
     kind, old_raw, hint = run.calendar_type, row["providerData"] or {}, zone_hint(run, row)
-    base = _normalize(kind, old_raw, hint) if old_raw else None
+    base = app.provider(kind).read_event(old_raw, hint) if old_raw else None
     # A NULL zone on the row means the app left the zone alone (its times are UTC), not "changed to none":
     # counting it would re-send start/end and undo a provider-side move.
     changed = {f for f in APP_FIELDS if base is None or (getattr(event, f) != getattr(base, f) and not (
@@ -137,19 +119,14 @@ def update(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], eve
         # derives from the gone id, so a retry after a lost answer finds it instead of a second one.
         created = create(app, run, cal, event, row["eventId"], outbox, replacing=row["extEventId"])
         return created | {"columns": created.get("columns", {}) | zone_columns}
-    kept = _provider_kept(kind, raw, event, changed, hint) | zone_columns | extra.pop("columns", {})
+    kept = _provider_kept(app.provider(kind), raw, event, changed, hint) | zone_columns | extra.pop("columns", {})
     return stored_answer(app, run, raw, hint) | {"columns": kept} | extra
 
 
 def _send_update(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], old_raw: dict[str, Any],
                  event: Event, base: Event | None, changed: set[str]) -> dict[str, Any]:
-    if run.calendar_type == 1:
-        from autosync.normalize.google_write import google_patch
-
-        return app.google.update(cal, row["extEventId"], google_patch(old_raw, event, changed, base=base))
-    from autosync.normalize.outlook_write import graph_patch
-
-    return app.outlook.update(cal, row["extEventId"], graph_patch(event, changed, old_raw, base))
+    provider = app.provider(run.calendar_type)
+    return provider.update(cal, row["extEventId"], provider.patch_body(old_raw, event, changed, base))
 
 
 def _in_owner_zone(app: App, run: RunContext, event: Event) -> tuple[Event, dict[str, Any]]:
@@ -190,7 +167,7 @@ REVERT_COLUMNS = FIELD_COLUMNS | {"attendees": ("attendees",), "start_tz": ("sta
 TIME_FIELDS = frozenset({"all_day", "start", "end", "start_tz", "end_tz"})
 
 
-def _provider_kept(kind: int, raw: dict[str, Any], event: Event, changed: set[str],
+def _provider_kept(provider: Adapter, raw: dict[str, Any], event: Event, changed: set[str],
                    zone_hint: str | None = None) -> dict[str, Any]:
     """Columns the row must take from the provider's answer: changes made there to fields the app did not touch.
 
@@ -199,7 +176,7 @@ def _provider_kept(kind: int, raw: dict[str, Any], event: Event, changed: set[st
     """
     from autosync.store.events import COLUMNS, row_of
 
-    theirs = _normalize(kind, raw, zone_hint)
+    theirs = provider.read_event(raw, zone_hint)
     values = dict(zip(COLUMNS, row_of(theirs), strict=True))
     kept: dict[str, Any] = {}
     for name, columns in FIELD_COLUMNS.items():
