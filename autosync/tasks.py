@@ -189,7 +189,7 @@ def import_page(self: Task, run_id: int, page_id: int) -> None:
 @app.task(name="autosync.push_changes", **STEP)
 def push_changes(self: Task, run_id: int) -> None:
     """Step 5: push the app's changes for the run's calendar back to the provider."""
-    from autosync.services.push import push_step
+    from autosync.services.syncback import push_step
 
     _guarded(self, push_step, run_id)
 
@@ -252,7 +252,7 @@ def resume_stale(self: Task) -> int:
 @app.task(name="autosync.deliver_notifications", bind=True, ignore_result=True)
 def deliver_notifications(self: Task) -> int:
     """Beat: hand pending user notifications to the configured sender."""
-    from autosync.services.notify import deliver_pending
+    from autosync.services.notices import deliver_pending
 
     return deliver_pending(context())
 

@@ -257,7 +257,7 @@ def _write(app: App, tx: Tx, run: RunContext, prepared: Prepared, page: Page,
             tx.commit_cursor(calendar_id, page.sync_cursor,
                              window if run.calendar_type == 2 else (None, None))
             if not dry:
-                metrics.imported(run.calendar_type, calendar_id, app.settings.push_enabled)
+                metrics.imported(run.calendar_type, calendar_id, app.settings.watch_enabled)
     # Kept in a dry run too: the run's last page decides on them.
     tx.unpend_deletes(run_id, deletes.unrecord)
     tx.pend_deletes(run_id, deletes.record)
@@ -297,7 +297,7 @@ def token_step(app: App, run_id: int) -> Next:
     with counting() as stats:
         ensure_token(app, run)
     with app.store.unit() as tx:
-        step = Step.WATCH if app.settings.push_enabled and not run.dry_run and tx.watch_due(
+        step = Step.WATCH if app.settings.watch_enabled and not run.dry_run and tx.watch_due(
             run.calendar_id, app.settings.watch_renew_before) else Step.FETCH
         tx.touch(run_id, step, stats.count)
     return Next(step, run_id, calendar_type=run.calendar_type)

@@ -42,7 +42,7 @@ def due(app: App, tx: Tx, types: list[int], *, quiet: bool = False, user_id: int
         calendar_ids: list[int] | None = None) -> list[dict[str, Any]]:
     """The calendars a selection picks, with what their runs need to know about watching."""
     s = app.settings
-    return tx.due(types, user_id=user_id, calendar_ids=calendar_ids, push=s.push_enabled, quiet=quiet,
+    return tx.due(types, user_id=user_id, calendar_ids=calendar_ids, push=s.watch_enabled, quiet=quiet,
                   renew_before=s.watch_renew_before, safety_poll=s.watch_safety_poll)
 
 

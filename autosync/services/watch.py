@@ -28,7 +28,7 @@ from autosync.services.pull import load_run
 from autosync.services.runs import Next
 from autosync.services.tokens import ensure_token, fresh_enough
 from autosync.settings import Settings
-from autosync.store import push as sql
+from autosync.store import channels as sql
 from autosync.store import runs as run_sql
 from autosync.store.db import transaction
 from autosync.store.runs import RunContext
@@ -173,7 +173,7 @@ def on_notification(app: App, channel_id: str, event: str) -> list[Next]:
     metrics.notification_routed(channel_id, ids)
     if not ids:
         return []
-    steps, _ = runs.open_runs(app, [1, 2], reason="push", calendar_ids=ids)
+    steps, _ = runs.open_runs(app, [1, 2], reason="watch", calendar_ids=ids)
     return steps
 
 

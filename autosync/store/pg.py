@@ -8,10 +8,10 @@ from datetime import date, datetime
 from typing import Any
 
 from autosync.model import AppChange, Event, Skipped
+from autosync.store import channels as watch_sql
 from autosync.store import conflicts as conflict_sql
 from autosync.store import events as ev_sql
 from autosync.store import outbox as out_sql
-from autosync.store import push as watch_sql
 from autosync.store import runs as run_sql
 from autosync.store.db import Conn, transaction
 from autosync.store.events import Upserted

@@ -15,7 +15,7 @@ from psycopg.rows import class_row
 
 from autosync.model import Provider, Skipped
 from autosync.normalize.common import MAX_NESTING, UNSTAGED
-from autosync.store import push as push_sql
+from autosync.store import channels as channels_sql
 from autosync.store import tokens as tokens_sql
 from autosync.store.db import Conn
 from autosync.store.events import FOREIGN_REMOVALS
@@ -29,12 +29,12 @@ log = logging.getLogger(__name__)
 # well, it has no cursor yet, or its safety poll is due: notifications start the other runs.
 SELECT_DUE = (
     'SELECT c."calendarId", c."calendarType", c."userId", c."accessTokenExpirationDate", '
-    "c.token IS NOT NULL AS has_token, %(push)s AND " + push_sql.NEEDS_WATCH + " AS watch_due "
+    "c.token IS NOT NULL AS has_token, %(push)s AND " + channels_sql.NEEDS_WATCH + " AS watch_due "
     "FROM calendar c WHERE c.status AND c.\"calendarType\" = ANY(%(types)s) "
     'AND (%(user_id)s::bigint IS NULL OR c."userId" = %(user_id)s) '
     'AND (%(calendar_ids)s::bigint[] IS NULL OR c."calendarId" = ANY(%(calendar_ids)s)) '
     'AND (NOT c."needsReauth" OR c."reauthTokenHash" IS DISTINCT FROM md5(coalesce(c."refreshToken", \'\'))) '
-    "AND (NOT %(quiet)s OR NOT " + push_sql.WATCHED + ' OR c."deltaLink" IS NULL '
+    "AND (NOT %(quiet)s OR NOT " + channels_sql.WATCHED + ' OR c."deltaLink" IS NULL '
     "OR c.\"lastOutcome\" IS DISTINCT FROM 'ok' OR c.\"lastSyncDate\" IS NULL "
     "OR c.\"lastSyncDate\" < (now() AT TIME ZONE 'UTC') - make_interval(secs => %(safety_poll)s) "
     'OR EXISTS (SELECT 1 FROM event_outbox o WHERE o."calendarId" = c."calendarId" AND o."doneAt" IS NULL '

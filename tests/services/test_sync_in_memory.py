@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from autosync.model import Provider, Step
-from autosync.services import pull, push
+from autosync.services import pull, syncback
 from autosync.services.context import App, build
 from autosync.services.runs import Next
 from autosync.settings import get_settings
 from autosync.store.memory import MemoryStore
 
-STEPS = {Step.FETCH: pull.fetch_step, Step.IMPORT: pull.import_step, Step.PUSH: push.push_step,
+STEPS = {Step.FETCH: pull.fetch_step, Step.IMPORT: pull.import_step, Step.PUSH: syncback.push_step,
          Step.TOKEN: pull.token_step}
 
 

@@ -14,10 +14,10 @@ from autosync.providers import CalendarRef
 from autosync.providers.http import backoff, counting
 from autosync.redact import describe
 from autosync.services import plan, runs
-from autosync.services import push_write as write
+from autosync.services import syncback_write as write
 from autosync.services.context import App, context
-from autosync.services.push_rules import ProviderDeleted, google_type, refusal_text, unsynced_type
 from autosync.services.runs import Next
+from autosync.services.syncback_rules import ProviderDeleted, google_type, refusal_text, unsynced_type
 from autosync.services.tokens import ensure_token
 from autosync.store.api import Tx
 from autosync.store.outbox import BATCH

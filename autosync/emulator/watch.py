@@ -24,7 +24,7 @@ from typing import Any
 from autosync.emulator import google_errors as gerr
 from autosync.emulator.graph_errors import GraphError
 from autosync.emulator.graph_time import graph_stamp
-from autosync.emulator.push_delivery import (
+from autosync.emulator.watch_delivery import (
     GOOGLE_RETRY_STATUSES,
     Delivery,
     DeliveryLog,

@@ -11,7 +11,7 @@ import redis
 
 from autosync.services.context import App
 from autosync.store.db import transaction
-from autosync.store.notify import CLAIM, DELIVERED, FAILED
+from autosync.store.notices import CLAIM, DELIVERED, FAILED
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from autosync.normalize.common import parse_utc
 from autosync.providers import Adapter, CalendarRef
 from autosync.services import plan
 from autosync.services.context import App
-from autosync.services.push_rules import (
+from autosync.services.syncback_rules import (
     ProviderDeleted,
     from_gmail_split,
     google_event_id,
