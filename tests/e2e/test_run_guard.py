@@ -147,3 +147,28 @@ def test_an_operator_previews_a_blocked_run_with_the_cli_before_consenting(worke
         assert set(events(db, cal.calendar_id, live_only=True)) == set(ids[15:])
         assert len(g_live(emu, cal)) == 5
         assert [r["dryRun"] for r in run_rows(db, cal.calendar_id)] == [False, False, True, False]
+
+
+def test_outlook_dry_run_counts_a_round_and_writes_nothing(worker, db, emu) -> None:
+    from urllib.parse import quote
+
+    from tests.e2e.test_outlook_pull import _create, _event, _series
+
+    cal = link(db, emu, "outlook")
+    a = _create(emu, cal.ext_calendar_id, _event("A", 2, 9))
+    b = _create(emu, cal.ext_calendar_id, _event("B", 3, 9))
+    _series(emu, cal.ext_calendar_id, (datetime.now(UTC) + timedelta(days=5)).date())
+    sync(cal.user_id)
+    emu.outlook("PATCH", f"/events/{quote(a['id'], safe='')}", {"subject": "A renamed"})
+    emu.outlook("DELETE", f"/events/{quote(b['id'], safe='')}")
+    _create(emu, cal.ext_calendar_id, _event("C", 4, 9))
+    before_rows = {k: (v["eventName"], v["status"], v["syncedAt"]) for k, v in events(db, cal.calendar_id).items()}
+    before_cal = _calendar_row(db, cal)
+    dry = _request(cal, dry_run=True)
+    assert dry["dryRun"] is True and dry["outcome"] == "ok", dry
+    assert (dry["eventsUpserted"], dry["eventsDeleted"]) == (2, 1)
+    assert {k: (v["eventName"], v["status"], v["syncedAt"])
+            for k, v in events(db, cal.calendar_id).items()} == before_rows
+    assert _calendar_row(db, cal) == before_cal
+    real = _request(cal)
+    assert (real["outcome"], real["eventsUpserted"], real["eventsDeleted"]) == ("ok", 2, 1)
