@@ -73,6 +73,13 @@ class Adapter(Protocol):
 
     kind: int
     name: str
+    # What the provider's sync model asks of the services (instead of asking which provider it is):
+    window_in_cursor: bool  # the cursor freezes the listed window: rolling it forward needs a full listing
+    checks_series: bool  # its change feed can miss series changes: the import checks series (instances)
+    ids_are_keys: bool  # the create key is the event's id: an unanswered create can be addressed by it
+
+    def refusal(self, row: dict[str, Any]) -> str | None:
+        """Why an app row must not be written to this provider at all (None: it may be)."""
 
     def refresh(self, refresh_token: str) -> TokenGrant:
         """Exchange a refresh token for a new access token."""

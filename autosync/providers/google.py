@@ -12,7 +12,7 @@ import requests
 from autosync import errors
 from autosync.model import Event, Skipped
 from autosync.normalize.google import SYNCED_EVENT_TYPES, event_from_google, page_from_google
-from autosync.normalize.google_write import google_body, google_patch
+from autosync.normalize.google_write import google_body, google_patch, unsynced_type
 from autosync.providers import CalendarRef, Channel, Page, TokenGrant, WatchRequest
 from autosync.providers.http import HttpEdge, classify_response, json_body, parse_retry_after
 from autosync.providers.keys import google_event_id
@@ -92,6 +92,13 @@ class GoogleProvider:
 
     kind = 1
     name = "google"
+    window_in_cursor = False
+    checks_series = False
+    ids_are_keys = True
+
+    def refusal(self, row: dict[str, Any]) -> str | None:
+        """Event types MiPlanIt does not sync are never written."""
+        return unsynced_type(row)
 
     # --- formats (Adapter) ---------------------------------------------------------------------------
 

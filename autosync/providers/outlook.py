@@ -74,6 +74,13 @@ class OutlookProvider:
 
     kind = 2
     name = "outlook"
+    window_in_cursor = True
+    checks_series = True
+    ids_are_keys = False
+
+    def refusal(self, row: dict[str, Any]) -> str | None:
+        """Every Outlook event may be written."""
+        return None
 
     # --- formats (Adapter) ---------------------------------------------------------------------------
 

@@ -49,7 +49,8 @@ def window_for(app: App, run: RunContext, full: bool) -> tuple[datetime, datetim
     """The run's window: fixed for the run once chosen, the stored one for Outlook deltas."""
     if run.window_start and run.window_end:
         return run.window_start, run.window_end
-    if not full and run.calendar_type == 2 and run.sync_window_start and run.sync_window_end:
+    if not full and app.provider(run.calendar_type).window_in_cursor and run.sync_window_start \
+            and run.sync_window_end:
         return run.sync_window_start, run.sync_window_end
     now = datetime.now(UTC).replace(microsecond=0)
     return (now - timedelta(days=app.settings.sync_past_days),
@@ -60,7 +61,7 @@ def needs_full(app: App, run: RunContext) -> bool:
     """Full listing: no cursor, an invalidated one, or an Outlook window that must roll forward."""
     if run.full_sync or not run.delta_link:
         return True
-    if run.calendar_type == 2:
+    if app.provider(run.calendar_type).window_in_cursor:
         end = run.sync_window_end
         roll_at = timedelta(days=app.settings.sync_future_days - app.settings.window_roll_days)
         if end is None or end - datetime.now(UTC) < roll_at:
@@ -99,7 +100,7 @@ def fetch_step(app: App, run_id: int) -> Next:
             page = _list(app, run, cal, True, window)
     # Notified series (series_hint) and a round's foreign @removed ids are dealt with on its last
     # page, even an empty one (outlook_checks).
-    if page.items or (page.complete and run.calendar_type == 2 and run.last_page_checks):
+    if page.items or (page.complete and app.provider(run.calendar_type).checks_series and run.last_page_checks):
         with app.store.unit() as tx:
             page_id = tx.stage_page(run_id, {"items": page.items, "meta": page.meta},
                                     page.sync_cursor if page.complete else page.next_page, page.complete)
@@ -117,7 +118,7 @@ def import_step(app: App, run_id: int, page_id: int) -> Next:
         if run is None:
             return Next(Step.DONE, run_id)
         with app.store.unit() as tx:
-            if run.calendar_type == 2:
+            if app.provider(run.calendar_type).checks_series:
                 staged = tx.load_outlook_page(run.calendar_id, run_id, page_id)
             else:
                 staged = tx.load_page(run_id, page_id)
@@ -127,7 +128,8 @@ def import_step(app: App, run_id: int, page_id: int) -> Next:
         body = staged["body"]
         page = Page(items=body["items"], next_page=None if staged["isFinal"] else staged["nextCursor"],
                     sync_cursor=staged["nextCursor"] if staged["isFinal"] else None, meta=body.get("meta") or {})
-        prepared = prepare(app, run, page, window, Stored.of(staged) if run.calendar_type == 2 else None)
+        checks = app.provider(run.calendar_type).checks_series
+        prepared = prepare(app, run, page, window, Stored.of(staged) if checks else None)
     return _apply(app, run, prepared, page, stats.count, window, page_id=page_id)
 
 
@@ -173,7 +175,7 @@ def prepare(app: App, run: RunContext, page: Page, window: tuple[datetime, datet
     sorted_ = plan.sort_events(events)
     out.live, out.cancelled_instances, out.deleted = sorted_.live, sorted_.cancelled_instances, sorted_.deleted
     out.seen = [e.ext_id for e in events] + [s.ext_id for s in out.skipped if s.ext_id]
-    if run.calendar_type == 2:
+    if app.provider(run.calendar_type).checks_series:
         cal = ensure_token(app, run)
         known = stored or Stored()
         before = out.copy()
@@ -255,7 +257,7 @@ def _write(app: App, tx: Tx, run: RunContext, prepared: Prepared, page: Page,
             tx.drop_hints(calendar_id, prepared.hinted)
         if page.complete and page.sync_cursor:
             tx.commit_cursor(calendar_id, page.sync_cursor,
-                             window if run.calendar_type == 2 else (None, None))
+                             window if app.provider(run.calendar_type).window_in_cursor else (None, None))
             if not dry:
                 metrics.imported(run.calendar_type, calendar_id, app.settings.watch_enabled)
     # Kept in a dry run too: the run's last page decides on them.

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from autosync import errors
-from autosync.model import Attachment, Attendee, Conference, Event, Organizer, Provider, Reminder, Step
+from autosync.model import Attachment, Attendee, Conference, Event, Organizer, Reminder, Step
 from autosync.providers import CalendarRef
 from autosync.providers.http import backoff, counting
 from autosync.redact import describe
@@ -17,7 +17,7 @@ from autosync.services import plan, runs
 from autosync.services import syncback_write as write
 from autosync.services.context import App, context
 from autosync.services.runs import Next
-from autosync.services.syncback_rules import ProviderDeleted, google_type, refusal_text, unsynced_type
+from autosync.services.syncback_rules import ProviderDeleted, google_type, refusal_text
 from autosync.services.tokens import ensure_token
 from autosync.store.api import Tx
 from autosync.store.outbox import BATCH
@@ -146,15 +146,15 @@ def _push_one(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], 
     ext_id = (ev or {}).get("extEventId") or row["extEventId"]
     record: dict[str, Any] = {"op": op, "eventId": event_id, "calendarId": run.calendar_id,
                               "calendarType": run.calendar_type, "extEventId": ext_id}
-    refused = unsynced_type(ev) if run.calendar_type == 1 and ev is not None and ext_id else None
+    refused = provider.refusal(ev) if ev is not None and ext_id else None
     if refused:  # never a write Google would refuse, and never a retry loop: recorded once
         return _done(app, run, row, record, "refused", refused, "pushFailed")
     try:
         if op == "delete":
             if ext_id:
                 provider.delete(cal, ext_id)
-            elif run.calendar_type == Provider.GOOGLE:  # an insert that may have reached Google before the
-                provider.delete(cal, provider.create_key(run.calendar_id, event_id))  # delete (its id is ours)
+            elif provider.ids_are_keys:  # a create that may have reached the provider before the delete
+                provider.delete(cal, provider.create_key(run.calendar_id, event_id))
             result, stored = "pushDeleted", None
         else:
             assert ev is not None

@@ -4,29 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from autosync.normalize.google import FROM_GMAIL_WRITABLE, SYNCED_EVENT_TYPES
+from autosync.normalize.google import FROM_GMAIL_WRITABLE
+from autosync.normalize.google_write import google_type, unsynced_type
 from autosync.normalize.timezones import iana_name
 from autosync.providers.keys import google_event_id, transaction_id
 
-__all__ = ["google_event_id", "transaction_id"]  # re-exported: the keys live with the providers
-
-
-def google_type(row: dict[str, Any]) -> str:
-    """The Google event type of a synced row: the provider copy's (the app cannot change it), else the row's."""
-    raw = row.get("providerData") or {}
-    return str(raw.get("eventType") or row.get("eventType") or "default")
-
-
-def unsynced_type(row: dict[str, Any]) -> str | None:
-    """Why a Google row must not be pushed at all: its type is one MiPlanIt does not sync (None: it may be).
-
-    Such rows only exist when imported before the eventTypes filter (the event-types migration removes
-    them) or written by the app with that type; pushing them would touch events the user manages elsewhere.
-    """
-    kind = google_type(row)
-    if kind in SYNCED_EVENT_TYPES:
-        return None
-    return f"Google {kind} events are not synced by MiPlanIt; the change was not pushed"
+# Re-exported: the keys live with the providers, the type rules with Google's write format.
+__all__ = ["google_event_id", "google_type", "transaction_id", "unsynced_type"]
 
 
 def from_gmail_split(kind: str, changed: set[str]) -> tuple[set[str], set[str]]:
