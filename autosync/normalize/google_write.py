@@ -241,3 +241,12 @@ def unsynced_type(row: dict[str, Any]) -> str | None:
     if kind in SYNCED_EVENT_TYPES:
         return None
     return f"Google {kind} events are not synced by MiPlanIt; the change was not pushed"
+
+
+def from_gmail_split(kind: str, changed: set[str]) -> tuple[set[str], set[str]]:
+    """(fields Google accepts, fields it refuses) of an app change to an event of type ``kind``."""
+    from autosync.normalize.google import FROM_GMAIL_WRITABLE  # google.py imports this module
+
+    if kind != "fromGmail":
+        return changed, set()
+    return changed & FROM_GMAIL_WRITABLE, changed - FROM_GMAIL_WRITABLE

@@ -77,6 +77,19 @@ class Adapter(Protocol):
     window_in_cursor: bool  # the cursor freezes the listed window: rolling it forward needs a full listing
     checks_series: bool  # its change feed can miss series changes: the import checks series (instances)
     ids_are_keys: bool  # the create key is the event's id: an unanswered create can be addressed by it
+    keeps_deleted: bool  # deleted events stay readable: a create's key may find a copy deleted since
+    watch_scope: str  # "calendar": one channel per calendar; "mailbox": one per account
+    watch_path: str  # the receiver's route for its notifications
+    lifecycle_path: str | None  # the receiver's route for its channel lifecycle events, if any
+
+    def zone_hint(self, row: dict[str, Any]) -> str | None:
+        """The zone to read the provider copy of an app row with, where the copy may leave it unnamed."""
+
+    def writable(self, row: dict[str, Any], changed: set[str]) -> tuple[set[str], set[str]]:
+        """(fields the provider accepts, fields it refuses) of an app change to this row."""
+
+    def zone_unnamed(self, old_raw: dict[str, Any]) -> bool:
+        """True when the provider copy carries no start zone autosync can name."""
 
     def refusal(self, row: dict[str, Any]) -> str | None:
         """Why an app row must not be written to this provider at all (None: it may be)."""

@@ -12,7 +12,7 @@ import requests
 from autosync import errors
 from autosync.model import Event, Skipped
 from autosync.normalize.google import SYNCED_EVENT_TYPES, event_from_google, page_from_google
-from autosync.normalize.google_write import google_body, google_patch, unsynced_type
+from autosync.normalize.google_write import from_gmail_split, google_body, google_patch, google_type, unsynced_type
 from autosync.providers import CalendarRef, Channel, Page, TokenGrant, WatchRequest
 from autosync.providers.http import HttpEdge, classify_response, json_body, parse_retry_after
 from autosync.providers.keys import google_event_id
@@ -95,6 +95,23 @@ class GoogleProvider:
     window_in_cursor = False
     checks_series = False
     ids_are_keys = True
+    keeps_deleted = True
+    watch_scope = "calendar"
+    watch_path = "/google"
+    lifecycle_path: str | None = None
+
+    def zone_hint(self, row: dict[str, Any]) -> str | None:
+        """The zone the import stored for the row: the event's own, else its calendar's (an event whose
+        start names no zone is in its calendar's zone)."""
+        return row.get("startTimeZone")
+
+    def writable(self, row: dict[str, Any], changed: set[str]) -> tuple[set[str], set[str]]:
+        """Events from Gmail take only some changes."""
+        return from_gmail_split(google_type(row), changed)
+
+    def zone_unnamed(self, old_raw: dict[str, Any]) -> bool:
+        """Google names a zone or means the calendar's."""
+        return False
 
     def refusal(self, row: dict[str, Any]) -> str | None:
         """Event types MiPlanIt does not sync are never written."""

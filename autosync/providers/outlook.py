@@ -12,7 +12,7 @@ import requests
 from autosync import errors
 from autosync.model import Event, Skipped
 from autosync.normalize.outlook import event_from_graph, page_from_graph
-from autosync.normalize.outlook_write import graph_body, graph_patch
+from autosync.normalize.outlook_write import graph_body, graph_patch, unnamed_zone
 from autosync.providers import CalendarRef, Channel, Page, TokenGrant, WatchRequest
 from autosync.providers.google import classify_token, grant_from
 from autosync.providers.http import HttpEdge, classify_response, json_body
@@ -77,6 +77,22 @@ class OutlookProvider:
     window_in_cursor = True
     checks_series = True
     ids_are_keys = False
+    keeps_deleted = False
+    watch_scope = "mailbox"
+    watch_path = "/graph"
+    lifecycle_path: str | None = "/graph/lifecycle"
+
+    def zone_hint(self, row: dict[str, Any]) -> str | None:
+        """Graph names every event's zone (or none that can be named: see zone_unnamed)."""
+        return None
+
+    def writable(self, row: dict[str, Any], changed: set[str]) -> tuple[set[str], set[str]]:
+        """Graph takes every change the app makes."""
+        return changed, set()
+
+    def zone_unnamed(self, old_raw: dict[str, Any]) -> bool:
+        """A legacy custom zone, or none."""
+        return unnamed_zone(old_raw)
 
     def refusal(self, row: dict[str, Any]) -> str | None:
         """Every Outlook event may be written."""

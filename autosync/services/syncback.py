@@ -222,7 +222,7 @@ def _provider_deleted(app: App, run: RunContext, row: dict[str, Any], record: di
                       ev: dict[str, Any], gone: ProviderDeleted) -> str:
     """A create found its event deleted at Google since our first attempt made it, and the deletion
     won: the row is deleted in the app as an imported deletion would be, with both versions recorded."""
-    stored = write.stored_answer(app, run, gone.raw, write.zone_hint(run, ev))
+    stored = write.stored_answer(app, run, gone.raw, write.zone_hint(app, run, ev))
     text = f"deleted at Google after autosync created it; the deletion won (policy {gone.policy})"
     with app.store.unit() as tx:
         tx.adopt(run.calendar_id, stored["ext"], row["eventId"])

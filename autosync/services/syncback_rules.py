@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from autosync.normalize.google import FROM_GMAIL_WRITABLE
-from autosync.normalize.google_write import google_type, unsynced_type
+from autosync.normalize.google_write import from_gmail_split, google_type, unsynced_type
+from autosync.normalize.outlook_write import unnamed_zone
 from autosync.normalize.timezones import iana_name
 from autosync.providers.keys import google_event_id, transaction_id
 
 # Re-exported: the keys live with the providers, the type rules with Google's write format.
-__all__ = ["google_event_id", "google_type", "transaction_id", "unsynced_type"]
-
-
-def from_gmail_split(kind: str, changed: set[str]) -> tuple[set[str], set[str]]:
-    """(fields Google accepts, fields it refuses) of an app change to an event of type ``kind``."""
-    if kind != "fromGmail":
-        return changed, set()
-    return changed & FROM_GMAIL_WRITABLE, changed - FROM_GMAIL_WRITABLE
+__all__ = ["from_gmail_split", "google_event_id", "google_type", "transaction_id", "unnamed_zone", "unsynced_type"]
 
 
 def refusal_text(kind: str, refused: set[str]) -> str:
@@ -34,17 +27,6 @@ class ProviderDeleted(Exception):
         super().__init__(f"deleted at the provider after it was created ({raw.get('id')})")
         self.raw = raw
         self.policy = policy
-
-
-def unnamed_zone(old_raw: dict[str, Any]) -> bool:
-    """True when an Outlook copy has no start zone autosync can name.
-
-    Graph names the zone in ``originalStartTimeZone`` (Windows names); a legacy custom zone reads
-    ``tzone://Microsoft/Custom`` and some items carry none. The start/end themselves come in UTC (we ask
-    ``Prefer: outlook.timezone="UTC"``), so the import can only label such an event UTC — a label the
-    user never chose, which a push must not write back.
-    """
-    return bool(old_raw) and iana_name(str(old_raw.get("originalStartTimeZone") or "")) is None
 
 
 def owner_zone(candidates: list[str | None]) -> str | None:

@@ -7,18 +7,15 @@ from dataclasses import replace
 from typing import Any
 
 from autosync import errors
-from autosync.model import Event, Provider
+from autosync.model import Event
 from autosync.normalize.common import parse_utc
 from autosync.providers import Adapter, CalendarRef
 from autosync.services import plan
 from autosync.services.context import App
 from autosync.services.syncback_rules import (
     ProviderDeleted,
-    from_gmail_split,
     google_event_id,
-    google_type,
     owner_zone,
-    unnamed_zone,
 )
 from autosync.store.runs import RunContext
 
@@ -40,14 +37,14 @@ def stored_answer(app: App, run: RunContext, raw: dict[str, Any],
             "updated": event.updated, "html": event.html_link or None, "attendees": attendees_json(event)}
 
 
-def zone_hint(run: RunContext, row: dict[str, Any]) -> str | None:
-    """For Google, the zone the import stored for the row: the event's own, else its calendar's.
+def zone_hint(app: App, run: RunContext, row: dict[str, Any]) -> str | None:
+    """The zone the import stored for the row where the provider copy may leave it unnamed (Google).
 
     Reading the provider copy with it makes a zone the copy leaves unnamed equal to the row's, so it
     is neither taken for an app change (which would rewrite start/end, undoing a move made at Google
     meanwhile) nor hashed differently from what the next import computes.
     """
-    return row.get("startTimeZone") if run.calendar_type == 1 else None
+    return app.provider(run.calendar_type).zone_hint(row)
 
 
 def create(app: App, run: RunContext, cal: CalendarRef, event: Event, event_id: int,
@@ -57,15 +54,15 @@ def create(app: App, run: RunContext, cal: CalendarRef, event: Event, event_id: 
     provider = app.provider(run.calendar_type)
     body = provider.create_body(event)
     raw = provider.create(cal, body, idempotency_key=provider.create_key(run.calendar_id, event_id, replacing))
-    if run.calendar_type != Provider.GOOGLE:
+    if not provider.keeps_deleted:
         return stored_answer(app, run, raw)
-    raw, beaten = _live_google(app, run, cal, body, raw, event_id, outbox)
+    raw, beaten = _live_copy(app, run, cal, body, raw, event_id, outbox)
     # Google creates a default event whatever type the row claimed: the row takes the answer's type.
     kept = {"eventType": str(raw.get("eventType") or "default")}
     return stored_answer(app, run, raw) | {"columns": kept, "conflict": beaten}
 
 
-def _live_google(app: App, run: RunContext, cal: CalendarRef, body: dict[str, Any], raw: dict[str, Any],
+def _live_copy(app: App, run: RunContext, cal: CalendarRef, body: dict[str, Any], raw: dict[str, Any],
                  event_id: int, outbox: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A Google create's answer, and the deleted copy it replaced when that copy lost a conflict.
 
@@ -91,13 +88,13 @@ def _live_google(app: App, run: RunContext, cal: CalendarRef, body: dict[str, An
 def update(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], event: Event,
            outbox: dict[str, Any]) -> dict[str, Any]:
     """Patch only what the app changed since the last sync; provider-side extras are kept."""
-    kind, old_raw, hint = run.calendar_type, row["providerData"] or {}, zone_hint(run, row)
-    base = app.provider(kind).read_event(old_raw, hint) if old_raw else None
+    provider, old_raw, hint = app.provider(run.calendar_type), row["providerData"] or {}, zone_hint(app, run, row)
+    base = provider.read_event(old_raw, hint) if old_raw else None
     # A NULL zone on the row means the app left the zone alone (its times are UTC), not "changed to none":
     # counting it would re-send start/end and undo a provider-side move.
     changed = {f for f in APP_FIELDS if base is None or (getattr(event, f) != getattr(base, f) and not (
         f in ("start_tz", "end_tz") and getattr(event, f) is None))}
-    changed, refused = from_gmail_split(google_type(row), changed) if kind == 1 else (changed, set())
+    changed, refused = provider.writable(row, changed)
     extra: dict[str, Any] = {"refused": refused, "patched": bool(changed)}
     if refused and base is not None:  # what Google keeps fixed, the row takes back from the provider copy
         extra["columns"] = _columns_of(base, refused)
@@ -105,7 +102,7 @@ def update(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], eve
         return stored_answer(app, run, old_raw, hint) | {"ext": row["extEventId"]} | extra
     event = replace(event, ext_id=row["extEventId"])
     zone_columns: dict[str, Any] = {}
-    if kind == 2 and changed & TIME_FIELDS and base is not None and unnamed_zone(old_raw) \
+    if changed & TIME_FIELDS and base is not None and provider.zone_unnamed(old_raw) \
             and event.start_tz in (None, base.start_tz):
         event, zone_columns = _in_owner_zone(app, run, event)
     try:
@@ -119,7 +116,7 @@ def update(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], eve
         # derives from the gone id, so a retry after a lost answer finds it instead of a second one.
         created = create(app, run, cal, event, row["eventId"], outbox, replacing=row["extEventId"])
         return created | {"columns": created.get("columns", {}) | zone_columns}
-    kept = _provider_kept(app.provider(kind), raw, event, changed, hint) | zone_columns | extra.pop("columns", {})
+    kept = _provider_kept(provider, raw, event, changed, hint) | zone_columns | extra.pop("columns", {})
     return stored_answer(app, run, raw, hint) | {"columns": kept} | extra
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from autosync import errors, metrics
 from autosync.model import Step
-from autosync.providers import CalendarRef, WatchRequest
+from autosync.providers import Adapter, CalendarRef, WatchRequest
 from autosync.providers.http import counting
 from autosync.redact import describe
 from autosync.services import runs
@@ -57,11 +57,9 @@ def renew_before(settings: Any, kind: int) -> int:
     return min(settings.watch_renew_before, watch_ttl(settings, kind) // 2)
 
 
-def addresses(base: str, kind: int) -> tuple[str, str | None]:
-    """The receiver URLs a provider notifies: (notifications, Graph lifecycle events)."""
-    if kind == 1:
-        return f"{base}/google", None
-    return f"{base}/graph", f"{base}/graph/lifecycle"
+def addresses(base: str, provider: Adapter) -> tuple[str, str | None]:
+    """The receiver URLs a provider notifies: (notifications, channel lifecycle events)."""
+    return base + provider.watch_path, base + provider.lifecycle_path if provider.lifecycle_path else None
 
 
 def watch_step(app: App, run_id: int) -> Next:
@@ -136,11 +134,11 @@ def _ensure_watched(app: App, run: RunContext, cal: CalendarRef) -> None:
             log.info("channel renewed", extra={"calendar": run.calendar_id, "channel": renewed.id,
                                                "expires": renewed.expires_at.isoformat()})
             return
-    address, lifecycle = addresses(settings.webhook_url, run.calendar_type)
+    address, lifecycle = addresses(settings.webhook_url, provider)
     secret = secrets.token_urlsafe(32)
     channel = provider.watch(cal, WatchRequest(channel_id=str(uuid.uuid4()), address=address,
                                                lifecycle_address=lifecycle, secret=secret, expires_at=expires))
-    per_calendar = run.calendar_type == 1 or not run.social_account_id
+    per_calendar = provider.watch_scope == "calendar" or not run.social_account_id
     with transaction() as conn:
         sql.insert(conn, run, channel_id=channel.id, calendar_id=run.calendar_id if per_calendar else None,
                    resource_id=channel.resource_id, secret_hash=hash_secret(secret), expires=channel.expires_at)
