@@ -114,6 +114,14 @@ class Tx(Protocol):
     def record_skips(self, run_id: int, calendar_id: int, skipped: Sequence[Skipped]) -> None:
         ...
 
+    def claim_notices(self, limit: int) -> list[Row]:
+        """User notifications waiting to be sent (locked: a concurrent sender skips them)."""
+        ...
+
+    def notices_sent(self, ids: list[int], *, delivered: bool) -> None:
+        """Record a send attempt of these notifications (``delivered``: done with them)."""
+        ...
+
     def record_seen(self, run_id: int, ext_ids: Sequence[str]) -> None:
         ...
 

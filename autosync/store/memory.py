@@ -167,7 +167,17 @@ class MemoryTx:
         return []
 
     def notify(self, user_id: int, kind: str, payload: dict[str, Any]) -> None:
-        self.d.notices.append({"userId": user_id, "kind": kind, "payload": payload})
+        self.d.notices.append({"notificationId": next(self.s.ids), "userId": user_id, "kind": kind,
+                               "payload": payload, "createdAt": _now(), "deliveredAt": None, "attempts": 0})
+
+    def claim_notices(self, limit: int) -> list[Row]:
+        return [n for n in self.d.notices if n.get("deliveredAt") is None][:limit]
+
+    def notices_sent(self, ids: list[int], *, delivered: bool) -> None:
+        for n in self.d.notices:
+            if n["notificationId"] in ids:
+                n["attempts"] += 1
+                n["deliveredAt"] = _now() if delivered else None
 
     def start_rerun(self, calendar_id: int, request_ids: list[int]) -> Row | None:
         if self._open_run(calendar_id):

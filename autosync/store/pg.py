@@ -11,6 +11,7 @@ from autosync.model import AppChange, Event, Skipped
 from autosync.store import channels as watch_sql
 from autosync.store import conflicts as conflict_sql
 from autosync.store import events as ev_sql
+from autosync.store import notices as notice_sql
 from autosync.store import outbox as out_sql
 from autosync.store import runs as run_sql
 from autosync.store.db import Conn, transaction
@@ -126,6 +127,13 @@ class PgTx:
 
     def record_skips(self, run_id: int, calendar_id: int, skipped: Sequence[Skipped]) -> None:
         run_sql.record_skips(self.conn, run_id, calendar_id, skipped)
+
+    def claim_notices(self, limit: int) -> list[Row]:
+        return self.conn.execute(notice_sql.CLAIM, {"limit": limit}).fetchall()
+
+    def notices_sent(self, ids: list[int], *, delivered: bool) -> None:
+        if ids:
+            self.conn.execute(notice_sql.DELIVERED if delivered else notice_sql.FAILED, {"ids": ids})
 
     # --- events -------------------------------------------------------------------------------------
 
