@@ -15,10 +15,9 @@ from autosync.redact import describe
 from autosync.services.context import App
 from autosync.services.leases import release_quietly
 from autosync.settings import Settings, get_settings
-from autosync.store import leases
 from autosync.store import tokens as sql
-from autosync.store.db import transaction
-from autosync.store.runs import RunContext, notify
+from autosync.store.api import Tx
+from autosync.store.runs import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +72,14 @@ def ensure_token(app: App, run: RunContext, *, stale: str | None = None) -> Cale
     deadline = time.monotonic() + settings.max_inline_wait
     pause = 0.025
     while True:
-        with transaction() as conn:
+        with app.store.unit() as tx:
             # Claim, then read: the read sees whatever the previous holder saved before releasing.
-            mine = leases.claim(conn, key, holder, refresh_lease_seconds(settings))
-            current = sql.read_token(conn, run.calendar_id)
+            mine = tx.claim_lease(key, holder, refresh_lease_seconds(settings))
+            current = tx.read_token(run.calendar_id)
             token = _fresh(current, stale, margin)
             dead = current.get("known_dead")
             if mine and (token or dead):
-                leases.release(conn, key, holder)  # nothing left to do under it
+                tx.release_lease(key, holder)  # nothing left to do under it
         if token:
             return calendar_ref(run, token)  # another chain refreshed it meanwhile
         if dead:
@@ -88,7 +87,7 @@ def ensure_token(app: App, run: RunContext, *, stale: str | None = None) -> Cale
             # not notify twice.
             raise errors.AuthRevoked(current.get("reauthReason") or "refresh token revoked")
         if mine:
-            return _refresh(run, provider, current.get("refreshToken"), key, holder)
+            return _refresh(app, run, provider, current.get("refreshToken"), key, holder)
         if time.monotonic() >= deadline:
             # Another worker has been refreshing this account's token for a while: come back later
             # without holding a worker slot (the task is rescheduled, not failed).
@@ -98,7 +97,8 @@ def ensure_token(app: App, run: RunContext, *, stale: str | None = None) -> Cale
         pause = min(pause * 2, 0.1)
 
 
-def _refresh(run: RunContext, provider: Adapter, refresh_token: str | None, key: str, holder: str) -> CalendarRef:
+def _refresh(app: App, run: RunContext, provider: Adapter, refresh_token: str | None, key: str,
+             holder: str) -> CalendarRef:
     """Under the lease: one refresh call with no connection held, then save (or needs-reauth) and
     release in one transaction."""
     released = False
@@ -108,15 +108,15 @@ def _refresh(run: RunContext, provider: Adapter, refresh_token: str | None, key:
                 raise errors.AuthRevoked("no refresh token stored")
             grant = provider.refresh(refresh_token)
         except errors.AuthRevoked as exc:
-            with transaction() as conn:  # recorded before the lease is released; no retry loop
-                _needs_reauth(conn, run, describe(exc, get_settings().secrets()))
-                leases.release(conn, key, holder)
+            with app.store.unit() as tx:  # recorded before the lease is released; no retry loop
+                _needs_reauth(tx, run, describe(exc, get_settings().secrets()))
+                tx.release_lease(key, holder)
             released = True
             raise
         expires = grant.expires_at.astimezone(UTC).replace(tzinfo=None)
-        with transaction() as conn:
-            sql.save_token(conn, run, grant.access_token, expires, grant.refresh_token)
-            leases.release(conn, key, holder)
+        with app.store.unit() as tx:
+            tx.save_token(run, grant.access_token, expires, grant.refresh_token)
+            tx.release_lease(key, holder)
         released = True
     finally:
         if not released:  # the call failed (it is retried later) or the save did: free the account now
@@ -133,7 +133,7 @@ def _fresh(current: dict[str, Any], stale: str | None, margin: int) -> str | Non
     return None
 
 
-def _needs_reauth(conn: Any, run: RunContext, reason: str) -> None:
-    ids = sql.mark_needs_reauth(conn, run, reason)
-    notify(conn, run.user_id, "needs_reauth",
+def _needs_reauth(tx: Tx, run: RunContext, reason: str) -> None:
+    ids = tx.mark_needs_reauth(run, reason)
+    tx.notify(run.user_id, "needs_reauth",
            {"calendarIds": ids, "calendarType": run.calendar_type, "reason": reason})

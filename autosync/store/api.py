@@ -122,6 +122,26 @@ class Tx(Protocol):
         """Record a send attempt of these notifications (``delivered``: done with them)."""
         ...
 
+    def claim_lease(self, key: str, holder: str, ttl: float) -> bool:
+        """Take the lease on ``key`` for ``ttl`` seconds unless someone else holds it."""
+        ...
+
+    def release_lease(self, key: str, holder: str) -> None:
+        """Give a lease back (a no-op when it expired and someone else took it)."""
+        ...
+
+    def read_token(self, calendar_id: int) -> Row:
+        """A calendar's current token columns, opened, with ``known_dead`` and ``reauthReason``."""
+        ...
+
+    def save_token(self, run: RunContext, token: str, expires: datetime, refresh: str | None) -> None:
+        """Save a refreshed token on every calendar of the account."""
+        ...
+
+    def mark_needs_reauth(self, run: RunContext, reason: str) -> list[int]:
+        """Put the account's calendars into needs-reauth; returns their ids."""
+        ...
+
     def record_seen(self, run_id: int, ext_ids: Sequence[str]) -> None:
         ...
 

@@ -179,6 +179,40 @@ class MemoryTx:
                 n["attempts"] += 1
                 n["deliveredAt"] = _now() if delivered else None
 
+    def claim_lease(self, key: str, holder: str, ttl: float) -> bool:
+        held = self.s.leases.get(key)
+        if held and held[1] > _now():
+            return False
+        self.s.leases[key] = (holder, _now() + timedelta(seconds=ttl))
+        return True
+
+    def release_lease(self, key: str, holder: str) -> None:
+        if self.s.leases.get(key, ("", None))[0] == holder:
+            del self.s.leases[key]
+
+    def read_token(self, calendar_id: int) -> Row:
+        c = self.d.calendars[calendar_id]
+        return {"token": c["token"], "refreshToken": c["refreshToken"],
+                "accessTokenExpirationDate": c["accessTokenExpirationDate"],
+                "known_dead": c.get("needsReauth", False), "reauthReason": c.get("reauthReason")}
+
+    def _account(self, run: RunContext) -> list[Row]:
+        return [c for c in self.d.calendars.values() if c["calendarType"] == run.calendar_type
+                and c["userId"] == run.user_id and (c["socialAccountId"] == run.social_account_id
+                                                     if run.social_account_id else c["calendarId"] == run.calendar_id)]
+
+    def save_token(self, run: RunContext, token: str, expires: datetime, refresh: str | None) -> None:
+        for c in self._account(run):
+            c.update(token=token, accessTokenExpirationDate=expires, needsReauth=False, reauthReason=None)
+            if refresh:
+                c["refreshToken"] = refresh
+        self._did("token saved", calendar=run.calendar_id)
+
+    def mark_needs_reauth(self, run: RunContext, reason: str) -> list[int]:
+        for c in self._account(run):
+            c.update(needsReauth=True, reauthReason=reason)
+        return [c["calendarId"] for c in self._account(run)]
+
     def start_rerun(self, calendar_id: int, request_ids: list[int]) -> Row | None:
         if self._open_run(calendar_id):
             return None
@@ -411,6 +445,7 @@ class MemoryStore:
         self.data = _Data()
         self.log: list[tuple[str, dict[str, Any]]] = []
         self.ids = itertools.count(1)
+        self.leases: dict[str, tuple[str, datetime]] = {}
 
     @contextmanager
     def unit(self) -> Iterator[MemoryTx]:
@@ -425,12 +460,13 @@ class MemoryStore:
     # --- the app's side, and set-up ----------------------------------------------------------------
 
     def add_calendar(self, calendar_type: int, *, user_id: int = 1, ext_calendar_id: str, account: str,
-                     token: str, expires: datetime) -> int:
+                     token: str | None, expires: datetime | None, refresh_token: str | None = None) -> int:
         """A linked calendar with a fresh access token."""
         cid = next(self.ids)
         self.data.calendars[cid] = {
             "calendarId": cid, "calendarType": calendar_type, "userId": user_id, "extCalendarId": ext_calendar_id,
-            "socialAccountId": account, "token": token, "refreshToken": None, "accessTokenExpirationDate": expires,
+            "socialAccountId": account, "token": token, "refreshToken": refresh_token,
+            "accessTokenExpirationDate": expires,
             "deltaLink": None, "syncWindowStart": None, "syncWindowEnd": None, "status": True,
             "lastOutcome": None, "lastError": None, "lastSyncDate": None}
         return cid

@@ -11,9 +11,11 @@ from autosync.model import AppChange, Event, Skipped
 from autosync.store import channels as watch_sql
 from autosync.store import conflicts as conflict_sql
 from autosync.store import events as ev_sql
+from autosync.store import leases as lease_sql
 from autosync.store import notices as notice_sql
 from autosync.store import outbox as out_sql
 from autosync.store import runs as run_sql
+from autosync.store import tokens as token_sql
 from autosync.store.db import Conn, transaction
 from autosync.store.events import Upserted
 from autosync.store.runs import RunContext
@@ -134,6 +136,21 @@ class PgTx:
     def notices_sent(self, ids: list[int], *, delivered: bool) -> None:
         if ids:
             self.conn.execute(notice_sql.DELIVERED if delivered else notice_sql.FAILED, {"ids": ids})
+
+    def claim_lease(self, key: str, holder: str, ttl: float) -> bool:
+        return lease_sql.claim(self.conn, key, holder, ttl)
+
+    def release_lease(self, key: str, holder: str) -> None:
+        lease_sql.release(self.conn, key, holder)
+
+    def read_token(self, calendar_id: int) -> Row:
+        return token_sql.read_token(self.conn, calendar_id)
+
+    def save_token(self, run: RunContext, token: str, expires: datetime, refresh: str | None) -> None:
+        token_sql.save_token(self.conn, run, token, expires, refresh)
+
+    def mark_needs_reauth(self, run: RunContext, reason: str) -> list[int]:
+        return token_sql.mark_needs_reauth(self.conn, run, reason)
 
     # --- events -------------------------------------------------------------------------------------
 

@@ -154,3 +154,28 @@ def test_app_deleting_most_events_is_held_back_by_the_same_guard(world: World) -
     assert run["pushDeleted"] == 0 and len(world.emu.google_list(world.ext_calendar_id)) >= 12
     done = world.run(allow_mass_delete=True)
     assert done["outcome"] == "ok" and done["pushDeleted"] == 11
+
+
+def test_a_stale_token_is_refreshed_once_under_the_lease_and_saved(world: World) -> None:
+    acct = world.emu.create_account("google", "stale@example.com")
+    cid = world.store.add_calendar(Provider.GOOGLE, ext_calendar_id=acct["calendar_id"], account=acct["account_id"],
+                                   token=None, expires=None, refresh_token=acct["refresh_token"])
+    run_id = world.store.open_run(cid)
+    nxt = pull.token_step(world.app, run_id)
+    assert nxt.step == Step.FETCH
+    cal = world.store.data.calendars[cid]
+    assert cal["token"] and cal["accessTokenExpirationDate"] and world.store.leases == {}
+    assert [w for w, _ in world.store.log].count("token saved") == 1
+
+
+def test_a_revoked_grant_puts_the_account_into_needs_reauth_with_a_notice(world: World) -> None:
+    from autosync import errors
+
+    acct = world.emu.create_account("google", "gone@example.com")
+    world.emu.revoke(acct["account_id"])
+    cid = world.store.add_calendar(Provider.GOOGLE, ext_calendar_id=acct["calendar_id"], account=acct["account_id"],
+                                   token=None, expires=None, refresh_token=acct["refresh_token"])
+    with pytest.raises(errors.AuthRevoked):
+        pull.token_step(world.app, world.store.open_run(cid))
+    assert world.store.data.calendars[cid]["needsReauth"] is True and world.store.leases == {}
+    assert [n["kind"] for n in world.store.data.notices] == ["needs_reauth"]
