@@ -120,7 +120,7 @@ def _refresh(app: App, run: RunContext, provider: Adapter, refresh_token: str | 
         released = True
     finally:
         if not released:  # the call failed (it is retried later) or the save did: free the account now
-            release_quietly(key, holder)
+            release_quietly(app, key, holder)
     log.info("token refreshed", extra={"calendar": run.calendar_id, "provider": provider.name})
     return calendar_ref(run, grant.access_token)
 

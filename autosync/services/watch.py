@@ -22,15 +22,13 @@ from autosync.providers.http import counting
 from autosync.redact import describe
 from autosync.services import runs
 from autosync.services.channels import hash_secret
-from autosync.services.context import App
+from autosync.services.context import App, context
 from autosync.services.leases import held
 from autosync.services.pull import load_run
 from autosync.services.runs import Next
 from autosync.services.tokens import ensure_token, fresh_enough
 from autosync.settings import Settings
 from autosync.store import channels as sql
-from autosync.store import runs as run_sql
-from autosync.store.db import transaction
 from autosync.store.runs import RunContext
 
 log = logging.getLogger(__name__)
@@ -81,9 +79,9 @@ def watch_step(app: App, run_id: int) -> Next:
             lasting = not isinstance(exc, errors.Transient | errors.Throttled)
             log.warning("could not watch calendar, it stays polled",
                         extra={"calendar": run.calendar_id, "error": error})
-    with transaction() as conn:
-        sql.set_watch_error(conn, run.calendar_id, error, lasting=lasting)
-        run_sql.touch(conn, run_id, "fetch", stats.count)
+    with app.store.unit() as tx:
+        tx.set_watch_error(run.calendar_id, error, lasting=lasting)
+        tx.touch(run_id, Step.FETCH, stats.count)
     return Next(Step.FETCH, run_id, calendar_type=run.calendar_type)
 
 
@@ -94,7 +92,7 @@ def ensure_watched(app: App, run: RunContext, cal: CalendarRef) -> None:
     serialized by a lease; the provider calls run with no database connection held.
     """
     settings = app.settings
-    with held(sql.watch_key(run), ttl=_watch_lease_seconds(settings), wait=settings.max_inline_wait) as mine:
+    with held(app, sql.watch_key(run), ttl=_watch_lease_seconds(settings), wait=settings.max_inline_wait) as mine:
         if not mine:
             # Another chain is changing this channel right now; what it makes covers this calendar,
             # and if it fails the next run tries again. This run fetches either way.
@@ -115,8 +113,8 @@ def _ensure_watched(app: App, run: RunContext, cal: CalendarRef) -> None:
     now = datetime.now(UTC)
     expires = now + timedelta(seconds=watch_ttl(settings, run.calendar_type))
     margin = timedelta(seconds=renew_before(settings, run.calendar_type))
-    with transaction() as conn:  # read after the lease is held: sees what the previous holder saved
-        live = sql.live_for_calendar(conn, run.calendar_id)
+    with app.store.unit() as tx:  # read after the lease is held: sees what the previous holder saved
+        live = tx.live_channels(run.calendar_id)
     if any(ch["expiresAt"] > now + margin for ch in live):
         return
     if live:  # renew the newest in place (Graph; even past its expiry, or it answers NotFound)
@@ -124,13 +122,13 @@ def _ensure_watched(app: App, run: RunContext, cal: CalendarRef) -> None:
             renewed = provider.renew_watch(cal, live[0]["channelId"], expires)
         except errors.NotFound:
             renewed = None  # Graph removed it: make a new one
-            with transaction() as conn:
-                sql.stop(conn, [live[0]["channelId"]])
+            with app.store.unit() as tx:
+                tx.stop_channels([live[0]["channelId"]])
             live = live[1:]
         if renewed is not None:
-            with transaction() as conn:
-                sql.renewed(conn, renewed.id, renewed.expires_at)
-            _stop_all(provider, cal, [ch for ch in live if ch["channelId"] != renewed.id])
+            with app.store.unit() as tx:
+                tx.channel_renewed(renewed.id, renewed.expires_at)
+            _stop_all(app, provider, cal, [ch for ch in live if ch["channelId"] != renewed.id])
             log.info("channel renewed", extra={"calendar": run.calendar_id, "channel": renewed.id,
                                                "expires": renewed.expires_at.isoformat()})
             return
@@ -139,15 +137,15 @@ def _ensure_watched(app: App, run: RunContext, cal: CalendarRef) -> None:
     channel = provider.watch(cal, WatchRequest(channel_id=str(uuid.uuid4()), address=address,
                                                lifecycle_address=lifecycle, secret=secret, expires_at=expires))
     per_calendar = provider.watch_scope == "calendar" or not run.social_account_id
-    with transaction() as conn:
-        sql.insert(conn, run, channel_id=channel.id, calendar_id=run.calendar_id if per_calendar else None,
+    with app.store.unit() as tx:
+        tx.add_channel(run, channel_id=channel.id, calendar_id=run.calendar_id if per_calendar else None,
                    resource_id=channel.resource_id, secret_hash=hash_secret(secret), expires=channel.expires_at)
-    _stop_all(provider, cal, live)
+    _stop_all(app, provider, cal, live)
     log.info("channel created", extra={"calendar": run.calendar_id, "channel": channel.id,
                                        "expires": channel.expires_at.isoformat()})
 
 
-def _stop_all(provider: Any, cal: CalendarRef, channels: list[dict[str, Any]]) -> None:
+def _stop_all(app: App, provider: Any, cal: CalendarRef, channels: list[dict[str, Any]]) -> None:
     """Stop replaced channels; one that cannot be stopped now expires on its own and is ignored."""
     for ch in channels:
         try:
@@ -156,18 +154,18 @@ def _stop_all(provider: Any, cal: CalendarRef, channels: list[dict[str, Any]]) -
             log.warning("could not stop a replaced channel", extra={"channel": ch["channelId"],
                                                                     "error": exc.describe()})
     if channels:
-        with transaction() as conn:
-            sql.stop(conn, [ch["channelId"] for ch in channels])
+        with app.store.unit() as tx:
+            tx.stop_channels([ch["channelId"] for ch in channels])
 
 
 def on_notification(app: App, channel_id: str, event: str) -> list[Next]:
     """Open runs for the calendars a verified notification covers (coalescing with runs in progress)."""
-    with transaction() as conn:
+    with app.store.unit() as tx:
         if event == "reauthorizationRequired":
-            sql.due_now(conn, channel_id)  # the run's watch step renews it (a PATCH also reauthorizes)
+            tx.channel_due_now(channel_id)  # the run's watch step renews it (a PATCH also reauthorizes)
         elif event == "subscriptionRemoved":
-            sql.stop(conn, [channel_id])  # the run's watch step makes a new one
-        ids = [r["calendarId"] for r in sql.calendars_of(conn, channel_id)]
+            tx.stop_channels([channel_id])  # the run's watch step makes a new one
+        ids = tx.calendars_of_channel(channel_id)
     metrics.notification_routed(channel_id, ids)
     if not ids:
         return []
@@ -175,10 +173,11 @@ def on_notification(app: App, channel_id: str, event: str) -> list[Next]:
     return steps
 
 
-def orphans() -> list[str]:
+def orphans(app: App | None = None) -> list[str]:
     """Channels to stop because no active calendar needs them (the beat queues one task each)."""
-    with transaction() as conn:
-        return [r["channelId"] for r in sql.orphaned(conn)]
+    app = app or context()
+    with app.store.unit() as tx:
+        return [r["channelId"] for r in tx.orphaned_channels()]
 
 
 def unwatch_orphan(app: App, channel_id: str) -> bool:
@@ -188,8 +187,8 @@ def unwatch_orphan(app: App, channel_id: str) -> bool:
     calendar the user unlinked. Without one, the channel is forgotten and expires on its own. The
     provider call runs with no database connection held; a second stop of the same channel is harmless.
     """
-    with transaction() as conn:
-        rows = sql.orphaned(conn, channel_id)
+    with app.store.unit() as tx:
+        rows = tx.orphaned_channels(channel_id)
     if not rows:
         return False
     ch = rows[0]
@@ -204,7 +203,7 @@ def unwatch_orphan(app: App, channel_id: str) -> bool:
         except errors.ProviderError as exc:
             log.warning("could not stop an unneeded channel; it expires on its own",
                         extra={"channel": channel_id, "error": exc.describe()})
-    with transaction() as conn:
-        sql.stop(conn, [channel_id])
+    with app.store.unit() as tx:
+        tx.stop_channels([channel_id])
     log.info("channel stopped: no active calendar needs it", extra={"channel": channel_id, "told": told})
     return told

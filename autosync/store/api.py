@@ -142,6 +142,39 @@ class Tx(Protocol):
         """Put the account's calendars into needs-reauth; returns their ids."""
         ...
 
+    def set_watch_error(self, calendar_id: int, error: str | None, *, lasting: bool = False) -> None:
+        """Record why a calendar cannot be watched (``lasting``: wait a day before the next try)."""
+        ...
+
+    def live_channels(self, calendar_id: int) -> list[Row]:
+        """The live channels that cover a calendar."""
+        ...
+
+    def stop_channels(self, channel_ids: list[str]) -> None:
+        """Mark channels stopped."""
+        ...
+
+    def channel_renewed(self, channel_id: str, expires: datetime) -> None:
+        """A channel renewed in place until ``expires``."""
+        ...
+
+    def add_channel(self, run: RunContext, *, channel_id: str, calendar_id: int | None, resource_id: str | None,
+                    secret_hash: bytes, expires: datetime) -> None:
+        """Record a channel the provider just created (its secret only as a hash)."""
+        ...
+
+    def channel_due_now(self, channel_id: str) -> None:
+        """Make a channel due for renewal."""
+        ...
+
+    def calendars_of_channel(self, channel_id: str) -> list[int]:
+        """The active calendars a channel covers."""
+        ...
+
+    def orphaned_channels(self, channel_id: str | None = None) -> list[Row]:
+        """Live channels no active calendar needs (or that one), with what stopping them needs."""
+        ...
+
     def record_seen(self, run_id: int, ext_ids: Sequence[str]) -> None:
         ...
 

@@ -46,6 +46,7 @@ class _Data:
     skips: list[Row] = field(default_factory=list)
     push_log: list[Row] = field(default_factory=list)
     notices: list[Row] = field(default_factory=list)
+    channels: dict[str, Row] = field(default_factory=dict)
 
 
 class MemoryTx:
@@ -212,6 +213,35 @@ class MemoryTx:
         for c in self._account(run):
             c.update(needsReauth=True, reauthReason=reason)
         return [c["calendarId"] for c in self._account(run)]
+
+    def set_watch_error(self, calendar_id: int, error: str | None, *, lasting: bool = False) -> None:
+        self.d.calendars[calendar_id]["watchError"] = error
+
+    def live_channels(self, calendar_id: int) -> list[Row]:
+        return [dict(c) for c in self.d.channels.values() if c["calendarId"] == calendar_id and not c["stopped"]]
+
+    def stop_channels(self, channel_ids: list[str]) -> None:
+        for channel_id in channel_ids:
+            if channel_id in self.d.channels:
+                self.d.channels[channel_id]["stopped"] = True
+
+    def channel_renewed(self, channel_id: str, expires: datetime) -> None:
+        self.d.channels[channel_id]["expiresAt"] = expires
+
+    def add_channel(self, run: RunContext, *, channel_id: str, calendar_id: int | None, resource_id: str | None,
+                    secret_hash: bytes, expires: datetime) -> None:
+        self.d.channels[channel_id] = {"channelId": channel_id, "calendarId": calendar_id,
+                                       "resourceId": resource_id, "expiresAt": expires, "stopped": False}
+
+    def channel_due_now(self, channel_id: str) -> None:
+        self.d.channels[channel_id]["expiresAt"] = _now()
+
+    def calendars_of_channel(self, channel_id: str) -> list[int]:
+        ch = self.d.channels.get(channel_id)
+        return [ch["calendarId"]] if ch and ch["calendarId"] is not None else []
+
+    def orphaned_channels(self, channel_id: str | None = None) -> list[Row]:
+        return []
 
     def start_rerun(self, calendar_id: int, request_ids: list[int]) -> Row | None:
         if self._open_run(calendar_id):

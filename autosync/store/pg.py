@@ -152,6 +152,34 @@ class PgTx:
     def mark_needs_reauth(self, run: RunContext, reason: str) -> list[int]:
         return token_sql.mark_needs_reauth(self.conn, run, reason)
 
+    # --- change-notification channels --------------------------------------------------------------
+
+    def set_watch_error(self, calendar_id: int, error: str | None, *, lasting: bool = False) -> None:
+        watch_sql.set_watch_error(self.conn, calendar_id, error, lasting=lasting)
+
+    def live_channels(self, calendar_id: int) -> list[Row]:
+        return watch_sql.live_for_calendar(self.conn, calendar_id)
+
+    def stop_channels(self, channel_ids: list[str]) -> None:
+        watch_sql.stop(self.conn, channel_ids)
+
+    def channel_renewed(self, channel_id: str, expires: datetime) -> None:
+        watch_sql.renewed(self.conn, channel_id, expires)
+
+    def add_channel(self, run: RunContext, *, channel_id: str, calendar_id: int | None, resource_id: str | None,
+                    secret_hash: bytes, expires: datetime) -> None:
+        watch_sql.insert(self.conn, run, channel_id=channel_id, calendar_id=calendar_id, resource_id=resource_id,
+                         secret_hash=secret_hash, expires=expires)
+
+    def channel_due_now(self, channel_id: str) -> None:
+        watch_sql.due_now(self.conn, channel_id)
+
+    def calendars_of_channel(self, channel_id: str) -> list[int]:
+        return [r["calendarId"] for r in watch_sql.calendars_of(self.conn, channel_id)]
+
+    def orphaned_channels(self, channel_id: str | None = None) -> list[Row]:
+        return watch_sql.orphaned(self.conn, channel_id)
+
     # --- events -------------------------------------------------------------------------------------
 
     def record_seen(self, run_id: int, ext_ids: Sequence[str]) -> None:
