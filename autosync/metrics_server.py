@@ -177,7 +177,7 @@ class Collector:
                 ("autosync_watch_safety_poll_seconds", "AUTOSYNC_WATCH_SAFETY_POLL: a watched calendar is polled at "
                  "least this often.", s.watch_safety_poll),
                 ("autosync_notifications_enabled", "1 when change notifications are on (AUTOSYNC_WEBHOOK_URL set).",
-                 int(s.push_enabled))):
+                 int(s.watch_enabled))):
             g = GaugeMetricFamily(name, text)
             g.add_metric([], float(value))
             yield g

@@ -5,11 +5,34 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
+from enum import IntEnum, StrEnum
 from typing import Any, Literal
 
 EventStatus = Literal["confirmed", "tentative", "cancelled"]
 Moment = datetime | date
 
+
+class Provider(IntEnum):
+    """A calendar's provider, as the app stores it in ``calendar."calendarType"``."""
+
+    GOOGLE = 1
+    OUTLOOK = 2
+
+    @property
+    def label(self) -> str:
+        """The provider's name in logs, metrics and queues: google or outlook."""
+        return self.name.lower()
+
+
+class Step(StrEnum):
+    """The steps of a run, as recorded in ``sync_run.step`` and chained by the tasks."""
+
+    TOKEN = "token"  # noqa: S105 (a step name)
+    WATCH = "watch"
+    FETCH = "fetch"
+    IMPORT = "import"
+    PUSH = "push"
+    DONE = "done"
 
 @dataclass(frozen=True, slots=True)
 class Attendee:
@@ -129,3 +152,15 @@ class Skipped:
 
 
 _HASHED = tuple(f.name for f in fields(Event) if f.name not in {"etag", "updated", "raw"})
+
+
+@dataclass(frozen=True)
+class AppChange:
+    """An app change waiting to be pushed for an event a provider page also names."""
+
+    ext_id: str
+    outbox_id: int
+    op: str
+    changed_at: datetime
+    row_hash: str | None  # the row's content hash (None: the app deleted the row)
+    app_version: dict[str, Any] | None

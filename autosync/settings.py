@@ -299,7 +299,7 @@ class Settings:
         return f"Settings({', '.join(shown)})"
 
     @property
-    def push_enabled(self) -> bool:
+    def watch_enabled(self) -> bool:
         """Whether calendars are watched through change notifications (a webhook URL is set)."""
         return bool(self.webhook_url)
 

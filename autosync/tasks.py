@@ -196,7 +196,7 @@ def import_page(self: Task, run_id: int, page_id: int) -> None:
 @app.task(name="autosync.push_changes", **STEP)
 def push_changes(self: Task, run_id: int) -> None:
     """Step 5: push the app's changes for the run's calendar back to the provider."""
-    from autosync.services.push import push_step
+    from autosync.services.syncback import push_step
 
     _guarded(self, push_step, run_id)
 
@@ -237,11 +237,11 @@ def unwatch_channel(self: Task, channel_id: str) -> bool:
 @app.task(name="autosync.sync_user", bind=True, ignore_result=True)
 def sync_user(self: Task, user_id: int | None, calendar_type: int | None = None,
               request_id: int | None = None, calendar_id: int | None = None,
-              allow_mass_delete: bool = False) -> int:
-    """Ad-hoc: sync one user's calendars (all users when user_id is None)."""
+              allow_mass_delete: bool = False, dry_run: bool = False) -> int:
+    """Ad-hoc: sync one user's calendars (all users when user_id is None); ``dry_run`` only counts."""
     types = [calendar_type] if calendar_type else [1, 2]
     steps, _ = runs.open_runs(context(), types, reason="adhoc", user_id=user_id, request_id=request_id,
-                              calendar_id=calendar_id, allow_mass_delete=allow_mass_delete)
+                              calendar_id=calendar_id, allow_mass_delete=allow_mass_delete, dry_run=dry_run)
     for step in steps:
         enqueue(step)
     return len(steps)
@@ -259,7 +259,7 @@ def resume_stale(self: Task) -> int:
 @app.task(name="autosync.deliver_notifications", bind=True, ignore_result=True)
 def deliver_notifications(self: Task) -> int:
     """Beat: hand pending user notifications to the configured sender."""
-    from autosync.services.notify import deliver_pending
+    from autosync.services.notices import deliver_pending
 
     return deliver_pending(context())
 

@@ -33,6 +33,7 @@ from autosync.services.tokens import ensure_token
 from autosync.store import events as ev_sql
 from autosync.store import runs as run_sql
 from autosync.store.db import Conn, transaction
+from autosync.store.runs import RunContext
 from bench import instrument
 
 GOOGLE = "bench.baseline_google"
@@ -55,8 +56,8 @@ DELTA_LINK = 'SELECT "deltaLink" FROM calendar WHERE "calendarId" = %(c)s'
 SAVE_DELTA = 'UPDATE calendar SET "deltaLink" = %(link)s WHERE "calendarId" = %(c)s'
 
 
-def _calendar(calendar_id: int) -> dict[str, Any]:
-    """The calendar in the shape autosync's token service expects (a pseudo run context)."""
+def _calendar(calendar_id: int) -> RunContext:
+    """The calendar in the shape autosync's token service expects (a run context with no run)."""
     with transaction() as conn:
         row = conn.execute(
             'SELECT "calendarId", "userId", "calendarType", "extCalendarId", "socialAccountId", token, '
@@ -64,7 +65,13 @@ def _calendar(calendar_id: int) -> dict[str, Any]:
             {"c": calendar_id}).fetchone()
     if row is None:
         raise LookupError(f"calendar {calendar_id} is gone")
-    return dict(row)
+    return RunContext(
+        run_id=0, calendar_id=row["calendarId"], finished_at=None, full_sync=True, page_cursor=None,
+        window_start=None, window_end=None, allow_mass_delete=False, dry_run=False, user_id=row["userId"],
+        calendar_type=row["calendarType"], ext_calendar_id=row["extCalendarId"],
+        social_account_id=row["socialAccountId"], token=row["token"], refresh_token=row["refreshToken"],
+        token_expires_at=row["accessTokenExpirationDate"], delta_link=None, sync_window_start=None,
+        sync_window_end=None, calendar_active=True, last_page_checks=False, pending_deletes=False)
 
 
 def upsert_rows(conn: Conn, calendar_id: int, user_id: int, events: list[Event]) -> None:
@@ -98,7 +105,7 @@ def google_cycle(calendar_id: int) -> int:
     events, _ = page_from_google(items, default_reminders=meta.get("defaultReminders") or (),
                                  calendar_tz=meta.get("timeZone"))
     with transaction() as conn:
-        upsert_rows(conn, calendar_id, ctx["userId"], events)
+        upsert_rows(conn, calendar_id, ctx.user_id, events)
         conn.execute(TOUCH_CALENDAR, {"c": calendar_id})
     instrument.bump("baseline.items", len(items))
     return len(events)
@@ -147,7 +154,7 @@ def outlook_cycle(calendar_id: int) -> int:
             if item.get("type") == "exception":
                 events.append(event_from_graph(item, master=master))
     with transaction() as conn:
-        upsert_rows(conn, calendar_id, ctx["userId"], events)
+        upsert_rows(conn, calendar_id, ctx.user_id, events)
         conn.execute(TOUCH_CALENDAR, {"c": calendar_id})
         if last.get("@odata.deltaLink"):
             conn.execute(SAVE_DELTA, {"c": calendar_id, "link": last["@odata.deltaLink"]})

@@ -81,7 +81,8 @@ os.environ.update({
     "AUTOSYNC_TEST_OPS_BROKER": f"{REDIS_HOST}/{OPS_REDIS_DB}",
 })
 
-TABLES = ("fan_out", "push_channel", "temp_log", "sync_conflict", "event_outbox", "notification", "sync_skip", "sync_seen",
+TABLES = ("fan_out", "sync_pending_delete",
+          "push_channel", "temp_log", "sync_conflict", "event_outbox", "notification", "sync_skip", "sync_seen",
           "sync_page", "sync_run", "sync_request", "non_reg_user_share", "cal_event_share", "cal_event", "calendar",
           "user_main")
 

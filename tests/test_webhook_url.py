@@ -21,7 +21,7 @@ def test_a_plain_http_webhook_url_stops_startup_naming_the_variable(url: str) ->
                                  "http://LOCALHOST/hooks", ""])
 def test_https_and_loopback_webhook_urls_are_accepted(url: str) -> None:
     settings = Settings.from_env({"AUTOSYNC_WEBHOOK_URL": url})
-    assert settings.webhook_url == url.rstrip("/") and settings.push_enabled is bool(url)
+    assert settings.webhook_url == url.rstrip("/") and settings.watch_enabled is bool(url)
 
 
 def test_a_refused_webhook_url_does_not_echo_its_password() -> None:

@@ -77,7 +77,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     host = args.host or settings.webhook_host
     port = settings.webhook_port if args.port is None else args.port
     receiver = Receiver(host, port)
-    if not settings.push_enabled:
+    if not settings.watch_enabled:
         say("note: AUTOSYNC_WEBHOOK_URL is not set, so workers create no channels and nothing will notify "
              "this receiver")
     say(f"autosync webhooks listening on {receiver.url}")

@@ -19,6 +19,8 @@ from autosync.cli.common import (
 )
 from autosync.settings import seconds
 
+DRY_RUN_WAIT = 120
+
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Enqueue syncs now; with --wait, block and print a JSON summary."""
@@ -29,10 +31,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         request_id = adhoc.enqueue(None if args.all else args.user, args.calendar_type,
-                                   calendar_id=args.calendar, allow_mass_delete=args.allow_mass_delete)
+                                   calendar_id=args.calendar, allow_mass_delete=args.allow_mass_delete,
+                                   dry_run=args.dry_run)
     except adhoc.InvalidRequest as exc:
         print(json.dumps(exc.response))
         return EXIT_USAGE
+    if args.dry_run and args.wait is None:
+        args.wait = DRY_RUN_WAIT  # a preview is only useful once it is done
     if args.wait is None:
         print(json.dumps({"requestId": request_id, "enqueued": True}))
         return EXIT_OK
@@ -42,6 +47,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print(f"\rrequest {request_id}: {done}/{len(summary['runs'])} runs finished", end="", file=sys.stderr)
 
     summary = adhoc.wait(request_id, args.wait, progress if sys.stderr.isatty() else None)
+    if args.dry_run:
+        summary["dryRun"] = True
     print(json.dumps(summary, default=str, indent=2))
     failed = summary["timedOut"] or any(r["outcome"] not in ("ok", None) for r in summary["runs"])
     return EXIT_PROBLEM if failed else EXIT_OK
@@ -62,6 +69,10 @@ def add_sync(sub: Any) -> None:
                       help="wait up to SECONDS for the runs, then print a JSON summary")
     sync.add_argument("--allow-mass-delete", action="store_true",
                       help="let this run delete more than the mass-delete guard allows")
+    sync.add_argument("--dry-run", action="store_true",
+                      help="show what the runs would import, delete and push, writing none of it "
+                           f"(waits for them: --wait defaults to {DRY_RUN_WAIT} s); a run the mass-delete guard "
+                           "would stop shows outcome 'blocked' with the counts consent would apply")
     sync.set_defaults(func=cmd_sync, needs=("database", "broker"))
 
 

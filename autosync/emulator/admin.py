@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from autosync.emulator import google
 from autosync.emulator.core import Request, Response
-from autosync.emulator.push_admin import handle_push_admin
+from autosync.emulator.watch_admin import handle_push_admin
 
 if TYPE_CHECKING:
     from autosync.emulator.server import Emulator

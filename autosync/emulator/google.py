@@ -19,7 +19,7 @@ _WATCH_RE = re.compile(r"^/calendars/[^/]+/events/watch/?$")
 def route_name(method: str, path: str) -> str | None:
     """The request-log endpoint name of an API path (after `/google/calendar/v3`)."""
     if method == "POST" and _WATCH_RE.match(path):
-        return "google.events.watch"  # served by push_routes
+        return "google.events.watch"  # served by watch_routes
     if path.rstrip("/") == "/channels/stop":
         return "google.channels.stop" if method == "POST" else None
     match = _EVENTS_RE.match(path)

@@ -1,4 +1,4 @@
-"""Google Calendar API error bodies as the real API sends them (contract §A2, §A4, §A5)."""
+"""Google Calendar API error bodies as the real API sends them (https://developers.google.com/workspace/calendar/api/guides/errors)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Microsoft Graph v1.0 calendar emulation: the GraphState the server core hands Graph requests to.
 
 State lives in graph_store (items, series) and graph_delta (rounds, tokens); routes in graph_routes and
-graph_admin; rendering in graph_render. This module is the thread-safe facade (contract §B2-B6).
+graph_admin; rendering in graph_render. This module is the thread-safe facade (https://learn.microsoft.com/graph/api/event-delta).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""OData error bodies of the Graph emulator (contract §B6)."""
+"""OData error bodies of the Graph emulator (https://learn.microsoft.com/graph/errors)."""
 
 from __future__ import annotations
 

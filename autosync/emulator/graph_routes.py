@@ -70,7 +70,7 @@ def parse_route(req: Request) -> Route:
 
 
 def _subscription_route(method: str, tail: list[str]) -> Route:
-    """``/subscriptions[/{id}[/reauthorize]]`` (served by push_routes)."""
+    """``/subscriptions[/{id}[/reauthorize]]`` (served by watch_routes)."""
     names: dict[tuple[str, int], str] = {
         ("POST", 0): "create",
         ("GET", 0): "list",

@@ -1,7 +1,8 @@
 """OAuth token endpoints of the emulator: accounts, refresh tokens and expiring access tokens.
 
 Google keeps its refresh token on refresh; Microsoft returns a new one each time and the emulator
-invalidates the old one after use (contract §A1, §B1).
+invalidates the old one after use (https://developers.google.com/identity/protocols/oauth2/web-server#offline,
+https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow#refresh-the-access-token).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from autosync.emulator import google, push_routes
+from autosync.emulator import google, watch_routes
 from autosync.emulator.admin import handle_admin
 from autosync.emulator.core import Account, Request, Response
 from autosync.emulator.faults import FaultBook, QuotaBook, fault_response, graph_error
@@ -18,9 +18,9 @@ from autosync.emulator.google_state import GoogleState
 from autosync.emulator.httpserver import RESET, EmulatorHandler, EmulatorHTTPServer
 from autosync.emulator.latency import Latency, LatencyBook
 from autosync.emulator.oauth import OAuthState
-from autosync.emulator.push import PushHub
 from autosync.emulator.requestlog import RequestLog
 from autosync.emulator.seed import dump_state, load_seed
+from autosync.emulator.watch import PushHub
 
 _MS_TOKEN_RE = re.compile(r"^/microsoft/[^/]+/oauth2/v2\.0/token/?$")
 _GRAPH_WORDS = {
@@ -277,8 +277,8 @@ class Emulator:
         return outcome
 
     def _route(self, provider: str, req: Request, endpoint: str) -> Response:
-        if endpoint in push_routes.ENDPOINTS:
-            return push_routes.handle(self, endpoint, req)  # without the lock: it may call the receiver
+        if endpoint in watch_routes.ENDPOINTS:
+            return watch_routes.handle(self, endpoint, req)  # without the lock: it may call the receiver
         with self.lock:
             if provider == "google":
                 return google.handle(self.google, req)

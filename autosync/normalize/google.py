@@ -1,7 +1,8 @@
 """Google Calendar v3 event JSON -> model.Event (reading); writing lives in google_write, re-exported here.
 
 Reference: https://developers.google.com/workspace/calendar/api/v3/reference/events (Event resource)
-and /work/shared/provider-contract.md §A2-A3 (tombstones, exclusive all-day ends, instance ids).
+and https://developers.google.com/workspace/calendar/api/guides/sync
+(tombstones, exclusive all-day ends, instance ids).
 """
 
 from __future__ import annotations

@@ -221,3 +221,32 @@ def _reminder_key(entry: dict[str, Any]) -> tuple[str, Any]:
 
 def _url_key(entry: dict[str, Any]) -> str:
     return text(entry.get("fileUrl"))
+
+
+def google_type(row: dict[str, Any]) -> str:
+    """The Google event type of a synced row: the provider copy's (the app cannot change it), else the row's."""
+    raw = row.get("providerData") or {}
+    return str(raw.get("eventType") or row.get("eventType") or "default")
+
+
+def unsynced_type(row: dict[str, Any]) -> str | None:
+    """Why a Google row must not be pushed at all: its type is one MiPlanIt does not sync (None: it may be).
+
+    Such rows only exist when imported before the eventTypes filter (the event-types migration removes
+    them) or written by the app with that type; pushing them would touch events the user manages elsewhere.
+    """
+    from autosync.normalize.google import SYNCED_EVENT_TYPES  # google.py imports this module
+
+    kind = google_type(row)
+    if kind in SYNCED_EVENT_TYPES:
+        return None
+    return f"Google {kind} events are not synced by MiPlanIt; the change was not pushed"
+
+
+def from_gmail_split(kind: str, changed: set[str]) -> tuple[set[str], set[str]]:
+    """(fields Google accepts, fields it refuses) of an app change to an event of type ``kind``."""
+    from autosync.normalize.google import FROM_GMAIL_WRITABLE  # google.py imports this module
+
+    if kind != "fromGmail":
+        return changed, set()
+    return changed & FROM_GMAIL_WRITABLE, changed - FROM_GMAIL_WRITABLE

@@ -1,6 +1,7 @@
 """Microsoft Graph event JSON -> model.Event (reading); writing lives in outlook_write, re-exported here.
 
-Reference: https://learn.microsoft.com/graph/api/resources/event and provider-contract.md §B3-B4
+Reference: https://learn.microsoft.com/graph/api/resources/event and
+https://learn.microsoft.com/graph/api/event-delta
 (offset-less dateTimes, floating all-day events, Windows zone names, bare occurrences, @removed).
 """
 

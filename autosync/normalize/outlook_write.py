@@ -9,7 +9,7 @@ from autosync.errors import NormalizeError
 from autosync.model import Attendee, Event
 from autosync.normalize.common import ONE_DAY
 from autosync.normalize.recurrence import rrule_to_graph
-from autosync.normalize.timezones import graph_zone
+from autosync.normalize.timezones import graph_zone, iana_name
 
 GRAPH_MEETING_PROVIDERS = frozenset({"teamsForBusiness", "skypeForBusiness", "skypeForConsumer"})
 WIRE_FORMAT = "%Y-%m-%dT%H:%M:%S"  # Graph's offset-less dateTime; sub-second precision is dropped
@@ -132,3 +132,14 @@ def graph_patch(event: Event, changed: set[str], old_raw: dict[str, Any], base: 
             if email and email not in mine and email not in removed:
                 body["attendees"].append({"emailAddress": a.get("emailAddress"), "type": a.get("type", "required")})
     return body
+
+
+def unnamed_zone(old_raw: dict[str, Any]) -> bool:
+    """True when an Outlook copy has no start zone autosync can name.
+
+    Graph names the zone in ``originalStartTimeZone`` (Windows names); a legacy custom zone reads
+    ``tzone://Microsoft/Custom`` and some items carry none. The start/end themselves come in UTC (we ask
+    ``Prefer: outlook.timezone="UTC"``), so the import can only label such an event UTC — a label the
+    user never chose, which a push must not write back.
+    """
+    return bool(old_raw) and iana_name(str(old_raw.get("originalStartTimeZone") or "")) is None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from autosync.model import Event, Skipped
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,53 @@ class WatchRequest:
     expires_at: datetime
 
 
-class Provider(Protocol):
-    """The operations the sync engine needs from a calendar provider."""
+class Adapter(Protocol):
+    """The operations the sync engine needs from a calendar provider (one adapter per provider)."""
 
     kind: int
     name: str
+    # What the provider's sync model asks of the services (instead of asking which provider it is):
+    window_in_cursor: bool  # the cursor freezes the listed window: rolling it forward needs a full listing
+    checks_series: bool  # its change feed can miss series changes: the import checks series (instances)
+    ids_are_keys: bool  # the create key is the event's id: an unanswered create can be addressed by it
+    keeps_deleted: bool  # deleted events stay readable: a create's key may find a copy deleted since
+    watch_scope: str  # "calendar": one channel per calendar; "mailbox": one per account
+    watch_path: str  # the receiver's route for its notifications
+    lifecycle_path: str | None  # the receiver's route for its channel lifecycle events, if any
+
+    def zone_hint(self, row: dict[str, Any]) -> str | None:
+        """The zone to read the provider copy of an app row with, where the copy may leave it unnamed."""
+
+    def writable(self, row: dict[str, Any], changed: set[str]) -> tuple[set[str], set[str]]:
+        """(fields the provider accepts, fields it refuses) of an app change to this row."""
+
+    def zone_unnamed(self, old_raw: dict[str, Any]) -> bool:
+        """True when the provider copy carries no start zone autosync can name."""
+
+    def refusal(self, row: dict[str, Any]) -> str | None:
+        """Why an app row must not be written to this provider at all (None: it may be)."""
 
     def refresh(self, refresh_token: str) -> TokenGrant:
         """Exchange a refresh token for a new access token."""
+
+    # The provider's formats, so services never branch on which provider it is.
+
+    def read_page(self, items: list[dict[str, Any]], meta: dict[str, Any]
+                  ) -> tuple[list[Event], list[Skipped], list[str]]:
+        """A page's items as events, the items that could not be read, and ids the page marks removed."""
+
+    def read_event(self, raw: dict[str, Any], zone_hint: str | None = None) -> Event:
+        """One provider item as the import reads it (``zone_hint``: the zone an unnamed one means)."""
+
+    def create_body(self, event: Event) -> dict[str, Any]:
+        """The body that creates the event."""
+
+    def patch_body(self, old_raw: dict[str, Any], event: Event, changed: set[str], base: Event | None
+                   ) -> dict[str, Any]:
+        """The body that changes only the ``changed`` fields of the provider copy ``old_raw``."""
+
+    def create_key(self, calendar_id: int, event_id: int, replacing: str | None = None) -> str:
+        """The idempotency key of an app event's create, derived from (calendar, event[, the gone copy])."""
 
     def list_changes(self, cal: CalendarRef, *, cursor: str | None, page: str | None,
                      window: tuple[datetime, datetime]) -> Page:

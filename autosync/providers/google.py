@@ -10,9 +10,12 @@ from urllib.parse import quote
 import requests
 
 from autosync import errors
-from autosync.normalize.google import SYNCED_EVENT_TYPES
+from autosync.model import Event, Skipped
+from autosync.normalize.google import SYNCED_EVENT_TYPES, event_from_google, page_from_google
+from autosync.normalize.google_write import from_gmail_split, google_body, google_patch, google_type, unsynced_type
 from autosync.providers import CalendarRef, Channel, Page, TokenGrant, WatchRequest
 from autosync.providers.http import HttpEdge, classify_response, json_body, parse_retry_after
+from autosync.providers.keys import google_event_id
 from autosync.ratelimit import Limit
 from autosync.settings import Settings
 
@@ -89,6 +92,56 @@ class GoogleProvider:
 
     kind = 1
     name = "google"
+    window_in_cursor = False
+    checks_series = False
+    ids_are_keys = True
+    keeps_deleted = True
+    watch_scope = "calendar"
+    watch_path = "/google"
+    lifecycle_path: str | None = None
+
+    def zone_hint(self, row: dict[str, Any]) -> str | None:
+        """The zone the import stored for the row: the event's own, else its calendar's (an event whose
+        start names no zone is in its calendar's zone)."""
+        return row.get("startTimeZone")
+
+    def writable(self, row: dict[str, Any], changed: set[str]) -> tuple[set[str], set[str]]:
+        """Events from Gmail take only some changes."""
+        return from_gmail_split(google_type(row), changed)
+
+    def zone_unnamed(self, old_raw: dict[str, Any]) -> bool:
+        """Google names a zone or means the calendar's."""
+        return False
+
+    def refusal(self, row: dict[str, Any]) -> str | None:
+        """Event types MiPlanIt does not sync are never written."""
+        return unsynced_type(row)
+
+    # --- formats (Adapter) ---------------------------------------------------------------------------
+
+    def read_page(self, items: list[dict[str, Any]], meta: dict[str, Any]
+                  ) -> tuple[list[Event], list[Skipped], list[str]]:
+        """Google lists deletions as cancelled items, so nothing is marked removed apart from them."""
+        events, skipped = page_from_google(items, default_reminders=meta.get("defaultReminders") or (),
+                                           calendar_tz=meta.get("timeZone"))
+        return events, skipped, []
+
+    def read_event(self, raw: dict[str, Any], zone_hint: str | None = None) -> Event:
+        """An event whose start names no zone is in its calendar's zone (``zone_hint``)."""
+        return event_from_google(raw, calendar_tz=zone_hint)
+
+    def create_body(self, event: Event) -> dict[str, Any]:
+        """events.insert body."""
+        return google_body(event)
+
+    def patch_body(self, old_raw: dict[str, Any], event: Event, changed: set[str], base: Event | None
+                   ) -> dict[str, Any]:
+        """events.patch body."""
+        return google_patch(old_raw, event, changed, base=base)
+
+    def create_key(self, calendar_id: int, event_id: int, replacing: str | None = None) -> str:
+        """The client-chosen event id."""
+        return google_event_id(calendar_id, event_id, replacing)
 
     def __init__(self, settings: Settings, edge: HttpEdge) -> None:
         self.settings = settings
@@ -192,7 +245,8 @@ class GoogleProvider:
         answer = json_body(self._call("POST", cal, self._events_path(cal) + "/watch", json=body,
                                       params={"eventTypes": list(SYNCED_EVENT_TYPES)}))
         try:
-            # int64 as a JSON string (contract A6); the effective expiry may be earlier than asked.
+            # int64 as a JSON string (https://developers.google.com/workspace/calendar/api/guides/push);
+            # the effective expiry may be earlier than asked.
             expires = datetime.fromtimestamp(int(answer["expiration"]) / 1000, UTC)
             return Channel(id=str(answer["id"]), expires_at=expires, resource_id=str(answer["resourceId"]))
         except (KeyError, TypeError, ValueError):

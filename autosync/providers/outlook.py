@@ -10,15 +10,19 @@ from urllib.parse import quote, urlencode
 import requests
 
 from autosync import errors
+from autosync.model import Event, Skipped
+from autosync.normalize.outlook import event_from_graph, page_from_graph
+from autosync.normalize.outlook_write import graph_body, graph_patch, unnamed_zone
 from autosync.providers import CalendarRef, Channel, Page, TokenGrant, WatchRequest
 from autosync.providers.google import classify_token, grant_from
 from autosync.providers.http import HttpEdge, classify_response, json_body
+from autosync.providers.keys import transaction_id
 from autosync.ratelimit import Limit
 from autosync.settings import Settings
 
 CURSOR_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
 # Every event property autosync reads, plus cancelledOccurrences, which Graph returns only when a GET of
-# a series master names it in $select (v1.0 event model in msgraph-sdk-python; contract trap 39).
+# a series master names it in $select (v1.0 event model in msgraph-sdk-python).
 MASTER_SELECT = ",".join((
     "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "categories", "transactionId",
     "originalStartTimeZone", "originalEndTimeZone", "iCalUId", "reminderMinutesBeforeStart", "isReminderOn",
@@ -41,7 +45,8 @@ def _special(status: int, code: str, retry_after: float | None, msg: str) -> err
     if status == 410 or code.lower() in CURSOR_CODES:
         return errors.CursorInvalid(msg, status=status, code=code)
     if status == 412:
-        # We send no If-Match; Outlook answers this transiently on plain requests (contract B5).
+        # We send no If-Match; Outlook answers this transiently on plain requests
+        # (https://learn.microsoft.com/graph/errors, 412 Precondition Failed).
         return errors.Transient(msg, retry_after=retry_after, status=status, code=code)
     return None
 
@@ -69,6 +74,53 @@ class OutlookProvider:
 
     kind = 2
     name = "outlook"
+    window_in_cursor = True
+    checks_series = True
+    ids_are_keys = False
+    keeps_deleted = False
+    watch_scope = "mailbox"
+    watch_path = "/graph"
+    lifecycle_path: str | None = "/graph/lifecycle"
+
+    def zone_hint(self, row: dict[str, Any]) -> str | None:
+        """Graph names every event's zone (or none that can be named: see zone_unnamed)."""
+        return None
+
+    def writable(self, row: dict[str, Any], changed: set[str]) -> tuple[set[str], set[str]]:
+        """Graph takes every change the app makes."""
+        return changed, set()
+
+    def zone_unnamed(self, old_raw: dict[str, Any]) -> bool:
+        """A legacy custom zone, or none."""
+        return unnamed_zone(old_raw)
+
+    def refusal(self, row: dict[str, Any]) -> str | None:
+        """Every Outlook event may be written."""
+        return None
+
+    # --- formats (Adapter) ---------------------------------------------------------------------------
+
+    def read_page(self, items: list[dict[str, Any]], meta: dict[str, Any]
+                  ) -> tuple[list[Event], list[Skipped], list[str]]:
+        """A delta round marks deletions with ``@removed`` (the ids are returned apart)."""
+        return page_from_graph(items)
+
+    def read_event(self, raw: dict[str, Any], zone_hint: str | None = None) -> Event:
+        """Graph names every event's zone: no hint is needed."""
+        return event_from_graph(raw)
+
+    def create_body(self, event: Event) -> dict[str, Any]:
+        """POST /events body."""
+        return graph_body(event)
+
+    def patch_body(self, old_raw: dict[str, Any], event: Event, changed: set[str], base: Event | None
+                   ) -> dict[str, Any]:
+        """PATCH /events/{id} body."""
+        return graph_patch(event, changed, old_raw, base)
+
+    def create_key(self, calendar_id: int, event_id: int, replacing: str | None = None) -> str:
+        """The transactionId."""
+        return transaction_id(calendar_id, event_id, replacing)
 
     def __init__(self, settings: Settings, edge: HttpEdge) -> None:
         self.settings = settings
@@ -227,7 +279,8 @@ class OutlookProvider:
         return url + (f"/{quote(subscription_id, safe='')}" if subscription_id else "")
 
     def watch(self, cal: CalendarRef, request: WatchRequest) -> Channel:
-        """POST /subscriptions on the whole mailbox (Graph cannot watch one calendar, contract B7).
+        """POST /subscriptions on the whole mailbox (Graph cannot watch one calendar:
+        https://learn.microsoft.com/graph/api/resources/subscription, the event resources).
 
         Graph validates both URLs before it answers: `autosync webhooks` must be reachable.
         """

@@ -95,11 +95,13 @@ def parse_event(payload: Any) -> tuple[int, int | None, bool]:
 
 
 def enqueue(user_id: int | None, calendar_type: int | None, *, silent: bool = False, source: str = "adhoc",
-            calendar_id: int | None = None, allow_mass_delete: bool = False,
+            calendar_id: int | None = None, allow_mass_delete: bool = False, dry_run: bool = False,
             connect_timeout: float | None = None) -> int:
     """Record a request and enqueue its sync through the broker; returns the request id.
 
-    ``user_id`` None syncs every user (`autosync sync --all`). Raises ServiceUnavailable when
+    ``user_id`` None syncs every user (`autosync sync --all`). ``dry_run``: the runs count what they
+    would import, delete and push and write none of it (a calendar with a run in progress is left
+    out). Raises ServiceUnavailable when
     PostgreSQL or the broker cannot be reached; a request whose message was not sent is closed with
     the reason, never left pending.
     """
@@ -117,7 +119,8 @@ def enqueue(user_id: int | None, calendar_type: int | None, *, silent: bool = Fa
 
     try:
         sync_user.apply_async(kwargs={"user_id": user_id, "calendar_type": calendar_type, "request_id": request_id,
-                                      "calendar_id": calendar_id, "allow_mass_delete": allow_mass_delete},
+                                      "calendar_id": calendar_id, "allow_mass_delete": allow_mass_delete,
+                                      **({"dry_run": True} if dry_run else {})},
                               queue="autosync", retry_policy=PUBLISH_RETRY)
     except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
         unavailable = health.broker_unavailable(exc)
@@ -142,7 +145,7 @@ def status(request_id: int) -> dict[str, Any]:
         run_rows = conn.execute(sql.RUNS_OF_REQUEST, {"request_id": request_id}).fetchall()
     keys = ("runId", "calendarId", "reason", "step", "outcome", "error", "fullSync", "pagesFetched",
             "eventsUpserted", "eventsUnchanged", "eventsDeleted", "eventsSkipped", "pushCreated",
-            "pushUpdated", "pushDeleted", "pushFailed", "conflicts", "providerRequests")
+            "pushUpdated", "pushDeleted", "pushFailed", "conflicts", "providerRequests", "dryRun")
     return {"requestId": request_id, "done": req.get("finishedAt") is not None,
             "pending": req.get("pending"), "failed": req.get("failed"),
             "runs": [{k: r[k] for k in keys} for r in run_rows]}

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 
 from autosync import metrics
-from autosync.store import push as sql
+from autosync.store import channels as sql
 from autosync.store.db import connect, ping, transaction
 
 log = logging.getLogger("autosync.webhooks")

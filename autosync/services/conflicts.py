@@ -1,31 +1,15 @@
-"""Both sides changed one event: one configurable policy decides, and the loser is recorded."""
+"""Both sides changed one event: the one policy (plan.resolve) decides, and the loser is recorded."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 from autosync import metrics
 from autosync.model import Event
-from autosync.services.context import Context
-from autosync.store.conflicts import PENDING, RECORD, SUPERSEDE
-from autosync.store.db import Conn
-
-
-def winner(policy: str, provider_updated: datetime | None, app_changed: datetime) -> str:
-    """Which side wins: 'app' or 'provider'.
-
-    ``latest`` (default) compares the provider's last-modified time with the time the app changed
-    the row; a provider change without a time (a deletion tombstone) loses to the app's edit, so
-    nothing the user typed is dropped.
-    """
-    if policy in {"app", "provider"}:
-        return policy
-    if provider_updated is None:
-        return "app"
-    return "provider" if provider_updated.astimezone(UTC) > app_changed.astimezone(UTC) else "app"
+from autosync.services import plan
+from autosync.services.context import App
+from autosync.store.api import Tx
+from autosync.store.runs import RunContext
 
 
 @dataclass(frozen=True)
@@ -38,41 +22,21 @@ class Resolved:
     conflicts: int = 0
 
 
-def resolve(app: Context, conn: Conn, ctx: dict[str, Any], live: list[Event],
+def resolve(app: App, tx: Tx, run: RunContext, live: list[Event],
             deleted: list[str], cancelled: list[Event]) -> Resolved:
-    """Drop the provider side of events the app changed too, when the app wins; record every loser.
-
-    A provider item whose content hash is the row's (our own last write or import, unchanged) is no
-    conflict: it is dropped so the app's pending change is neither recorded as a loser nor overwritten.
-    """
-    by_id: dict[str, Event | None] = {e.ext_id: e for e in live + cancelled}
-    by_id.update({d: None for d in deleted})
-    if not by_id:
+    """Decide the conflicts of a page (plan.resolve) and record them: the loser's version is kept,
+    and a push the provider's change beat is closed."""
+    ids = {e.ext_id for e in live + cancelled} | set(deleted)
+    if not ids:
         return Resolved(live, deleted, cancelled)
-    rows = conn.execute(PENDING, {"c": ctx["calendarId"], "ids": list(by_id)}).fetchall()
-    if not rows:
+    changes = tx.app_changes(run.calendar_id, list(ids))
+    if not changes:
         return Resolved(live, deleted, cancelled)
-    policy = app.settings.conflict_policy
-    app_wins: set[str] = set()
-    decided = 0
-    for row in rows:
-        event = by_id.get(row["ext"])
-        if event is not None and row["hash"] is not None and event.content_hash() == row["hash"]:
-            app_wins.add(row["ext"])  # our own last write (or import) coming back: no provider change,
-            continue                  # so no conflict; the app's pending change goes out as it is
-        decided += 1
-        who = winner(policy, event.updated if event else None, row["changedAt"])
-        metrics.conflict(ctx["calendarType"], who)
-        provider_version = json.dumps(event.raw if event and event.raw else {"id": row["ext"], "status":
-                                      "cancelled"}, default=str)
-        app_version = json.dumps(row["app_version"] or {"deleted": True, "op": row["op"]}, default=str)
-        conn.execute(RECORD, {"c": ctx["calendarId"], "ext": row["ext"], "policy": policy, "winner": who,
-                              "app": app_version if who == "provider" else None,
-                              "provider": provider_version if who == "app" else None,
-                              "outbox": row["outboxId"]})
-        if who == "app":
-            app_wins.add(row["ext"])
-        else:
-            conn.execute(SUPERSEDE, {"outbox": row["outboxId"]})
-    return Resolved([e for e in live if e.ext_id not in app_wins], [d for d in deleted if d not in app_wins],
-                    [e for e in cancelled if e.ext_id not in app_wins], decided)
+    out = plan.resolve(app.settings.conflict_policy, live, deleted, cancelled, changes)
+    for c in out.conflicts:
+        metrics.conflict(run.calendar_type, c.winner)
+        tx.record_conflict(run.calendar_id, c.ext_id, policy=c.policy, winner=c.winner, app=c.app_version,
+                           provider=c.provider_version, outbox_id=c.outbox_id)
+        if c.winner == "provider":
+            tx.supersede(c.outbox_id)
+    return Resolved(out.live, out.deleted, out.cancelled, len(out.conflicts))

@@ -1,4 +1,5 @@
-"""Per-process wiring: settings, the rate limiter and one adapter per provider, built once."""
+"""Per-process wiring (the application context ``App``): settings, the rate limiter and one adapter per
+provider, built once. Not to be confused with a run's own data, ``store.runs.RunContext``."""
 
 from __future__ import annotations
 
@@ -8,46 +9,53 @@ from dataclasses import dataclass
 
 import redis
 
-from autosync.providers import Provider
+from autosync.model import Provider
+from autosync.providers import Adapter
 from autosync.providers.google import GoogleProvider
 from autosync.providers.http import HttpEdge, Policy
 from autosync.providers.outlook import OutlookProvider
 from autosync.ratelimit import RateLimiter
 from autosync.settings import Settings, get_settings
+from autosync.store.api import Store
+from autosync.store.pg import PgStore
 
 
 @dataclass(frozen=True)
-class Context:
-    """What services need from the outside world."""
+class App:
+    """What services need from the outside world (passed as ``app``; a run's row is ``run``)."""
 
     settings: Settings
     limiter: RateLimiter
     google: GoogleProvider
     outlook: OutlookProvider
+    store: Store
 
-    def provider(self, kind: int) -> Provider:
+    def provider(self, kind: int) -> Adapter:
         """The adapter for a calendarType."""
-        if kind == 1:
+        if kind == Provider.GOOGLE:
             return self.google
-        if kind == 2:
+        if kind == Provider.OUTLOOK:
             return self.outlook
         raise ValueError(f"unknown calendarType {kind}")
 
 
-_ctx: Context | None = None
+# Kept for code written against the earlier name (other branches merge into this one).
+Context = App
+
+_ctx: App | None = None
 _pid: int | None = None
 _lock = threading.Lock()
 
 
-def build(settings: Settings) -> Context:
+def build(settings: Settings) -> App:
     """Wire a context from settings."""
     limiter = RateLimiter(redis.Redis.from_url(settings.redis, health_check_interval=30))
     edge = HttpEdge(Policy(settings.http_connect_timeout, settings.http_read_timeout, settings.http_retries,
                            settings.http_backoff_cap, settings.max_inline_wait), limiter)
-    return Context(settings, limiter, GoogleProvider(settings, edge), OutlookProvider(settings, edge))
+    return App(settings, limiter, GoogleProvider(settings, edge), OutlookProvider(settings, edge), PgStore())
 
 
-def context() -> Context:
+def context() -> App:
     """The process-wide context (re-built after a fork)."""
     global _ctx, _pid
     with _lock:

@@ -22,20 +22,20 @@ import contextvars
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
+from autosync.model import Step
 from autosync.normalize.common import text
 from autosync.providers import Page
 from autosync.providers.http import RequestStats
-from autosync.services.context import Context
+from autosync.services.context import App
 from autosync.services.outlook_checks import Stored, _series_ids
 from autosync.services.runs import Next
-from autosync.store import events as ev_sql
-from autosync.store.db import transaction
+from autosync.store.runs import RunContext
 
 
-def full_pages(app: Context, ctx: dict[str, Any], first: Page, window: tuple[datetime, datetime],
+def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, datetime],
                stats: RequestStats, list_page: Callable[[str], Page]) -> Next:
     """Import ``first`` and the pages after it, up to the step's budget; the next step of the run.
 
@@ -49,7 +49,11 @@ def full_pages(app: Context, ctx: dict[str, Any], first: Page, window: tuple[dat
     budget_pages = settings.full_sync_step_pages
     budget_s = min(settings.full_sync_step_seconds, settings.task_soft_time_limit / 3)
     started = time.monotonic()
-    page, listed_from = first, ctx["pageCursor"]
+    page, listed_from = first, run.page_cursor
+    # The run was loaded before this step's first page: pages written by this step may record
+    # deletions (pull._write), so its later pages, and the last one, must look for them.
+    run = replace(run, pending_deletes=True)
+    checks_series = app.provider(run.calendar_type).checks_series
     done = 0
     ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="autosync-read-ahead")
     ahead: Future[Page] | None = None
@@ -60,12 +64,12 @@ def full_pages(app: Context, ctx: dict[str, Any], first: Page, window: tuple[dat
             if page.next_page and not last_of_budget:
                 # The read-ahead thread counts its requests in this step's stats (same context).
                 ahead = ahead_pool.submit(contextvars.copy_context().run, list_page, page.next_page)
-            stored = _outlook_state(ctx, page) if ctx["calendarType"] == 2 else None
-            prepared = pull.prepare(app, ctx, page, window, stored)
+            stored = _outlook_state(app, run, page) if checks_series else None
+            prepared = pull.prepare(app, run, page, window, stored)
             requests = stats.count
-            nxt = pull._apply(app, ctx, prepared, page, requests, window, pages=1, listed_from=(listed_from,))
+            nxt = pull._apply(app, run, prepared, page, requests, window, pages=1, listed_from=(listed_from,))
             stats.settle(requests)  # written with the page (the read-ahead's are counted with the next)
-            if nxt.step != "fetch" or ahead is None:
+            if nxt.step != Step.FETCH or ahead is None:
                 return nxt  # the run is over (or pushes next), another delivery has it, or the budget is spent
             listed_from = page.next_page
             page, ahead = ahead.result(), None
@@ -75,10 +79,10 @@ def full_pages(app: Context, ctx: dict[str, Any], first: Page, window: tuple[dat
         ahead_pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _outlook_state(ctx: dict[str, Any], page: Page) -> Stored:
+def _outlook_state(app: App, run: RunContext, page: Page) -> Stored:
     """What the store knows about the series and @removed ids an Outlook page names."""
     removed = [text(i.get("id")) for i in page.items if isinstance(i, dict) and "@removed" in i]
-    with transaction() as conn:
-        state = ev_sql.outlook_state(conn, ctx["calendarId"], ctx["runId"], sorted(_series_ids(page.items)),
-                                     removed, page.complete)
+    with app.store.unit() as tx:
+        state = tx.outlook_state(run.calendar_id, run.run_id, sorted(_series_ids(page.items)), removed,
+                                 page.complete)
     return Stored(state["series"], state["hinted"], state["removed_stored"], state["live_series"])

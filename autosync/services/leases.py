@@ -11,14 +11,13 @@ from contextlib import contextmanager
 
 import psycopg
 
-from autosync.store import leases as sql
-from autosync.store.db import transaction
+from autosync.services.context import App
 
 log = logging.getLogger(__name__)
 
 
 @contextmanager
-def held(key: str, *, ttl: float, wait: float) -> Iterator[bool]:
+def held(app: App, key: str, *, ttl: float, wait: float) -> Iterator[bool]:
     """Hold the lease on ``key`` inside the block (True), or False when it stayed taken for ``wait`` s.
 
     No database connection is kept while the block runs: the claim and the release are their own
@@ -30,8 +29,8 @@ def held(key: str, *, ttl: float, wait: float) -> Iterator[bool]:
     # slot (a whole process under prefork). Capped so a crowd of waiters does not load PostgreSQL.
     pause = 0.025
     while True:
-        with transaction() as conn:
-            if sql.claim(conn, key, holder, ttl):
+        with app.store.unit() as tx:
+            if tx.claim_lease(key, holder, ttl):
                 break
         if time.monotonic() >= deadline:
             yield False
@@ -41,13 +40,13 @@ def held(key: str, *, ttl: float, wait: float) -> Iterator[bool]:
     try:
         yield True
     finally:
-        release_quietly(key, holder)
+        release_quietly(app, key, holder)
 
 
-def release_quietly(key: str, holder: str) -> None:
+def release_quietly(app: App, key: str, holder: str) -> None:
     """Release a lease in a transaction of its own; when PostgreSQL is away, it expires on its own."""
     try:
-        with transaction() as conn:
-            sql.release(conn, key, holder)
+        with app.store.unit() as tx:
+            tx.release_lease(key, holder)
     except psycopg.Error:
         log.warning("could not release a lease; it expires on its own", extra={"lease": key})

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from autosync import errors
 from autosync.model import Event, Skipped
 from autosync.providers import CalendarRef, Page
-from autosync.services.context import Context
+from autosync.services.context import App
 from autosync.services.series import expected_slots, pin_all_day, without_exdates
 from autosync.store.events import FOREIGN_REMOVALS
 
@@ -54,7 +54,7 @@ def _series_ids(items: list[Any]) -> set[str]:
     return ids
 
 
-def outlook_details(app: Context, cal: CalendarRef, out: Prepared, page: Page, removed: list[str],
+def outlook_details(app: App, cal: CalendarRef, out: Prepared, page: Page, removed: list[str],
                     window: tuple[datetime, datetime], stored: Stored) -> None:
     """Check the series a page touches through /instances, and apply its @removed ids."""
     from autosync.normalize.outlook import event_from_graph
@@ -112,7 +112,7 @@ def outlook_details(app: Context, cal: CalendarRef, out: Prepared, page: Page, r
 _GONE = object()
 
 
-def _each(app: Context, fetch: Callable[[str], T], ids: list[str]) -> Iterator[T]:
+def _each(app: App, fetch: Callable[[str], T], ids: list[str]) -> Iterator[T]:
     """``fetch`` of every id, in order. The series of one page are fetched a few at a time: each is one
     or two requests whose wait would otherwise add up (Graph answers in 100-300 ms). Leave slots of
     the mailbox's concurrency to the full listing's read-ahead and to other steps of the mailbox."""

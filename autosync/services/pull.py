@@ -7,24 +7,21 @@ services/initial.py, which imports page after page in the same step, one page re
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 from autosync import errors, metrics
-from autosync.model import Event, Skipped
+from autosync.model import Event, Skipped, Step
 from autosync.providers import CalendarRef, Page
 from autosync.providers.http import counting
-from autosync.services import conflicts, initial, runs
-from autosync.services.context import Context
+from autosync.services import conflicts, initial, plan, runs
+from autosync.services.context import App
 from autosync.services.outlook_checks import Stored, outlook_details
 from autosync.services.runs import Next
 from autosync.services.tokens import ensure_token
-from autosync.store import events as ev_sql
-from autosync.store import push as push_sql
-from autosync.store import runs as sql
-from autosync.store.db import Conn, transaction
+from autosync.store.api import Tx
 from autosync.store.events import FOREIGN_REMOVALS
+from autosync.store.runs import NO_COUNTS, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -53,173 +50,160 @@ class Prepared:
                         list(self.checked), list(self.hinted))
 
 
-def window_for(app: Context, ctx: dict[str, Any], full: bool) -> tuple[datetime, datetime]:
+def window_for(app: App, run: RunContext, full: bool) -> tuple[datetime, datetime]:
     """The run's window: fixed for the run once chosen, the stored one for Outlook deltas."""
-    if ctx.get("windowStart") and ctx.get("windowEnd"):
-        return ctx["windowStart"], ctx["windowEnd"]
-    if not full and ctx["calendarType"] == 2 and ctx["syncWindowStart"] and ctx["syncWindowEnd"]:
-        return ctx["syncWindowStart"], ctx["syncWindowEnd"]
+    if run.window_start and run.window_end:
+        return run.window_start, run.window_end
+    if not full and app.provider(run.calendar_type).window_in_cursor and run.sync_window_start \
+            and run.sync_window_end:
+        return run.sync_window_start, run.sync_window_end
     now = datetime.now(UTC).replace(microsecond=0)
     return (now - timedelta(days=app.settings.sync_past_days),
             now + timedelta(days=app.settings.sync_future_days))
 
 
-def needs_full(app: Context, ctx: dict[str, Any]) -> bool:
+def needs_full(app: App, run: RunContext) -> bool:
     """Full listing: no cursor, an invalidated one, or an Outlook window that must roll forward."""
-    if ctx["fullSync"] or not ctx["deltaLink"]:
+    if run.full_sync or not run.delta_link:
         return True
-    if ctx["calendarType"] == 2:
-        end = ctx["syncWindowEnd"]
+    if app.provider(run.calendar_type).window_in_cursor:
+        end = run.sync_window_end
         roll_at = timedelta(days=app.settings.sync_future_days - app.settings.window_roll_days)
         if end is None or end - datetime.now(UTC) < roll_at:
             return True
     return False
 
 
-def fetch_step(app: Context, run_id: int) -> Next:
+def fetch_step(app: App, run_id: int) -> Next:
     """Fetch one page; stage it for import, or apply an empty page right here."""
     with counting() as stats:
-        ctx = load_run(run_id)
-        if ctx is None:
-            return Next("done", run_id)
-        cal = ensure_token(app, ctx)
-        full = needs_full(app, ctx)
-        window = window_for(app, ctx, full)
-        if full and not ctx["fullSync"]:
-            empty = _begin_full(run_id, window, drop_cursor=False, calendar_id=ctx["calendarId"])
-            ctx = {**ctx, "fullSync": True, "pageCursor": None, "emptyAtStart": empty}
+        run = load_run(app, run_id)
+        if run is None:
+            return Next(Step.DONE, run_id)
+        cal = ensure_token(app, run)
+        full = needs_full(app, run)
+        window = window_for(app, run, full)
+        if full and not run.full_sync:
+            empty = _begin_full(app, run_id, window, drop_cursor=False, calendar_id=run.calendar_id)
+            run = replace(run, full_sync=True, page_cursor=None, empty_at_start=empty)
         try:
-            page = _list(app, ctx, cal, full, window)
+            page = _list(app, run, cal, full, window)
         except errors.LinkRefused:
             # A link that would carry the token elsewhere: drop the stored cursor so the next run
             # lists the calendar in full from the configured URL, and fail this run with the reason.
-            with transaction() as conn:
-                conn.execute(sql.DROP_CURSOR, {"calendar_id": ctx["calendarId"]})
+            if not run.dry_run:
+                with app.store.unit() as tx:
+                    tx.drop_cursor(run.calendar_id)
             raise
         except errors.CursorInvalid as exc:
             # One handler for an invalid cursor: drop it, full sync, tombstone what is not seen.
-            log.warning("cursor invalid, full resync", extra={"calendar": ctx["calendarId"],
+            log.warning("cursor invalid, full resync", extra={"calendar": run.calendar_id,
                                                               "reason": exc.describe()})
-            window = window_for(app, {**ctx, "windowStart": None, "windowEnd": None}, True)
-            empty = _begin_full(run_id, window, drop_cursor=True, calendar_id=ctx["calendarId"])
-            ctx = {**ctx, "fullSync": True, "pageCursor": None, "deltaLink": None, "emptyAtStart": empty}
-            page = _list(app, ctx, cal, True, window)
-        if ctx["fullSync"]:  # a full listing: fetched and imported here, one page ahead, no staging
-            run_ctx = ctx
-            return initial.full_pages(app, ctx, page, window, stats,
-                                      lambda token: _list(app, {**run_ctx, "pageCursor": token}, cal, True, window))
+            window = window_for(app, replace(run, window_start=None, window_end=None), True)
+            empty = _begin_full(app, run_id, window, drop_cursor=not run.dry_run, calendar_id=run.calendar_id)
+            run = replace(run, full_sync=True, page_cursor=None, delta_link=None, empty_at_start=empty)
+            page = _list(app, run, cal, True, window)
+        if run.full_sync:  # a full listing: fetched and imported here, one page ahead, no staging
+            listing = run
+            return initial.full_pages(app, run, page, window, stats,
+                                      lambda token: _list(app, replace(listing, page_cursor=token), cal, True, window))
     # Notified series (series_hint) and a round's foreign @removed ids are dealt with on its last
     # page, even an empty one (outlook_checks).
-    if page.items or (page.complete and ctx["calendarType"] == 2 and ctx.get("lastPageChecks")):
-        with transaction() as conn:
-            page_id = sql.stage_page(conn, run_id, {"items": page.items, "meta": page.meta},
-                                     page.sync_cursor if page.complete else page.next_page, page.complete)
+    if page.items or (page.complete and app.provider(run.calendar_type).checks_series and run.last_page_checks):
+        with app.store.unit() as tx:
+            page_id = tx.stage_page(run_id, {"items": page.items, "meta": page.meta},
+                                    page.sync_cursor if page.complete else page.next_page, page.complete)
             if page_id is None:
-                return Next("done", run_id)  # a duplicate delivery already staged this page
-            conn.execute(sql.PROGRESS, {"run_id": run_id, "step": "import", "cursor": page.next_page,
-                                        "requests": stats.count, **sql.NO_COUNTS})
-        return Next("import", run_id, page_id, calendar_type=ctx["calendarType"], calendar_id=ctx["calendarId"])
-    return _apply(app, ctx, Prepared(), page, stats.count, window)
+                return Next(Step.DONE, run_id)  # a duplicate delivery already staged this page
+            tx.progress(run_id, Step.IMPORT, page.next_page, stats.count, NO_COUNTS)
+        return Next(Step.IMPORT, run_id, page_id, calendar_type=run.calendar_type, calendar_id=run.calendar_id)
+    return _apply(app, run, Prepared(), page, stats.count, window)
 
 
-def import_step(app: Context, run_id: int, page_id: int) -> Next:
+def import_step(app: App, run_id: int, page_id: int) -> Next:
     """Normalize a staged page and write it, with its cursor, in one transaction."""
     with counting() as stats:
-        ctx = load_run(run_id)
-        if ctx is None:
-            return Next("done", run_id)
-        with transaction() as conn:
-            if ctx["calendarType"] == 2:
-                staged = ev_sql.load_outlook_page(conn, ctx["calendarId"], run_id, page_id)
+        run = load_run(app, run_id)
+        if run is None:
+            return Next(Step.DONE, run_id)
+        with app.store.unit() as tx:
+            if app.provider(run.calendar_type).checks_series:
+                staged = tx.load_outlook_page(run.calendar_id, run_id, page_id)
             else:
-                staged = conn.execute(sql.LOAD_PAGE, {"page_id": page_id, "run_id": run_id}).fetchone()
+                staged = tx.load_page(run_id, page_id)
         if staged is None:
-            return Next("done", run_id)  # already imported (duplicate delivery)
-        window = window_for(app, ctx, bool(ctx["fullSync"]))
+            return Next(Step.DONE, run_id)  # already imported (duplicate delivery)
+        window = window_for(app, run, bool(run.full_sync))
         body = staged["body"]
         page = Page(items=body["items"], next_page=None if staged["isFinal"] else staged["nextCursor"],
                     sync_cursor=staged["nextCursor"] if staged["isFinal"] else None, meta=body.get("meta") or {})
-        prepared = prepare(app, ctx, page, window, Stored.of(staged) if ctx["calendarType"] == 2 else None)
-    return _apply(app, ctx, prepared, page, stats.count, window, page_id=page_id)
+        checks = app.provider(run.calendar_type).checks_series
+        prepared = prepare(app, run, page, window, Stored.of(staged) if checks else None)
+    return _apply(app, run, prepared, page, stats.count, window, page_id=page_id)
 
 
-def load_run(run_id: int) -> dict[str, Any] | None:
+def load_run(app: App, run_id: int) -> RunContext | None:
     """A run joined with its calendar, or None when it is over.
 
     A calendar switched off since the run opened raises CalendarInactive: the step's task fails the
     run with that reason (and shows as failed, not as a success that did nothing).
     """
-    with transaction() as conn:
-        ctx = sql.run_context(conn, run_id)
-    if ctx is None or ctx["finishedAt"] is not None:
+    with app.store.unit() as tx:
+        run = tx.run_context(run_id)
+    if run is None or run.finished_at is not None:
         return None
-    if not ctx["calendar_active"]:
+    if not run.calendar_active:
         raise errors.CalendarInactive("calendar is not active")
-    return ctx
+    return run
 
 
-def _begin_full(run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool, calendar_id: int) -> bool:
+def _begin_full(app: App, run_id: int, window: tuple[datetime, datetime], *, drop_cursor: bool,
+                calendar_id: int) -> bool:
     """Turn the run into a full listing; whether the calendar held no live provider rows (emptyAtStart)."""
-    with transaction() as conn:
-        row = conn.execute(sql.START_FULL_SYNC, {"run_id": run_id, "window_start": window[0],
-                                                 "window_end": window[1]}).fetchone()
-        conn.execute(sql.CLEAN_SEEN, {"run_id": run_id})
+    with app.store.unit() as tx:
+        empty = tx.begin_full(run_id, window)
         if drop_cursor:
-            conn.execute(sql.DROP_CURSOR, {"calendar_id": calendar_id})
-    return bool(row and row["emptyAtStart"])
+            tx.drop_cursor(calendar_id)
+    return empty
 
 
-def _list(app: Context, ctx: dict[str, Any], cal: CalendarRef, full: bool,
+def _list(app: App, run: RunContext, cal: CalendarRef, full: bool,
           window: tuple[datetime, datetime]) -> Page:
-    provider = app.provider(ctx["calendarType"])
-    cursor = None if full else ctx["deltaLink"]
+    provider = app.provider(run.calendar_type)
+    cursor = None if full else run.delta_link
     try:
         try:
-            return provider.list_changes(cal, cursor=cursor, page=ctx["pageCursor"], window=window)
+            return provider.list_changes(cal, cursor=cursor, page=run.page_cursor, window=window)
         except errors.AuthInvalid:
-            fresh = ensure_token(app, ctx, stale=cal.access_token)
-            return provider.list_changes(fresh, cursor=cursor, page=ctx["pageCursor"], window=window)
+            fresh = ensure_token(app, run, stale=cal.access_token)
+            return provider.list_changes(fresh, cursor=cursor, page=run.page_cursor, window=window)
     except errors.NotFound as exc:
         raise errors.CalendarGone(str(exc), status=exc.status, code=exc.code) from None
 
 
-def prepare(app: Context, ctx: dict[str, Any], page: Page, window: tuple[datetime, datetime],
+def prepare(app: App, run: RunContext, page: Page, window: tuple[datetime, datetime],
             stored: Stored | None = None) -> Prepared:
     """Normalize a page (and, for Outlook, check changed series through /instances)."""
     out = Prepared()
-    if ctx["calendarType"] == 1:
-        from autosync.normalize.google import page_from_google
-
-        events, out.skipped = page_from_google(page.items, default_reminders=page.meta.get("defaultReminders")
-                                               or (), calendar_tz=page.meta.get("timeZone"))
-        removed: list[str] = []
-    else:
-        from autosync.normalize.outlook import page_from_graph
-
-        events, out.skipped, removed = page_from_graph(page.items)
-    for e in events:
-        if not e.cancelled:
-            out.live.append(e)
-        elif e.recurring_event_id:
-            out.cancelled_instances.append(e)
-        else:
-            out.deleted.append(e.ext_id)
+    events, out.skipped, removed = app.provider(run.calendar_type).read_page(page.items, page.meta)
+    sorted_ = plan.sort_events(events)
+    out.live, out.cancelled_instances, out.deleted = sorted_.live, sorted_.cancelled_instances, sorted_.deleted
     out.seen = [e.ext_id for e in events] + [s.ext_id for s in out.skipped if s.ext_id]
-    if ctx["calendarType"] == 2:
-        cal = ensure_token(app, ctx)
+    if app.provider(run.calendar_type).checks_series:
+        cal = ensure_token(app, run)
         known = stored or Stored()
         before = out.copy()
         try:
             outlook_details(app, cal, out, page, removed, window, known)
         except errors.AuthInvalid:  # refused mid-page: refresh once, redo the checks from scratch
             out = before
-            fresh = ensure_token(app, ctx, stale=cal.access_token)
+            fresh = ensure_token(app, run, stale=cal.access_token)
             outlook_details(app, fresh, out, page, removed, window, known)
         out.hinted = list(known.hinted)
     return out
 
 
-def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, requests: int,
+def _apply(app: App, run: RunContext, prepared: Prepared, page: Page, requests: int,
            window: tuple[datetime, datetime], page_id: int | None = None, pages: int = 0,
            listed_from: tuple[str | None] | None = None) -> Next:
     """Write a prepared page with its cursor in one transaction; the run's next step.
@@ -228,103 +212,126 @@ def _apply(app: Context, ctx: dict[str, Any], prepared: Prepared, page: Page, re
     page was listed with; it is written only while the run's cursor is still that token, so a second
     delivery of the same step that got ahead of this one (or behind it) never writes a page twice.
     """
-    run_id, calendar_id = ctx["runId"], ctx["calendarId"]
+    run_id, calendar_id = run.run_id, run.calendar_id
     try:
-        with transaction() as conn:
-            if listed_from is not None and not sql.claim_cursor(conn, run_id, listed_from[0]):
-                return Next("done", run_id)
+        with app.store.unit() as tx:
+            if listed_from is not None and not tx.claim_cursor(run_id, listed_from[0]):
+                return Next(Step.DONE, run_id)
             # Claim the staged page first: a duplicate delivery of this step finds it gone and stops,
             # so a page is applied exactly once even when two workers got the same message.
-            if page_id is not None and conn.execute(sql.DROP_PAGE, {"page_id": page_id}).fetchone() is None:
-                return Next("done", run_id)
-            counts = _write(app, conn, ctx, prepared, page, window)
+            if page_id is not None and not tx.drop_page(page_id):
+                return Next(Step.DONE, run_id)
+            counts, refused = _write(app, tx, run, prepared, page, window)
             if pages:
-                conn.execute(sql.BUMP_PAGES, {"run_id": run_id, "n": pages})
-            progress = {"run_id": run_id, "requests": requests, **counts}
+                tx.bump_pages(run_id, pages)
             if not page.complete:
-                conn.execute(sql.PROGRESS, {**progress, "step": "fetch", "cursor": page.next_page})
-                return Next("fetch", run_id, calendar_type=ctx["calendarType"], calendar_id=calendar_id)
-            pending = conn.execute(sql.PUSH_DUE, {"c": calendar_id}).fetchone()
-            if pending:
-                conn.execute(sql.PROGRESS, {**progress, "step": "push", "cursor": None})
-                return Next("push", run_id, calendar_type=ctx["calendarType"], calendar_id=calendar_id)
-            finished = runs.finish(conn, run_id, "ok", requests=requests, counts=counts)
+                tx.progress(run_id, Step.FETCH, page.next_page, requests, counts)
+                return Next(Step.FETCH, run_id, calendar_type=run.calendar_type, calendar_id=calendar_id)
+            if refused is None and tx.push_due(calendar_id):
+                tx.progress(run_id, Step.PUSH, None, requests, counts)
+                return Next(Step.PUSH, run_id, calendar_type=run.calendar_type, calendar_id=calendar_id)
+            # A dry run the guard would stop ends as the real run would: blocked, with the reason.
+            finished = runs.finish(tx, run_id, "blocked" if refused else "ok", refused, requests=requests,
+                                   counts=counts)
     except MassDeleteBlocked as exc:
-        with transaction() as conn:
-            finished = runs.finish(conn, run_id, "blocked", str(exc), requests=requests)
+        with app.store.unit() as tx:
+            finished = runs.finish(tx, run_id, "blocked", str(exc), requests=requests)
         log.error("mass delete blocked", extra={"calendar": calendar_id, "reason": str(exc)})
     follow = runs.rerun_if_requested(app, finished)
-    return follow[0] if follow else Next("done", run_id)
+    return follow[0] if follow else Next(Step.DONE, run_id)
 
 
-def _write(app: Context, conn: Conn, ctx: dict[str, Any], prepared: Prepared, page: Page,
-           window: tuple[datetime, datetime]) -> dict[str, int]:
-    calendar_id, user_id, run_id = ctx["calendarId"], ctx["userId"], ctx["runId"]
-    resolved = conflicts.resolve(app, conn, ctx, prepared.live, prepared.deleted, prepared.cancelled_instances)
-    live, cancelled = resolved.live, resolved.cancelled
-    to_delete = list(resolved.deleted)
-    for master_id, keep in prepared.series_instances.items():
-        to_delete += ev_sql.stale_instances(conn, calendar_id, master_id, keep)
-    if ctx["fullSync"] and ctx.get("emptyAtStart"):
+def _write(app: App, tx: Tx, run: RunContext, prepared: Prepared, page: Page,
+           window: tuple[datetime, datetime]) -> tuple[dict[str, int], str | None]:
+    """Write one page; returns its counts and, for a dry run the guard would stop, the guard's reason.
+
+    Deletions are recorded with each page and applied on the run's last page, once the mass-delete
+    guard has decided on the run's total: a run applies all of its deletions or none. A dry run
+    writes the page's events, deletions and cursor inside a savepoint that is rolled back, so it
+    counts exactly what the real run would write; the run's listing bookkeeping (ids seen, deletions
+    found) is kept, as later pages need it.
+    """
+    calendar_id, user_id, run_id = run.calendar_id, run.user_id, run.run_id
+    dry = bool(run.dry_run)
+    if run.full_sync and run.empty_at_start:
         # Nothing was live when the listing began: the not-seen query could only find rows this run
         # wrote, which it listed. Only the Outlook series checked on this page are remembered, so the
         # round's later pages do not check them again (load_outlook_page / outlook_state).
         checked = [c for c in prepared.checked if c != FOREIGN_REMOVALS]
         if checked and not page.complete:
-            ev_sql.record_seen(conn, run_id, checked)
-    elif page.complete and ctx["fullSync"]:
-        if prepared.seen:
-            ev_sql.record_seen(conn, run_id, prepared.seen)
-        since: date = window[0].date()
-        to_delete += ev_sql.unseen(conn, calendar_id, run_id, since)
-    elif ctx["fullSync"] and prepared.seen:
-        ev_sql.record_seen(conn, run_id, prepared.seen)
+            tx.record_seen(run_id, checked)
+    elif run.full_sync and prepared.seen:
+        tx.record_seen(run_id, prepared.seen)
     elif prepared.checked and not page.complete:  # incremental: its later pages skip these series
-        ev_sql.record_seen(conn, run_id, prepared.checked)
-    _guard(app, conn, ctx, to_delete)
-    merged = ev_sql.upsert(conn, calendar_id, user_id, live)
-    prepared.skipped.extend(merged.skipped)
-    cancelled_n = ev_sql.cancel_instances(conn, calendar_id, user_id, cancelled)
-    deleted_n = ev_sql.delete(conn, calendar_id, to_delete)
-    sql.record_skips(conn, run_id, calendar_id, prepared.skipped)
-    for s in prepared.skipped:
-        log.warning("skipped malformed event", extra={"calendar": calendar_id, "event": s.ext_id,
-                                                      "reason": s.reason})
-    if page.complete:
-        push_sql.drop_hints(conn, calendar_id, prepared.hinted)
-    if page.complete and page.sync_cursor:
-        sql.commit_cursor(conn, calendar_id, page.sync_cursor,
-                          window if ctx["calendarType"] == 2 else (None, None))
-        metrics.imported(ctx["calendarType"], calendar_id, app.settings.push_enabled)
+        tx.record_seen(run_id, prepared.checked)
+    refused: str | None = None
+    # No savepoint for a real run: it would cost two statements per page.
+    with tx.rollback_after(dry):
+        resolved = conflicts.resolve(app, tx, run, prepared.live, prepared.deleted, prepared.cancelled_instances)
+        live, cancelled = resolved.live, resolved.cancelled
+        found = list(resolved.deleted)
+        for master_id, keep in prepared.series_instances.items():
+            found += tx.stale_instances(calendar_id, master_id, keep)
+        if page.complete and run.full_sync and not run.empty_at_start:
+            found += tx.unseen(calendar_id, run_id, window[0].date())
+        deletes = plan.page_deletes(
+            found, [e.ext_id for e in live], last_page=page.complete, earlier=run.pending_deletes,
+            recorded=tx.take_pending_deletes(run_id) if page.complete and run.pending_deletes else None)
+        to_delete = deletes.apply
+        if page.complete:
+            refused = _guard(app, tx, run, to_delete)
+        merged = tx.upsert(calendar_id, user_id, live)
+        prepared.skipped.extend(merged.skipped)
+        cancelled_n = tx.cancel_instances(calendar_id, user_id, cancelled)
+        deleted_n = tx.delete_events(calendar_id, to_delete)
+        tx.record_skips(run_id, calendar_id, prepared.skipped)
+        if page.complete:
+            tx.drop_hints(calendar_id, prepared.hinted)
+        if page.complete and page.sync_cursor:
+            tx.commit_cursor(calendar_id, page.sync_cursor,
+                             window if app.provider(run.calendar_type).window_in_cursor else (None, None))
+            if not dry:
+                metrics.imported(run.calendar_type, calendar_id, app.settings.watch_enabled)
+    # Kept in a dry run too: the run's last page decides on them.
+    tx.unpend_deletes(run_id, deletes.unrecord)
+    tx.pend_deletes(run_id, deletes.record)
+    if not dry:
+        for s in prepared.skipped:
+            log.warning("skipped malformed event", extra={"calendar": calendar_id, "event": s.ext_id,
+                                                          "reason": s.reason})
     return {"upserted": merged.inserted + merged.updated, "unchanged": merged.unchanged,
-            "deleted": deleted_n + cancelled_n, "skipped": len(prepared.skipped), "conflicts": resolved.conflicts}
+            "deleted": deleted_n + cancelled_n, "skipped": len(prepared.skipped),
+            "conflicts": resolved.conflicts}, refused
 
 
-def _guard(app: Context, conn: Conn, ctx: dict[str, Any], to_delete: list[str]) -> None:
-    """Refuse a run that would delete more than the configured share of a calendar (either side)."""
-    if not to_delete or ctx.get("allowMassDelete"):
-        return
-    n = ev_sql.count_deletable(conn, ctx["calendarId"], to_delete)
-    run = conn.execute(sql.RUN_DELETED_SO_FAR, {"run_id": ctx["runId"]}).fetchone()
-    already = int(run["eventsDeleted"]) if run else 0
-    live = ev_sql.count_live(conn, ctx["calendarId"]) + already
-    total = n + already
-    if total >= max(1, app.settings.mass_delete_min) and total > app.settings.mass_delete_ratio * live:
-        raise MassDeleteBlocked(
-            f"import would delete {total} of {live} events (> {app.settings.mass_delete_ratio:.0%}); "
-            "nothing applied — check the provider side, then run `autosync sync --calendar "
-            f"{ctx['calendarId']} --allow-mass-delete`")
+def _guard(app: App, tx: Tx, run: RunContext, to_delete: list[str]) -> str | None:
+    """The mass-delete guard over the whole run's deletions (imported side), before any is applied.
+
+    Raises MassDeleteBlocked when it refuses; a dry run gets the reason back instead and goes on
+    counting, so the operator sees both what the guard says and what consent would delete.
+    """
+    if not to_delete or run.allow_mass_delete:
+        return None
+    s = app.settings
+    verdict = plan.mass_delete(tx.count_deletable(run.calendar_id, to_delete), tx.count_live(run.calendar_id),
+                               ratio=s.mass_delete_ratio, minimum=s.mass_delete_min, consent=False,
+                               side="import", calendar_id=run.calendar_id)
+    if verdict.allowed:
+        return None
+    if run.dry_run:
+        return verdict.reason
+    raise MassDeleteBlocked(verdict.reason)
 
 
-def token_step(app: Context, run_id: int) -> Next:
+def token_step(app: App, run_id: int) -> Next:
     """Make sure the calendar has a usable access token (refreshing once per account)."""
-    ctx = load_run(run_id)
-    if ctx is None:
-        return Next("done", run_id)
+    run = load_run(app, run_id)
+    if run is None:
+        return Next(Step.DONE, run_id)
     with counting() as stats:
-        ensure_token(app, ctx)
-    with transaction() as conn:
-        step = "watch" if app.settings.push_enabled and push_sql.watch_due(
-            conn, ctx["calendarId"], app.settings.watch_renew_before) else "fetch"
-        sql.touch(conn, run_id, step, stats.count)
-    return Next(step, run_id, calendar_type=ctx["calendarType"], calendar_id=ctx["calendarId"])
+        ensure_token(app, run)
+    with app.store.unit() as tx:
+        step = Step.WATCH if app.settings.watch_enabled and not run.dry_run and tx.watch_due(
+            run.calendar_id, app.settings.watch_renew_before) else Step.FETCH
+        tx.touch(run_id, step, stats.count)
+    return Next(step, run_id, calendar_type=run.calendar_type, calendar_id=run.calendar_id)

@@ -6,44 +6,51 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
 from autosync import metrics
-from autosync.services.context import Context
+from autosync.model import Step
+from autosync.services.context import App
 from autosync.services.tokens import fresh_enough
 from autosync.store import runs as sql
-from autosync.store.db import Conn, transaction
+from autosync.store.api import Tx
+from autosync.store.db import Conn
+from autosync.store.pg import PgTx
 
 log = logging.getLogger("autosync.run")
 
 
 @dataclass(frozen=True)
 class Next:
-    """The step a task should enqueue after it: token, fetch, import, push or done."""
+    """The step a task should enqueue after it: token, watch, fetch, import, push or done."""
 
-    step: str
+    step: Step
     run_id: int
     page_id: int | None = None
     calendar_type: int | None = None
     calendar_id: int | None = None  # shown with the task (Flower), never needed to run it
 
 
-def first_step(row: dict[str, Any], margin: int) -> str:
-    """Skip the token step when the stored token is still good, the watch step when it is watched."""
+def first_step(row: dict[str, Any], margin: int, *, dry_run: bool = False) -> Step:
+    """Skip the token step when the stored token is still good, the watch step when it is watched
+    (and always for a dry run, which changes nothing at the provider)."""
     if not (row.get("has_token") and fresh_enough("x", row.get("accessTokenExpirationDate"), margin)):
-        return "token"
-    return "watch" if row.get("watch_due") else "fetch"
+        return Step.TOKEN
+    return Step.WATCH if row.get("watch_due") and not dry_run else Step.FETCH
 
 
-def due(app: Context, conn: Conn, types: list[int], *, quiet: bool = False, user_id: int | None = None,
+def due(app: App, tx: Tx, types: list[int], *, quiet: bool = False, user_id: int | None = None,
         calendar_ids: list[int] | None = None) -> list[dict[str, Any]]:
     """The calendars a selection picks, with what their runs need to know about watching."""
     s = app.settings
-    return sql.select_due(conn, types, user_id=user_id, calendar_ids=calendar_ids, push=s.push_enabled,
-                          quiet=quiet, renew_before=s.watch_renew_before, safety_poll=s.watch_safety_poll)
+    return tx.due(types, user_id=user_id, calendar_ids=calendar_ids, push=s.watch_enabled, quiet=quiet,
+                  renew_before=s.watch_renew_before, safety_poll=s.watch_safety_poll)
 
 
-def open_runs(app: Context, types: list[int], *, reason: str, user_id: int | None = None,
+def open_runs(app: App, types: list[int], *, reason: str, user_id: int | None = None,
               calendar_id: int | None = None, calendar_ids: list[int] | None = None,
-              request_id: int | None = None, allow_mass_delete: bool = False) -> tuple[list[Next], int]:
+              request_id: int | None = None, allow_mass_delete: bool = False,
+              dry_run: bool = False) -> tuple[list[Next], int]:
     """Open runs for the selected calendars; returns (first steps of new runs, coalesced count).
 
     A calendar with a run in progress is not run twice: the request joins that run, and an ad-hoc
@@ -52,12 +59,12 @@ def open_runs(app: Context, types: list[int], *, reason: str, user_id: int | Non
     """
     if calendar_id is not None:
         calendar_ids = [calendar_id]
-    with transaction() as conn:
-        return _open(app, conn, types, reason=reason, user_id=user_id, calendar_ids=calendar_ids,
-                     request_id=request_id, allow_mass_delete=allow_mass_delete)
+    with app.store.unit() as tx:
+        return _open(app, tx, types, reason=reason, user_id=user_id, calendar_ids=calendar_ids,
+                     request_id=request_id, allow_mass_delete=allow_mass_delete, dry_run=dry_run)
 
 
-def periodic_fan_out(app: Context, types: list[int], interval: float) -> list[Next] | None:
+def periodic_fan_out(app: App, types: list[int], interval: float) -> list[Next] | None:
     """The beat's fan-out for one interval; None when another fan-out already ran in this interval.
 
     Two beats (a bad deploy, an HA pair) both send it every interval. Only the first of them to run
@@ -67,91 +74,94 @@ def periodic_fan_out(app: Context, types: list[int], interval: float) -> list[Ne
     make the next, punctual one lose its turn.
     """
     scope = ",".join(str(t) for t in sorted(set(types)))
-    with transaction() as conn:
-        last = sql.claim_fan_out(conn, scope, interval)
+    with app.store.unit() as tx:
+        last = tx.claim_fan_out(scope, interval)
         if last is not None:
             log.warning("fan-out skipped: another ran in this interval (two beats running?)",
                         extra={"scope": scope, "last_fan_out_s": round(last, 1), "interval_s": interval})
             return None
-        steps, _ = _open(app, conn, types, reason="beat")
-        conn.execute(sql.FAN_OUT_RUNS, {"scope": scope, "runs": len(steps)})
+        steps, _ = _open(app, tx, types, reason="beat")
+        tx.fan_out_runs(scope, len(steps))
     return steps
 
 
-def _open(app: Context, conn: Conn, types: list[int], *, reason: str, user_id: int | None = None,
+def _open(app: App, tx: Tx, types: list[int], *, reason: str, user_id: int | None = None,
           calendar_ids: list[int] | None = None, request_id: int | None = None,
-          allow_mass_delete: bool = False) -> tuple[list[Next], int]:
-    rows = due(app, conn, types, quiet=reason == "beat", user_id=user_id, calendar_ids=calendar_ids)
+          allow_mass_delete: bool = False, dry_run: bool = False) -> tuple[list[Next], int]:
+    rows = due(app, tx, types, quiet=reason == "beat", user_id=user_id, calendar_ids=calendar_ids)
     by_id = {r["calendarId"]: r for r in rows}
-    created, coalesced = sql.start_runs(conn, list(by_id), reason=reason, request_id=request_id,
-                                        rerun=reason != "beat")
+    # A dry run never joins a real run in progress (nor a real run a dry one: see sql.COALESCE_RUNS).
+    created, coalesced = tx.start_runs(list(by_id), reason=reason, request_id=request_id,
+                                       rerun=reason != "beat", coalesce=not dry_run)
+    if dry_run and created:
+        tx.mark_dry_run([r["runId"] for r in created])
     if allow_mass_delete:
-        conn.execute(sql.ALLOW_MASS_DELETE, {"c": list(by_id)})
+        tx.allow_mass_delete(list(by_id))
     if request_id is not None:
-        conn.execute(sql.SET_REQUEST_PENDING, {"request_id": request_id,
-                                               "pending": len(created) + len(coalesced)})
+        tx.set_request_pending(request_id, len(created) + len(coalesced))
     margin = app.settings.token_refresh_margin
-    steps = [Next(first_step(by_id[r["calendarId"]], margin), r["runId"],
+    steps = [Next(first_step(by_id[r["calendarId"]], margin, dry_run=dry_run), r["runId"],
                   calendar_type=by_id[r["calendarId"]]["calendarType"], calendar_id=r["calendarId"]) for r in created]
     return steps, len(coalesced)
 
 
-def resume_stale(app: Context) -> list[Next]:
+def resume_stale(app: App) -> list[Next]:
     """Re-enqueue runs whose worker died mid-run; their steps are idempotent."""
-    with transaction() as conn:
-        stale = sql.stale_runs(conn, app.settings.run_stale_after)
+    with app.store.unit() as tx:
+        stale = tx.stale_runs(app.settings.run_stale_after)
         steps = []
         for r in stale:
-            step = r["step"] if r["step"] in {"token", "watch", "fetch", "push"} else "fetch"
-            page = conn.execute(sql.FIRST_STAGED_PAGE, {"run_id": r["runId"]}).fetchone() \
-                if r["step"] == "import" else None
+            step = Step(r["step"]) if r["step"] in {Step.TOKEN, Step.WATCH, Step.FETCH, Step.PUSH} else Step.FETCH
+            page = tx.first_staged_page(r["runId"]) if r["step"] == Step.IMPORT else None
             if page:
-                step = "import"
-            steps.append(Next(step, r["runId"], page["pageId"] if page else None, calendar_type=r["calendarType"],
-                              calendar_id=r["calendarId"]))
+                step = Step.IMPORT
+            steps.append(Next(step, r["runId"], page, calendar_type=r["calendarType"], calendar_id=r["calendarId"]))
             # A fresh heartbeat, so the next sweep does not resume it again while it runs.
-            conn.execute(sql.TOUCH_RUN, {"run_id": r["runId"], "step": step, "requests": 0})
+            tx.touch(r["runId"], step)
     for s in steps:
         log.warning("resuming stale run", extra={"run": s.run_id, "step": s.step})
     return steps
 
 
-def finish(conn: Conn, run_id: int, outcome: str, error: str | None = None, *, requests: int = 0,
+def finish(tx: Tx | Conn, run_id: int, outcome: str, error: str | None = None, *, requests: int = 0,
            counts: dict[str, int] | None = None) -> dict[str, Any] | None:
-    """Close a run (once) with its last counts, record the outcome on the calendar, settle its requests."""
-    run = conn.execute(sql.FINISH_RUN, {"run_id": run_id, "outcome": outcome, "error": error,
-                                        "requests": requests, **(counts or sql.NO_COUNTS)}).fetchone()
+    """Close a run (once) with its last counts, record the outcome on the calendar, settle its requests.
+
+    ``tx`` may still be a bare PostgreSQL connection (callers not yet moved to the store seam).
+    """
+    if isinstance(tx, psycopg.Connection):
+        tx = PgTx(tx)
+    run = tx.finish_run(run_id, outcome, error, requests, counts or sql.NO_COUNTS)
     if run is None:
         return None
     _log_run(run)
-    metrics.run_finished(run)
+    if not run["dryRun"]:
+        metrics.run_finished(run)
     if run["fullSync"] or run["pagesFetched"]:
-        conn.execute(sql.CLEAN_SEEN, {"run_id": run_id})
-        conn.execute(sql.CLEAN_PAGES, {"run_id": run_id})
+        tx.clean_run(run_id)
     if run["requestIds"] and not run["rerunRequested"]:
-        _settle_requests(conn, run, failed=outcome != "ok")
+        _settle_requests(tx, run, failed=outcome != "ok")
     return run
 
 
-def _settle_requests(conn: Conn, run: dict[str, Any], *, failed: bool) -> None:
-    done = conn.execute(sql.REQUEST_DONE, {"ids": run["requestIds"], "failed": int(failed)}).fetchall()
-    for req in done:
+def _settle_requests(tx: Tx, run: dict[str, Any], *, failed: bool) -> None:
+    for req in tx.settle_requests(run["requestIds"], failed):
         if req["finishedAt"] is not None and req["silentNotification"] and req["userId"] is not None:
-            sql.notify(conn, req["userId"], "sync_complete",
+            tx.notify(req["userId"], "sync_complete",
                        {"requestId": req["requestId"], "silentNotification": 1,
                         "failed": req["failed"], "calendarType": req["calendarType"]})
 
 
-def rerun_if_requested(app: Context, run: dict[str, Any] | None) -> list[Next]:
+def rerun_if_requested(app: App, run: dict[str, Any] | None) -> list[Next]:
     """Start the extra run a coalesced ad-hoc request asked for, handing it the waiting requests."""
     if run is None or not run["rerunRequested"]:
         return []
-    with transaction() as conn:
-        rows = due(app, conn, [1, 2], calendar_ids=[run["calendarId"]])
+    with app.store.unit() as tx:
+        rows = due(app, tx, [1, 2], calendar_ids=[run["calendarId"]])
         if not rows:
-            _settle_requests(conn, run, failed=True)
+            _settle_requests(tx, run, failed=True)
             return []
-        created = conn.execute(sql.START_RERUN, {"c": run["calendarId"], "r": run["requestIds"]}).fetchone()
+        created = tx.start_rerun(run["calendarId"], run["requestIds"])
         if created is None or not created["new"]:
             return []
         return [Next(first_step(rows[0], app.settings.token_refresh_margin), created["runId"],
@@ -168,4 +178,4 @@ def _log_run(run: dict[str, Any]) -> None:
         "upserted": run["eventsUpserted"], "unchanged": run["eventsUnchanged"], "deleted": run["eventsDeleted"],
         "skipped": run["eventsSkipped"], "pushed": run["pushCreated"] + run["pushUpdated"] + run["pushDeleted"],
         "push_failed": run["pushFailed"], "conflicts": run["conflicts"], "requests": run["providerRequests"],
-        "duration_s": round(duration, 3)})
+        "duration_s": round(duration, 3), **({"dry_run": True} if run["dryRun"] else {})})

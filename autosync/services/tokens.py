@@ -13,15 +13,14 @@ import psycopg
 import psycopg_pool
 
 from autosync import errors
-from autosync.providers import CalendarRef, Provider
+from autosync.providers import Adapter, CalendarRef
 from autosync.redact import describe
-from autosync.services.context import Context
+from autosync.services.context import App
 from autosync.services.leases import release_quietly
 from autosync.settings import Settings, get_settings
-from autosync.store import leases
 from autosync.store import tokens as sql
-from autosync.store.db import transaction
-from autosync.store.runs import notify
+from autosync.store.api import Tx
+from autosync.store.runs import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +37,10 @@ def fresh_enough(token: str | None, expires: datetime | None, margin: int) -> bo
     return bool(token) and exp is not None and exp - timedelta(seconds=margin) > datetime.now(UTC)
 
 
-def calendar_ref(ctx: dict[str, Any], token: str) -> CalendarRef:
+def calendar_ref(run: RunContext, token: str) -> CalendarRef:
     """Address a calendar for an adapter."""
-    account = ctx["socialAccountId"] or f"cal{ctx['calendarId']}"
-    return CalendarRef(ctx["calendarId"], ctx["extCalendarId"], account, token)
+    account = run.social_account_id or f"cal{run.calendar_id}"
+    return CalendarRef(run.calendar_id, run.ext_calendar_id, account, token)
 
 
 def refresh_lease_seconds(settings: Settings) -> float:
@@ -56,7 +55,7 @@ def refresh_lease_seconds(settings: Settings) -> float:
     return attempts * per_attempt + waits + 5.0
 
 
-def ensure_token(app: Context, ctx: dict[str, Any], *, stale: str | None = None) -> CalendarRef:
+def ensure_token(app: App, run: RunContext, *, stale: str | None = None) -> CalendarRef:
     """A usable access token for the run's calendar.
 
     ``stale`` is a token the provider just refused (401): refresh unless another worker already
@@ -69,29 +68,29 @@ def ensure_token(app: Context, ctx: dict[str, Any], *, stale: str | None = None)
     """
     settings = app.settings
     margin = settings.token_refresh_margin
-    if stale is None and fresh_enough(ctx["token"], ctx["accessTokenExpirationDate"], margin):
-        return calendar_ref(ctx, ctx["token"])
-    provider = app.provider(ctx["calendarType"])
-    key, holder = sql.lease_key(ctx), uuid.uuid4().hex
+    if stale is None and run.token and fresh_enough(run.token, run.token_expires_at, margin):
+        return calendar_ref(run, run.token)
+    provider = app.provider(run.calendar_type)
+    key, holder = sql.lease_key(run), uuid.uuid4().hex
     deadline = time.monotonic() + settings.max_inline_wait
     pause = 0.025
     while True:
-        with transaction() as conn:
+        with app.store.unit() as tx:
             # Claim, then read: the read sees whatever the previous holder saved before releasing.
-            mine = leases.claim(conn, key, holder, refresh_lease_seconds(settings))
-            current = sql.read_token(conn, ctx["calendarId"])
+            mine = tx.claim_lease(key, holder, refresh_lease_seconds(settings))
+            current = tx.read_token(run.calendar_id)
             token = _fresh(current, stale, margin)
             dead = current.get("known_dead")
             if mine and (token or dead):
-                leases.release(conn, key, holder)  # nothing left to do under it
+                tx.release_lease(key, holder)  # nothing left to do under it
         if token:
-            return calendar_ref(ctx, token)  # another chain refreshed it meanwhile
+            return calendar_ref(run, token)  # another chain refreshed it meanwhile
         if dead:
             # Another chain of this account found this refresh token dead: do not send it again, do
             # not notify twice.
             raise errors.AuthRevoked(current.get("reauthReason") or "refresh token revoked")
         if mine:
-            return _refresh(ctx, provider, current.get("refreshToken"), key, holder)
+            return _refresh(app, run, provider, current.get("refreshToken"), key, holder)
         if time.monotonic() >= deadline:
             # Another worker has been refreshing this account's token for a while: come back later
             # without holding a worker slot (the task is rescheduled, not failed).
@@ -101,7 +100,8 @@ def ensure_token(app: Context, ctx: dict[str, Any], *, stale: str | None = None)
         pause = min(pause * 2, 0.1)
 
 
-def _refresh(ctx: dict[str, Any], provider: Provider, refresh_token: str | None, key: str, holder: str) -> CalendarRef:
+def _refresh(app: App, run: RunContext, provider: Adapter, refresh_token: str | None, key: str,
+             holder: str) -> CalendarRef:
     """Under the lease: one refresh call with no connection held, then save (or needs-reauth) and
     release in one transaction."""
     released = False
@@ -111,22 +111,22 @@ def _refresh(ctx: dict[str, Any], provider: Provider, refresh_token: str | None,
                 raise errors.AuthRevoked("no refresh token stored")
             grant = provider.refresh(refresh_token)
         except errors.AuthRevoked as exc:
-            with transaction() as conn:  # recorded before the lease is released; no retry loop
-                _needs_reauth(conn, ctx, describe(exc, get_settings().secrets()))
-                leases.release(conn, key, holder)
+            with app.store.unit() as tx:  # recorded before the lease is released; no retry loop
+                _needs_reauth(tx, run, describe(exc, get_settings().secrets()))
+                tx.release_lease(key, holder)
             released = True
             raise
         expires = grant.expires_at.astimezone(UTC).replace(tzinfo=None)
-        _save_until_saved(ctx, grant.access_token, expires, grant.refresh_token, key, holder)
+        _save_until_saved(app, run, grant.access_token, expires, grant.refresh_token, key, holder)
         released = True
     finally:
         if not released:  # the call failed (it is retried later) or the save did: free the account now
-            release_quietly(key, holder)
-    log.info("token refreshed", extra={"calendar": ctx["calendarId"], "provider": provider.name})
-    return calendar_ref(ctx, grant.access_token)
+            release_quietly(app, key, holder)
+    log.info("token refreshed", extra={"calendar": run.calendar_id, "provider": provider.name})
+    return calendar_ref(run, grant.access_token)
 
 
-def _save_until_saved(ctx: dict[str, Any], access: str, expires: datetime, refresh: str | None, key: str,
+def _save_until_saved(app: App, run: RunContext, access: str, expires: datetime, refresh: str | None, key: str,
                       holder: str) -> None:
     """Save a grant the provider just issued, retrying while PostgreSQL is away.
 
@@ -139,15 +139,15 @@ def _save_until_saved(ctx: dict[str, Any], access: str, expires: datetime, refre
     pause = 0.25
     while True:
         try:
-            with transaction(timeout=10) as conn:
-                sql.save_token(conn, ctx, access, expires, refresh)
-                leases.release(conn, key, holder)
+            with app.store.unit() as tx:
+                tx.save_token(run, access, expires, refresh)
+                tx.release_lease(key, holder)
             return
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             if time.monotonic() + pause >= deadline:
                 raise
             log.warning("cannot save a refreshed token yet; retrying",
-                        extra={"calendar": ctx["calendarId"], "error": type(exc).__name__})
+                        extra={"calendar": run.calendar_id, "error": type(exc).__name__})
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
 
@@ -160,7 +160,7 @@ def _fresh(current: dict[str, Any], stale: str | None, margin: int) -> str | Non
     return None
 
 
-def _needs_reauth(conn: Any, ctx: dict[str, Any], reason: str) -> None:
-    ids = sql.mark_needs_reauth(conn, ctx, reason)
-    notify(conn, ctx["userId"], "needs_reauth",
-           {"calendarIds": ids, "calendarType": ctx["calendarType"], "reason": reason})
+def _needs_reauth(tx: Tx, run: RunContext, reason: str) -> None:
+    ids = tx.mark_needs_reauth(run, reason)
+    tx.notify(run.user_id, "needs_reauth",
+           {"calendarIds": ids, "calendarType": run.calendar_type, "reason": reason})

@@ -16,21 +16,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autosync import errors, metrics
-from autosync.providers import CalendarRef, WatchRequest
+from autosync.model import Step
+from autosync.providers import Adapter, CalendarRef, WatchRequest
 from autosync.providers.http import counting
 from autosync.redact import describe
 from autosync.retries import retryable
 from autosync.services import runs
 from autosync.services.channels import hash_secret
-from autosync.services.context import Context
+from autosync.services.context import App, context
 from autosync.services.leases import held
 from autosync.services.pull import load_run
 from autosync.services.runs import Next
-from autosync.services.tokens import calendar_ref, ensure_token, fresh_enough
+from autosync.services.tokens import ensure_token, fresh_enough
 from autosync.settings import Settings
-from autosync.store import push as sql
-from autosync.store import runs as run_sql
-from autosync.store.db import transaction
+from autosync.store import channels as sql
+from autosync.store.runs import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +56,21 @@ def renew_before(settings: Any, kind: int) -> int:
     return min(settings.watch_renew_before, watch_ttl(settings, kind) // 2)
 
 
-def addresses(base: str, kind: int) -> tuple[str, str | None]:
-    """The receiver URLs a provider notifies: (notifications, Graph lifecycle events)."""
-    if kind == 1:
-        return f"{base}/google", None
-    return f"{base}/graph", f"{base}/graph/lifecycle"
+def addresses(base: str, provider: Adapter) -> tuple[str, str | None]:
+    """The receiver URLs a provider notifies: (notifications, channel lifecycle events)."""
+    return base + provider.watch_path, base + provider.lifecycle_path if provider.lifecycle_path else None
 
 
-def watch_step(app: Context, run_id: int) -> Next:
+def watch_step(app: App, run_id: int) -> Next:
     """Make sure the run's calendar is watched, then fetch. Failing to watch never fails the run."""
-    ctx = load_run(run_id)
-    if ctx is None:
-        return Next("done", run_id)
+    run = load_run(app, run_id)
+    if run is None:
+        return Next(Step.DONE, run_id)
     error, lasting = None, False
     with counting() as stats:
-        cal = ensure_token(app, ctx)
+        cal = ensure_token(app, run)
         try:
-            ensure_watched(app, ctx, cal)
+            ensure_watched(app, run, cal)
         except (errors.AuthRevoked, errors.AuthInvalid):
             raise  # the run's own fetch would fail the same way: let the retry policy decide once
         except errors.ProviderError as exc:
@@ -81,27 +79,27 @@ def watch_step(app: Context, run_id: int) -> Next:
             error = describe(exc, app.settings.secrets())
             lasting = not retryable(exc)
             log.warning("could not watch calendar, it stays polled",
-                        extra={"calendar": ctx["calendarId"], "error": error})
-    with transaction() as conn:
-        sql.set_watch_error(conn, ctx["calendarId"], error, lasting=lasting)
-        run_sql.touch(conn, run_id, "fetch", stats.count)
-    return Next("fetch", run_id, calendar_type=ctx["calendarType"], calendar_id=ctx["calendarId"])
+                        extra={"calendar": run.calendar_id, "error": error})
+    with app.store.unit() as tx:
+        tx.set_watch_error(run.calendar_id, error, lasting=lasting)
+        tx.touch(run_id, Step.FETCH, stats.count)
+    return Next(Step.FETCH, run_id, calendar_type=run.calendar_type, calendar_id=run.calendar_id)
 
 
-def ensure_watched(app: Context, ctx: dict[str, Any], cal: CalendarRef) -> None:
+def ensure_watched(app: App, run: RunContext, cal: CalendarRef) -> None:
     """Create or renew the channel that covers the calendar, unless another chain just did.
 
     Channel changes of one mailbox (Graph: one subscription per mailbox) or one calendar (Google) are
     serialized by a lease; the provider calls run with no database connection held.
     """
     settings = app.settings
-    with held(sql.watch_key(ctx), ttl=_watch_lease_seconds(settings), wait=settings.max_inline_wait) as mine:
+    with held(app, sql.watch_key(run), ttl=_watch_lease_seconds(settings), wait=settings.max_inline_wait) as mine:
         if not mine:
             # Another chain is changing this channel right now; what it makes covers this calendar,
             # and if it fails the next run tries again. This run fetches either way.
-            log.info("channel change in progress elsewhere", extra={"calendar": ctx["calendarId"]})
+            log.info("channel change in progress elsewhere", extra={"calendar": run.calendar_id})
             return
-        _ensure_watched(app, ctx, cal)
+        _ensure_watched(app, run, cal)
 
 
 def _watch_lease_seconds(settings: Settings) -> float:
@@ -110,14 +108,14 @@ def _watch_lease_seconds(settings: Settings) -> float:
     return 4 * per_call + 30.0
 
 
-def _ensure_watched(app: Context, ctx: dict[str, Any], cal: CalendarRef) -> None:
+def _ensure_watched(app: App, run: RunContext, cal: CalendarRef) -> None:
     settings = app.settings
-    provider = app.provider(ctx["calendarType"])
+    provider = app.provider(run.calendar_type)
     now = datetime.now(UTC)
-    expires = now + timedelta(seconds=watch_ttl(settings, ctx["calendarType"]))
-    margin = timedelta(seconds=renew_before(settings, ctx["calendarType"]))
-    with transaction() as conn:  # read after the lease is held: sees what the previous holder saved
-        live = sql.live_for_calendar(conn, ctx["calendarId"])
+    expires = now + timedelta(seconds=watch_ttl(settings, run.calendar_type))
+    margin = timedelta(seconds=renew_before(settings, run.calendar_type))
+    with app.store.unit() as tx:  # read after the lease is held: sees what the previous holder saved
+        live = tx.live_channels(run.calendar_id)
     if any(ch["expiresAt"] > now + margin for ch in live):
         return
     if live:  # renew the newest in place (Graph; even past its expiry, or it answers NotFound)
@@ -125,30 +123,30 @@ def _ensure_watched(app: Context, ctx: dict[str, Any], cal: CalendarRef) -> None
             renewed = provider.renew_watch(cal, live[0]["channelId"], expires)
         except errors.NotFound:
             renewed = None  # Graph removed it: make a new one
-            with transaction() as conn:
-                sql.stop(conn, [live[0]["channelId"]])
+            with app.store.unit() as tx:
+                tx.stop_channels([live[0]["channelId"]])
             live = live[1:]
         if renewed is not None:
-            with transaction() as conn:
-                sql.renewed(conn, renewed.id, renewed.expires_at)
-            _stop_all(provider, cal, [ch for ch in live if ch["channelId"] != renewed.id])
-            log.info("channel renewed", extra={"calendar": ctx["calendarId"], "channel": renewed.id,
+            with app.store.unit() as tx:
+                tx.channel_renewed(renewed.id, renewed.expires_at)
+            _stop_all(app, provider, cal, [ch for ch in live if ch["channelId"] != renewed.id])
+            log.info("channel renewed", extra={"calendar": run.calendar_id, "channel": renewed.id,
                                                "expires": renewed.expires_at.isoformat()})
             return
-    address, lifecycle = addresses(settings.webhook_url, ctx["calendarType"])
+    address, lifecycle = addresses(settings.webhook_url, provider)
     secret = secrets.token_urlsafe(32)
     channel = provider.watch(cal, WatchRequest(channel_id=str(uuid.uuid4()), address=address,
                                                lifecycle_address=lifecycle, secret=secret, expires_at=expires))
-    per_calendar = ctx["calendarType"] == 1 or not ctx["socialAccountId"]
-    with transaction() as conn:
-        sql.insert(conn, ctx, channel_id=channel.id, calendar_id=ctx["calendarId"] if per_calendar else None,
+    per_calendar = provider.watch_scope == "calendar" or not run.social_account_id
+    with app.store.unit() as tx:
+        tx.add_channel(run, channel_id=channel.id, calendar_id=run.calendar_id if per_calendar else None,
                    resource_id=channel.resource_id, secret_hash=hash_secret(secret), expires=channel.expires_at)
-    _stop_all(provider, cal, live)
-    log.info("channel created", extra={"calendar": ctx["calendarId"], "channel": channel.id,
+    _stop_all(app, provider, cal, live)
+    log.info("channel created", extra={"calendar": run.calendar_id, "channel": channel.id,
                                        "expires": channel.expires_at.isoformat()})
 
 
-def _stop_all(provider: Any, cal: CalendarRef, channels: list[dict[str, Any]]) -> None:
+def _stop_all(app: App, provider: Any, cal: CalendarRef, channels: list[dict[str, Any]]) -> None:
     """Stop replaced channels; one that cannot be stopped now expires on its own and is ignored."""
     for ch in channels:
         try:
@@ -157,54 +155,56 @@ def _stop_all(provider: Any, cal: CalendarRef, channels: list[dict[str, Any]]) -
             log.warning("could not stop a replaced channel", extra={"channel": ch["channelId"],
                                                                     "error": exc.describe()})
     if channels:
-        with transaction() as conn:
-            sql.stop(conn, [ch["channelId"] for ch in channels])
+        with app.store.unit() as tx:
+            tx.stop_channels([ch["channelId"] for ch in channels])
 
 
-def on_notification(app: Context, channel_id: str, event: str) -> list[Next]:
+def on_notification(app: App, channel_id: str, event: str) -> list[Next]:
     """Open runs for the calendars a verified notification covers (coalescing with runs in progress)."""
-    with transaction() as conn:
+    with app.store.unit() as tx:
         if event == "reauthorizationRequired":
-            sql.due_now(conn, channel_id)  # the run's watch step renews it (a PATCH also reauthorizes)
+            tx.channel_due_now(channel_id)  # the run's watch step renews it (a PATCH also reauthorizes)
         elif event == "subscriptionRemoved":
-            sql.stop(conn, [channel_id])  # the run's watch step makes a new one
-        ids = [r["calendarId"] for r in sql.calendars_of(conn, channel_id)]
+            tx.stop_channels([channel_id])  # the run's watch step makes a new one
+        ids = tx.calendars_of_channel(channel_id)
     metrics.notification_routed(channel_id, ids)
     if not ids:
         return []
-    steps, _ = runs.open_runs(app, [1, 2], reason="push", calendar_ids=ids)
+    steps, _ = runs.open_runs(app, [1, 2], reason="watch", calendar_ids=ids)
     return steps
 
 
-def orphans() -> list[str]:
+def orphans(app: App | None = None) -> list[str]:
     """Channels to stop because no active calendar needs them (the beat queues one task each)."""
-    with transaction() as conn:
-        return [r["channelId"] for r in sql.orphaned(conn)]
+    app = app or context()
+    with app.store.unit() as tx:
+        return [r["channelId"] for r in tx.orphaned_channels()]
 
 
-def unwatch_orphan(app: Context, channel_id: str) -> bool:
+def unwatch_orphan(app: App, channel_id: str) -> bool:
     """Stop a channel its calendars no longer need; returns whether the provider was told.
 
     Only with the stored access token while it is fresh: no refresh (and no re-auth notice) for a
     calendar the user unlinked. Without one, the channel is forgotten and expires on its own. The
     provider call runs with no database connection held; a second stop of the same channel is harmless.
     """
-    with transaction() as conn:
-        rows = sql.orphaned(conn, channel_id)
+    with app.store.unit() as tx:
+        rows = tx.orphaned_channels(channel_id)
     if not rows:
         return False
     ch = rows[0]
     told = False
     if ch["calendarId"] is not None and fresh_enough(ch["token"], ch["accessTokenExpirationDate"],
                                                      app.settings.token_refresh_margin):
-        cal = calendar_ref(ch, ch["token"])
+        cal = CalendarRef(ch["calendarId"], ch["extCalendarId"], ch["socialAccountId"] or f"cal{ch['calendarId']}",
+                          ch["token"])
         try:
             app.provider(ch["calendarType"]).unwatch(cal, channel_id, ch["resourceId"])
             told = True
         except errors.ProviderError as exc:
             log.warning("could not stop an unneeded channel; it expires on its own",
                         extra={"channel": channel_id, "error": exc.describe()})
-    with transaction() as conn:
-        sql.stop(conn, [channel_id])
+    with app.store.unit() as tx:
+        tx.stop_channels([channel_id])
     log.info("channel stopped: no active calendar needs it", extra={"channel": channel_id, "told": told})
     return told

@@ -79,6 +79,13 @@ STALE_INSTANCES = (
     'SELECT "extEventId" FROM cal_event WHERE "calendarId" = %(c)s AND status '
     'AND "recurringEventId" = %(m)s AND NOT ("extEventId" = ANY(%(k)s))'
 )
+# Deletions a run's pages found, applied on its last page once the guard decided on the run's total.
+PEND_DELETES = (
+    'INSERT INTO sync_pending_delete ("runId", "extEventId") SELECT %(run_id)s, unnest(%(ext)s::text[]) '
+    "ON CONFLICT DO NOTHING"
+)
+UNPEND_DELETES = 'DELETE FROM sync_pending_delete WHERE "runId" = %(run_id)s AND "extEventId" = ANY(%(ext)s)'
+TAKE_PENDING_DELETES = 'DELETE FROM sync_pending_delete WHERE "runId" = %(run_id)s RETURNING "extEventId"'
 COUNT_LIVE = 'SELECT count(*) AS n FROM cal_event WHERE "calendarId" = %(calendar_id)s AND status'
 RECORD_SEEN = 'COPY sync_seen ("runId", "extEventId") FROM STDIN'
 # An Outlook page staged for import (as LOAD_PAGE) with what the pull needs to know from the store, in
@@ -346,3 +353,20 @@ def unseen(conn: Conn, calendar_id: int, run_id: int, since: date) -> list[str]:
     """Live events in the window that a full-sync run did not list."""
     rows = conn.execute(UNSEEN, {"calendar_id": calendar_id, "run_id": run_id, "since": since}).fetchall()
     return [r["extEventId"] for r in rows]
+
+
+def pend_deletes(conn: Conn, run_id: int, ext_ids: Sequence[str]) -> None:
+    """Record deletions a page found; the run's last page applies them (or the guard refuses them all)."""
+    if ext_ids:
+        conn.execute(PEND_DELETES, {"run_id": run_id, "ext": list(ext_ids)})
+
+
+def unpend_deletes(conn: Conn, run_id: int, ext_ids: Sequence[str]) -> None:
+    """A later page lists these events live again: their earlier deletion no longer stands."""
+    if ext_ids:
+        conn.execute(UNPEND_DELETES, {"run_id": run_id, "ext": list(ext_ids)})
+
+
+def take_pending_deletes(conn: Conn, run_id: int) -> list[str]:
+    """The deletions a run's earlier pages found (removed from the record: applied or refused now)."""
+    return [r["extEventId"] for r in conn.execute(TAKE_PENDING_DELETES, {"run_id": run_id}).fetchall()]

@@ -16,7 +16,7 @@ from autosync.store.db import Conn
 # AUTOSYNC_WATCH_SAFETY_POLL; notifications start its other runs).
 # Watched: covered by a live, unexpired channel. A Google channel names its calendar; a Graph
 # subscription (calendarId NULL) covers every calendar of its mailbox. Two hash joins on the one scan
-# instead of push_sql.COVERS's OR, which would probe push_channel once per calendar.
+# instead of channels.COVERS's OR, which would probe push_channel once per calendar.
 LIVE = 'p."stoppedAt" IS NULL AND p."expiresAt" > now()'
 CALENDARS = (
     'SELECT c."calendarType" AS kind, c.status AS active, c."needsReauth" AS reauth, c."lastOutcome" AS outcome, '

@@ -9,6 +9,7 @@ from psycopg import sql as psql
 
 from autosync.store.db import Conn
 
+BATCH = 500  # outbox entries one run pushes at most
 PENDING = (
     'SELECT o.* FROM event_outbox o WHERE o."calendarId" = %(c)s AND o."doneAt" IS NULL '
     'AND o."nextAttemptAt" <= now() ORDER BY o."outboxId" LIMIT %(limit)s'
@@ -69,15 +70,23 @@ OWNER_ZONES = (
 )
 # Synced live events the pending deletes leave alone; hard-deleted rows are gone from cal_event, so the
 # guard adds the deletes themselves to get the total synced before them.
-COUNT_SYNCED = (
-    'SELECT count(*) AS n FROM cal_event WHERE "calendarId" = %(c)s AND "extEventId" IS NOT NULL '
-    'AND status AND NOT ("eventId" = ANY(%(ids)s))'
+COUNT_DELETES = (
+    'WITH d AS (SELECT "eventId" FROM event_outbox WHERE "calendarId" = %(c)s AND "doneAt" IS NULL '
+    'AND "nextAttemptAt" <= now() AND op = \'delete\' AND "extEventId" IS NOT NULL) '
+    'SELECT (SELECT count(*) FROM d) AS deletes, (SELECT count(*) FROM cal_event e WHERE e."calendarId" = %(c)s '
+    'AND e."extEventId" IS NOT NULL AND e.status AND e."eventId" NOT IN (SELECT "eventId" FROM d)) AS kept'
 )
 
 
-def pending(conn: Conn, calendar_id: int, limit: int = 500) -> list[dict[str, Any]]:
+def pending(conn: Conn, calendar_id: int, limit: int = BATCH) -> list[dict[str, Any]]:
     """App changes due for a push, oldest first."""
     return conn.execute(PENDING, {"c": calendar_id, "limit": limit}).fetchall()
+
+
+def count_deletes(conn: Conn, calendar_id: int) -> dict[str, int]:
+    """Due app deletes of synced events (``deletes``) and the synced live events they leave (``kept``)."""
+    row = conn.execute(COUNT_DELETES, {"c": calendar_id}).fetchone()
+    return {"deletes": int(row["deletes"]), "kept": int(row["kept"])} if row else {"deletes": 0, "kept": 0}
 
 
 def event_row(conn: Conn, event_id: int) -> dict[str, Any] | None:

@@ -6,14 +6,16 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import orjson
+from psycopg.rows import class_row
 
-from autosync.model import Skipped
+from autosync.model import Provider, Skipped
 from autosync.normalize.common import MAX_NESTING, UNSTAGED
-from autosync.store import push as push_sql
+from autosync.store import channels as channels_sql
 from autosync.store import tokens as tokens_sql
 from autosync.store.db import Conn
 from autosync.store.events import FOREIGN_REMOVALS
@@ -27,12 +29,12 @@ log = logging.getLogger(__name__)
 # well, it has no cursor yet, or its safety poll is due: notifications start the other runs.
 SELECT_DUE = (
     'SELECT c."calendarId", c."calendarType", c."userId", c."accessTokenExpirationDate", '
-    "c.token IS NOT NULL AS has_token, %(push)s AND " + push_sql.NEEDS_WATCH + " AS watch_due "
+    "c.token IS NOT NULL AS has_token, %(push)s AND " + channels_sql.NEEDS_WATCH + " AS watch_due "
     "FROM calendar c WHERE c.status AND c.\"calendarType\" = ANY(%(types)s) "
     'AND (%(user_id)s::bigint IS NULL OR c."userId" = %(user_id)s) '
     'AND (%(calendar_ids)s::bigint[] IS NULL OR c."calendarId" = ANY(%(calendar_ids)s)) '
     'AND (NOT c."needsReauth" OR c."reauthTokenHash" IS DISTINCT FROM md5(coalesce(c."refreshToken", \'\'))) '
-    "AND (NOT %(quiet)s OR NOT " + push_sql.WATCHED + ' OR c."deltaLink" IS NULL '
+    "AND (NOT %(quiet)s OR NOT " + channels_sql.WATCHED + ' OR c."deltaLink" IS NULL '
     "OR c.\"lastOutcome\" IS DISTINCT FROM 'ok' OR c.\"lastSyncDate\" IS NULL "
     "OR c.\"lastSyncDate\" < (now() AT TIME ZONE 'UTC') - make_interval(secs => %(safety_poll)s) "
     'OR EXISTS (SELECT 1 FROM event_outbox o WHERE o."calendarId" = c."calendarId" AND o."doneAt" IS NULL '
@@ -58,8 +60,9 @@ START_RUNS = (
     'ON CONFLICT ("calendarId") WHERE "finishedAt" IS NULL DO NOTHING '
     'RETURNING "runId", "calendarId"'
 )
+# A request that finds a dry run in progress asks for a real run after it (whatever its reason).
 COALESCE_RUNS = (
-    'UPDATE sync_run SET "rerunRequested" = "rerunRequested" OR %(rerun)s, '
+    'UPDATE sync_run SET "rerunRequested" = "rerunRequested" OR %(rerun)s OR "dryRun", '
     '"requestIds" = "requestIds" || %(request_ids)s::bigint[] '
     'WHERE "calendarId" = ANY(%(calendar_ids)s) AND "finishedAt" IS NULL RETURNING "runId", "calendarId"'
 )
@@ -68,15 +71,25 @@ STALE_RUNS = (
     'JOIN calendar c ON c."calendarId" = r."calendarId" WHERE r."finishedAt" IS NULL '
     'AND r."heartbeatAt" < now() - make_interval(secs => %(stale)s) ORDER BY r."runId"'
 )
+# A run joined with its calendar, one column per RunContext field.
 RUN_CONTEXT = (
-    'SELECT r.*, c."userId", c."calendarType", c."extCalendarId", c."socialAccountId", c.token, '
-    'c."refreshToken", c."accessTokenExpirationDate", c."deltaLink", c."syncWindowStart", '
-    'c."syncWindowEnd", c.status AS calendar_active, '
+    'SELECT r."runId" AS run_id, r."calendarId" AS calendar_id, r."finishedAt" AS finished_at, '
+    'r."fullSync" AS full_sync, r."pageCursor" AS page_cursor, r."windowStart" AS window_start, '
+    'r."windowEnd" AS window_end, r."allowMassDelete" AS allow_mass_delete, r."dryRun" AS dry_run, '
+    'c."userId" AS user_id, c."calendarType" AS calendar_type, c."extCalendarId" AS ext_calendar_id, '
+    'c."socialAccountId" AS social_account_id, c.token, c."refreshToken" AS refresh_token, '
+    'c."accessTokenExpirationDate" AS token_expires_at, c."deltaLink" AS delta_link, '
+    'c."syncWindowStart" AS sync_window_start, c."syncWindowEnd" AS sync_window_end, '
+    'c.status AS calendar_active, '
     # Outlook: whether the round's last page has checks to make even when empty (pull.fetch_step).
     '(EXISTS (SELECT 1 FROM series_hint h WHERE h."calendarId" = c."calendarId") OR EXISTS (SELECT 1 '
     'FROM sync_seen s WHERE s."runId" = r."runId" AND s."extEventId" = \'' + FOREIGN_REMOVALS + '\')) '
-    'AS "lastPageChecks" FROM sync_run r JOIN calendar c ON c."calendarId" = r."calendarId" '
-    'WHERE r."runId" = %(run_id)s'
+    'AS last_page_checks, '
+    # Deletions earlier pages of this run found, waiting for the run's last page (pull._write).
+    'EXISTS (SELECT 1 FROM sync_pending_delete p WHERE p."runId" = r."runId") AS pending_deletes, '
+    # A full listing that began on a calendar without live provider rows tracks nothing it lists (0013).
+    'r."emptyAtStart" AS empty_at_start '
+    'FROM sync_run r JOIN calendar c ON c."calendarId" = r."calendarId" WHERE r."runId" = %(run_id)s'
 )
 LOCK_RUN = 'SELECT * FROM sync_run WHERE "runId" = %(run_id)s FOR UPDATE'
 TOUCH_RUN = (
@@ -161,12 +174,18 @@ FINISH_RUN = (
     '"eventsDeleted" = "eventsDeleted" + %(deleted)s, "eventsSkipped" = "eventsSkipped" + %(skipped)s, '
     'conflicts = conflicts + %(conflicts)s '
     'WHERE "runId" = %(run_id)s AND "finishedAt" IS NULL RETURNING *), '
+    # A dry run leaves the calendar's outcome alone (the beat reads it).
     'c AS (UPDATE calendar SET "lastOutcome" = %(outcome)s, "lastError" = %(error)s FROM r '
-    'WHERE calendar."calendarId" = r."calendarId" RETURNING calendar."userId", calendar."calendarType") '
-    "SELECT r.*, c.* FROM r, c"
+    'WHERE calendar."calendarId" = r."calendarId" AND NOT r."dryRun") '
+    'SELECT r.*, k."userId", k."calendarType" FROM r JOIN calendar k ON k."calendarId" = r."calendarId"'
 )
 NO_COUNTS = {"upserted": 0, "unchanged": 0, "deleted": 0, "skipped": 0, "conflicts": 0}
-CLEAN_SEEN = 'DELETE FROM sync_seen WHERE "runId" = %(run_id)s'
+# A run's listing bookkeeping: ids seen by a full listing and deletions waiting for its last page.
+CLEAN_SEEN = (
+    'WITH p AS (DELETE FROM sync_pending_delete WHERE "runId" = %(run_id)s) '
+    'DELETE FROM sync_seen WHERE "runId" = %(run_id)s'
+)
+MARK_DRY_RUN = 'UPDATE sync_run SET "dryRun" = true WHERE "runId" = ANY(%(run_ids)s)'
 CLEAN_PAGES = 'DELETE FROM sync_page WHERE "runId" = %(run_id)s'
 REQUEST_DONE = (
     'UPDATE sync_request SET pending = pending - 1, failed = failed + %(failed)s, '
@@ -205,8 +224,10 @@ def select_due(conn: Conn, types: Sequence[int], *, user_id: int | None = None,
 
 
 def start_runs(conn: Conn, calendar_ids: Sequence[int], *, reason: str,
-               request_id: int | None, rerun: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Open one run per calendar; calendars with a run in progress are coalesced into it.
+               request_id: int | None, rerun: bool, coalesce: bool = True
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Open one run per calendar; calendars with a run in progress are coalesced into it
+    (unless ``coalesce`` is false: a dry run leaves them out).
 
     Returns (new runs, coalesced runs).
     """
@@ -215,7 +236,7 @@ def start_runs(conn: Conn, calendar_ids: Sequence[int], *, reason: str,
     created = conn.execute(START_RUNS, params).fetchall()
     rest = sorted(set(calendar_ids) - {r["calendarId"] for r in created})
     coalesced = conn.execute(COALESCE_RUNS, {"calendar_ids": rest, "rerun": rerun, "request_ids": req}
-                             ).fetchall() if rest else []
+                             ).fetchall() if rest and coalesce else []
     return created, coalesced
 
 
@@ -234,10 +255,46 @@ def stale_runs(conn: Conn, stale_after: int) -> list[dict[str, Any]]:
     return conn.execute(STALE_RUNS, {"stale": stale_after}).fetchall()
 
 
-def run_context(conn: Conn, run_id: int) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class RunContext:
+    """One run as its steps see it: the sync_run row joined with its calendar (tokens opened)."""
+
+    run_id: int
+    calendar_id: int
+    finished_at: datetime | None
+    full_sync: bool
+    page_cursor: str | None
+    window_start: datetime | None
+    window_end: datetime | None
+    allow_mass_delete: bool
+    dry_run: bool
+    user_id: int
+    calendar_type: Provider
+    ext_calendar_id: str | None
+    social_account_id: str | None
+    token: str | None = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    token_expires_at: datetime | None
+    delta_link: str | None = field(repr=False)
+    sync_window_start: datetime | None
+    sync_window_end: datetime | None
+    calendar_active: bool
+    last_page_checks: bool
+    pending_deletes: bool
+    empty_at_start: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "calendar_type", Provider(self.calendar_type))
+
+
+def run_context(conn: Conn, run_id: int) -> RunContext | None:
     """A run joined with its calendar, its tokens opened (sealed in place when still plaintext)."""
-    row = conn.execute(RUN_CONTEXT, {"run_id": run_id}).fetchone()
-    return None if row is None else tokens_sql.opened(conn, row)
+    with conn.cursor(row_factory=class_row(RunContext)) as cur:
+        run = cur.execute(RUN_CONTEXT, {"run_id": run_id}).fetchone()
+    if run is None:
+        return None
+    token, refresh = tokens_sql.opened(conn, run.calendar_id, run.token, run.refresh_token)
+    return replace(run, token=token, refresh_token=refresh)
 
 
 def touch(conn: Conn, run_id: int, step: str, requests: int = 0) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autosync.store.push import COVERS
+from autosync.store.channels import COVERS
 
 # One row per linked calendar: provider, last sync, outcome, re-auth, events, cursor, pushes, watching.
 STATUS = (

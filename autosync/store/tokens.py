@@ -7,10 +7,13 @@ write and opened on read (store/sealed.py), so callers only ever see plaintext.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autosync.store.db import Conn
 from autosync.store.sealed import PREFIX, Sealer, sealer
+
+if TYPE_CHECKING:
+    from autosync.store.runs import RunContext
 
 # Calendars of one account share its tokens: same socialAccountId, type and user.
 _ACCOUNT = (
@@ -55,15 +58,15 @@ NEEDS_REAUTH = (
 )
 
 
-def account_params(ctx: dict[str, Any]) -> dict[str, Any]:
+def account_params(run: RunContext) -> dict[str, Any]:
     """The parameters that select every calendar row of one account."""
-    return {"type": ctx["calendarType"], "user_id": ctx["userId"], "calendar_id": ctx["calendarId"],
-            "account": ctx["socialAccountId"]}
+    return {"type": run.calendar_type, "user_id": run.user_id, "calendar_id": run.calendar_id,
+            "account": run.social_account_id}
 
 
-def lease_key(ctx: dict[str, Any]) -> str:
+def lease_key(run: RunContext) -> str:
     """The lease that serializes token refreshes of one account across all workers."""
-    return f"token:{ctx['calendarType']}:{ctx['userId']}:{ctx['socialAccountId'] or 'cal' + str(ctx['calendarId'])}"
+    return f"token:{run.calendar_type}:{run.user_id}:{run.social_account_id or 'cal' + str(run.calendar_id)}"
 
 
 def read_token(conn: Conn, calendar_id: int) -> dict[str, Any]:
@@ -75,22 +78,21 @@ def read_token(conn: Conn, calendar_id: int) -> dict[str, Any]:
     return {**row, "token": box.open(row["token"]), "refreshToken": box.open(row["refreshToken"])}
 
 
-def save_token(conn: Conn, ctx: dict[str, Any], token: str, expires: datetime,
+def save_token(conn: Conn, run: RunContext, token: str, expires: datetime,
                refresh: str | None) -> None:
     """Save a refreshed token (sealed) on every calendar row of the account, in one statement."""
     box = sealer()
-    conn.execute(SAVE_TOKEN, {**account_params(ctx), "token": box.seal(token), "expires": expires,
+    conn.execute(SAVE_TOKEN, {**account_params(run), "token": box.seal(token), "expires": expires,
                               "refresh": box.seal(refresh)})
 
 
-def opened(conn: Conn, row: dict[str, Any]) -> dict[str, Any]:
-    """A calendar row with its tokens opened; plaintext ones (the app's) are sealed in place on the way."""
+def opened(conn: Conn, calendar_id: int, token: str | None, refresh: str | None) -> tuple[str | None, str | None]:
+    """A calendar's tokens opened; plaintext ones (the app's) are sealed in place on the way."""
     box = sealer()
-    token, refresh = row["token"], row["refreshToken"]
-    plain = {**row, "token": box.open(token), "refreshToken": box.open(refresh)}
+    plain_token, plain_refresh = box.open(token), box.open(refresh)
     if not (box.is_current(token) and box.is_current(refresh)):
-        reseal(conn, box, row["calendarId"], token, refresh, plain["token"], plain["refreshToken"])
-    return plain
+        reseal(conn, box, calendar_id, token, refresh, plain_token, plain_refresh)
+    return plain_token, plain_refresh
 
 
 def reseal(conn: Conn, box: Sealer, calendar_id: int, token: str | None, refresh: str | None,
@@ -114,7 +116,7 @@ def sealing_status(conn: Conn) -> dict[str, int]:
     return {r["state"]: int(r["n"]) for r in conn.execute(SEALING_STATUS, {}).fetchall()}
 
 
-def mark_needs_reauth(conn: Conn, ctx: dict[str, Any], reason: str) -> list[int]:
+def mark_needs_reauth(conn: Conn, run: RunContext, reason: str) -> list[int]:
     """Put every calendar of the account into needs-reauth; returns their ids."""
-    rows = conn.execute(NEEDS_REAUTH, {**account_params(ctx), "reason": reason}).fetchall()
+    rows = conn.execute(NEEDS_REAUTH, {**account_params(run), "reason": reason}).fetchall()
     return [r["calendarId"] for r in rows]

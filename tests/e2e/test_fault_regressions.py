@@ -65,6 +65,7 @@ def test_a_refreshed_token_is_saved_even_when_postgresql_drops_during_the_token_
 def test_a_push_is_not_marked_failed_when_our_own_redis_is_away(worker, db, emu) -> None:
     import pytest
     import redis
+    from autosync.services.push import push_step
 
     from autosync.embedded import free_port
     from autosync.providers.google import GoogleProvider
@@ -72,7 +73,6 @@ def test_a_push_is_not_marked_failed_when_our_own_redis_is_away(worker, db, emu)
     from autosync.providers.outlook import OutlookProvider
     from autosync.ratelimit import RateLimiter
     from autosync.services.context import Context
-    from autosync.services.push import push_step
     from autosync.settings import get_settings
     from tests.e2e.helpers import sync
     from tests.e2e.test_pushback_google import app_insert, at
@@ -144,6 +144,7 @@ def _first_attempt_then_user_edit(emu: Any, provider: str, cal: Any, event_id: i
     from urllib.parse import quote
 
     from autosync.services.push_rules import google_event_id, transaction_id
+
     from tests.e2e.test_pushback_google import at
 
     if provider == "google":

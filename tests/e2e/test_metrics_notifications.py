@@ -44,7 +44,7 @@ def test_a_notification_is_counted_and_its_time_to_import_measured(hooks, db, em
     emu.google_insert(cal.ext_calendar_id, _google_event("Added in Google", 3))
     runs = _wait_runs(db, cal.calendar_id, 2)
     waited = time.time() - started
-    assert runs[-1]["reason"] == "push" and runs[-1]["outcome"] == "ok"
+    assert runs[-1]["reason"] == "watch" and runs[-1]["outcome"] == "ok"
     forged = requests.post(hooks.url + "/hooks/google", timeout=5, headers={
         "X-Goog-Channel-ID": channel["channelId"], "X-Goog-Channel-Token": "not-the-secret",
         "X-Goog-Resource-State": "exists", "X-Goog-Resource-ID": channel["resourceId"]})

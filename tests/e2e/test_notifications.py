@@ -10,7 +10,7 @@ import time
 import redis
 
 from autosync.services.context import build
-from autosync.services.notify import RedisSender, deliver_pending
+from autosync.services.notices import RedisSender, deliver_pending
 from autosync.settings import Settings
 from tests.e2e.helpers import link, sync
 

@@ -147,7 +147,7 @@ def test_a_google_calendar_is_watched_and_a_change_syncs_it_without_the_beat(hoo
     # A person edits the calendar in Google: the notification alone brings the change in.
     emu.google_insert(cal.ext_calendar_id, _google_event("Added in Google", 3))
     runs = _wait_runs(db, cal.calendar_id, 2)
-    assert runs[-1]["reason"] == "push" and runs[-1]["outcome"] == "ok"
+    assert runs[-1]["reason"] == "watch" and runs[-1]["outcome"] == "ok"
     assert runs[-1]["providerRequests"] == 1
     assert "Added in Google" in {e["eventName"] for e in events(db, cal.calendar_id).values()}
     assert db.execute('SELECT messages >= 1, "lastEvent" FROM push_channel').fetchone() == (True, "exists")
@@ -337,7 +337,7 @@ def test_an_outlook_subscription_is_renewed_in_place_and_lifecycle_events_are_ho
     assert [r["stoppedAt"] is None for r in rows] == [False, True]
     subs = [r["endpoint"] for r in emu.requests(provider="outlook")["requests"] if "subscriptions" in r["endpoint"]]
     assert subs == ["graph.subscriptions.create"]
-    assert run_rows(db, second)[-1]["reason"] == "push"
+    assert run_rows(db, second)[-1]["reason"] == "watch"
 
 
 # --- the receiver's own outages lose nothing -------------------------------------------------------
@@ -396,7 +396,7 @@ def test_a_notification_the_receiver_cannot_queue_is_refused_and_delivered_again
             runs = _wait_runs(db, cal.calendar_id, 2, timeout=30)
         finally:
             receiver.stop()
-    assert runs[-1]["reason"] == "push" and runs[-1]["outcome"] == "ok"
+    assert runs[-1]["reason"] == "watch" and runs[-1]["outcome"] == "ok"
     assert "During the outage" in {e["eventName"] for e in events(db, cal.calendar_id).values()}
     attempts = [(d["kind"], d["status"]) for d in emu.push_deliveries(provider="google") if d["kind"] == "exists"]
     assert attempts[0] == ("exists", 503) and attempts[-1] == ("exists", 200)

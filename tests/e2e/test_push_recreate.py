@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autosync.services.push_rules import google_event_id
+from autosync.services.syncback_rules import google_event_id
 from tests.e2e.helpers import Linked, link, sync
 from tests.e2e.test_pushback_google import app_insert, app_update, at, row, table, wait_until_due
 from tests.e2e.test_pushback_outlook import _q, o_get, o_live

@@ -316,6 +316,8 @@ def test_a_database_migrated_by_the_earlier_release_upgrades_without_drift(empty
         conn.execute("DROP TABLE fan_out")
         conn.execute("DROP TABLE series_hint")
         conn.execute("DROP TABLE autosync_lease")
+        conn.execute("DROP TABLE sync_pending_delete")
+        conn.execute('ALTER TABLE sync_run DROP COLUMN "dryRun"')
         conn.execute('ALTER TABLE push_channel ADD COLUMN secret text, DROP COLUMN "secretHash", '
                      'DROP COLUMN "lastMessageNumber"')
         conn.execute("ALTER TABLE sync_request DROP COLUMN error")
@@ -326,7 +328,7 @@ def test_a_database_migrated_by_the_earlier_release_upgrades_without_drift(empty
         before.stdout
     assert [line.split()[1] for line in before.stdout.splitlines() if line.startswith("pending")] == [
         "0001_miplanit_schema.concurrent", "0005_channel_secrets", "0006_leases", "0007_fan_out_claims",
-        "0008_series_hints", "0009_metrics_indexes.concurrent", "0010_google_event_types",
+        "0008_series_hints", "0009_metrics_indexes.concurrent", "0010_google_event_types", "0011_run_deletes",
         "0013_full_sync_empty_start"]
     assert cli("db", "upgrade", env=env).returncode == 0
     after = cli("db", "status", env=env)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autosync.errors import TokenUnreadable
 from autosync.store.db import Conn
 from autosync.store.sealed import sealer
+
+if TYPE_CHECKING:
+    from autosync.store.runs import RunContext
 
 # A channel covers its own calendar, or (calendarId NULL: a Graph subscription) every calendar of
 # the same mailbox. `c` is the calendar, `p` the channel.
@@ -98,12 +101,12 @@ SET_WATCH_ERROR = (
     'UPDATE calendar SET "watchError" = %(error)s, "watchErrorAt" = CASE WHEN %(lasting)s THEN now() END '
     'WHERE "calendarId" = %(c)s'
 )
-def watch_key(ctx: dict[str, Any]) -> str:
+def watch_key(run: RunContext) -> str:
     """The lease that serializes channel changes: per mailbox for Graph (one subscription covers every
     calendar of a mailbox), per calendar for Google (one channel per calendar)."""
-    per_calendar = ctx["calendarType"] == 1 or not ctx["socialAccountId"]
-    owner = f"cal{ctx['calendarId']}" if per_calendar else ctx["socialAccountId"]
-    return f"watch:{ctx['calendarType']}:{ctx['userId']}:{owner}"
+    per_calendar = run.calendar_type == 1 or not run.social_account_id
+    owner = f"cal{run.calendar_id}" if per_calendar else run.social_account_id
+    return f"watch:{run.calendar_type}:{run.user_id}:{owner}"
 
 
 def live_for_calendar(conn: Conn, calendar_id: int) -> list[dict[str, Any]]:
@@ -117,11 +120,11 @@ def watch_due(conn: Conn, calendar_id: int, renew_before: int) -> bool:
     return bool(row and row["due"])
 
 
-def insert(conn: Conn, ctx: dict[str, Any], *, channel_id: str, calendar_id: int | None,
+def insert(conn: Conn, run: RunContext, *, channel_id: str, calendar_id: int | None,
            resource_id: str | None, secret_hash: bytes, expires: datetime) -> None:
     """Record a channel the provider just created (its secret only as a hash)."""
-    conn.execute(INSERT, {"id": channel_id, "type": ctx["calendarType"], "user_id": ctx["userId"],
-                          "account": ctx["socialAccountId"], "calendar_id": calendar_id,
+    conn.execute(INSERT, {"id": channel_id, "type": run.calendar_type, "user_id": run.user_id,
+                          "account": run.social_account_id, "calendar_id": calendar_id,
                           "resource_id": resource_id, "secret_hash": secret_hash, "expires": expires})
 
 

@@ -9,20 +9,15 @@ from typing import Any
 from autosync import errors
 from autosync.model import Event
 from autosync.normalize.common import parse_utc
-from autosync.providers import CalendarRef
-from autosync.services import conflicts
-from autosync.services.context import Context
-from autosync.services.push_rules import (
+from autosync.providers import Adapter, CalendarRef
+from autosync.services import plan
+from autosync.services.context import App
+from autosync.services.syncback_rules import (
     ProviderDeleted,
-    from_gmail_split,
     google_event_id,
-    google_type,
     owner_zone,
-    transaction_id,
-    unnamed_zone,
 )
-from autosync.store import outbox as sql
-from autosync.store.db import transaction
+from autosync.store.runs import RunContext
 
 APP_FIELDS = ("summary", "description", "location", "all_day", "start", "end", "start_tz", "end_tz",
               "recurrence", "attendees", "reminders", "reminders_use_default", "status")
@@ -32,59 +27,42 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def stored_answer(app: Context, ctx: dict[str, Any], raw: dict[str, Any],
+def stored_answer(app: App, run: RunContext, raw: dict[str, Any],
                   zone_hint: str | None = None) -> dict[str, Any]:
     """What to keep of the provider's answer: id, etag, raw, and the hash of its normalized form."""
     from autosync.store.events import attendees_json
 
-    event = _normalize(ctx["calendarType"], raw, zone_hint)
+    event = app.provider(run.calendar_type).read_event(raw, zone_hint)
     return {"ext": event.ext_id, "etag": event.etag, "raw": _json(raw), "hash": event.content_hash(),
             "updated": event.updated, "html": event.html_link or None, "attendees": attendees_json(event)}
 
 
-def _normalize(kind: int, raw: dict[str, Any], zone_hint: str | None = None) -> Event:
-    """A provider copy as the import reads it; ``zone_hint`` is the calendar zone the import gave a
-    Google event whose start names no zone (Google: such an event is in its calendar's zone)."""
-    if kind == 1:
-        from autosync.normalize.google import event_from_google
-
-        return event_from_google(raw, calendar_tz=zone_hint)
-    from autosync.normalize.outlook import event_from_graph
-
-    return event_from_graph(raw)
-
-
-def zone_hint(ctx: dict[str, Any], row: dict[str, Any]) -> str | None:
-    """For Google, the zone the import stored for the row: the event's own, else its calendar's.
+def zone_hint(app: App, run: RunContext, row: dict[str, Any]) -> str | None:
+    """The zone the import stored for the row where the provider copy may leave it unnamed (Google).
 
     Reading the provider copy with it makes a zone the copy leaves unnamed equal to the row's, so it
     is neither taken for an app change (which would rewrite start/end, undoing a move made at Google
     meanwhile) nor hashed differently from what the next import computes.
     """
-    return row.get("startTimeZone") if ctx["calendarType"] == 1 else None
+    return app.provider(run.calendar_type).zone_hint(row)
 
 
-def create(app: Context, ctx: dict[str, Any], cal: CalendarRef, event: Event, event_id: int,
+def create(app: App, run: RunContext, cal: CalendarRef, event: Event, event_id: int,
            outbox: dict[str, Any], replacing: str | None = None) -> dict[str, Any]:
     """Create the event with a key derived from (calendar, event[, the copy it replaces]), so a
     retry whose first answer was lost finds the first attempt's event instead of making a second."""
-    if ctx["calendarType"] == 1:
-        from autosync.normalize.google_write import google_body
-
-        body = google_body(event)
-        raw = app.google.create(cal, body, idempotency_key=google_event_id(ctx["calendarId"], event_id, replacing))
-        raw, beaten = _live_google(app, ctx, cal, body, raw, event_id, outbox)
-        # Google creates a default event whatever type the row claimed: the row takes the answer's type.
-        kept = {"eventType": str(raw.get("eventType") or "default")} | _edited_since(1, raw, event)
-        return stored_answer(app, ctx, raw) | {"columns": kept, "conflict": beaten}
-    from autosync.normalize.outlook_write import graph_body
-
-    raw = app.outlook.create(cal, graph_body(event), idempotency_key=transaction_id(
-        ctx["calendarId"], event_id, replacing))
-    return stored_answer(app, ctx, raw) | {"columns": _edited_since(2, raw, event)}
+    provider = app.provider(run.calendar_type)
+    body = provider.create_body(event)
+    raw = provider.create(cal, body, idempotency_key=provider.create_key(run.calendar_id, event_id, replacing))
+    if not provider.keeps_deleted:
+        return stored_answer(app, run, raw) | {"columns": _edited_since(provider, raw, event)}
+    raw, beaten = _live_copy(app, run, cal, body, raw, event_id, outbox)
+    # Google creates a default event whatever type the row claimed: the row takes the answer's type.
+    kept = {"eventType": str(raw.get("eventType") or "default")} | _edited_since(provider, raw, event)
+    return stored_answer(app, run, raw) | {"columns": kept, "conflict": beaten}
 
 
-def _edited_since(kind: int, raw: dict[str, Any], event: Event) -> dict[str, Any]:
+def _edited_since(provider: Adapter, raw: dict[str, Any], event: Event) -> dict[str, Any]:
     """Columns the row must take from a create's answer that differs from what was sent.
 
     A retried create (its first answer lost: a killed worker, a timeout) gets back the event the first
@@ -92,10 +70,10 @@ def _edited_since(kind: int, raw: dict[str, Any], event: Event) -> dict[str, Any
     synced copy, so without this the row would keep the old values for good while looking in sync.
     That edit is newer than the app's change being pushed, so it wins as an import would make it.
     """
-    return _provider_kept(kind, raw, event, set())
+    return _provider_kept(provider, raw, event, set())
 
 
-def _live_google(app: Context, ctx: dict[str, Any], cal: CalendarRef, body: dict[str, Any], raw: dict[str, Any],
+def _live_copy(app: App, run: RunContext, cal: CalendarRef, body: dict[str, Any], raw: dict[str, Any],
                  event_id: int, outbox: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A Google create's answer, and the deleted copy it replaced when that copy lost a conflict.
 
@@ -109,37 +87,37 @@ def _live_google(app: Context, ctx: dict[str, Any], cal: CalendarRef, body: dict
     if raw.get("status") != "cancelled":
         return raw, None
     policy = app.settings.conflict_policy
-    if conflicts.winner(policy, parse_utc(raw.get("updated")), outbox["changedAt"]) == "provider":
+    if plan.winner(policy, parse_utc(raw.get("updated")), outbox["changedAt"]) == "provider":
         raise ProviderDeleted(raw, policy)
-    again = app.google.create(cal, body, idempotency_key=google_event_id(ctx["calendarId"], event_id,
+    again = app.google.create(cal, body, idempotency_key=google_event_id(run.calendar_id, event_id,
                                                                          replacing=str(raw["id"])))
     if again.get("status") == "cancelled":  # deleted a second time: the provider's word stands
         raise ProviderDeleted(again, policy)
     return again, raw
 
 
-def update(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, Any], event: Event,
+def update(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], event: Event,
            outbox: dict[str, Any]) -> dict[str, Any]:
     """Patch only what the app changed since the last sync; provider-side extras are kept."""
-    kind, old_raw, hint = ctx["calendarType"], row["providerData"] or {}, zone_hint(ctx, row)
-    base = _normalize(kind, old_raw, hint) if old_raw else None
+    provider, old_raw, hint = app.provider(run.calendar_type), row["providerData"] or {}, zone_hint(app, run, row)
+    base = provider.read_event(old_raw, hint) if old_raw else None
     # A NULL zone on the row means the app left the zone alone (its times are UTC), not "changed to none":
     # counting it would re-send start/end and undo a provider-side move.
     changed = {f for f in APP_FIELDS if base is None or (getattr(event, f) != getattr(base, f) and not (
         f in ("start_tz", "end_tz") and getattr(event, f) is None))}
-    changed, refused = from_gmail_split(google_type(row), changed) if kind == 1 else (changed, set())
+    changed, refused = provider.writable(row, changed)
     extra: dict[str, Any] = {"refused": refused, "patched": bool(changed)}
     if refused and base is not None:  # what Google keeps fixed, the row takes back from the provider copy
         extra["columns"] = _columns_of(base, refused)
     if not changed:
-        return stored_answer(app, ctx, old_raw, hint) | {"ext": row["extEventId"]} | extra
+        return stored_answer(app, run, old_raw, hint) | {"ext": row["extEventId"]} | extra
     event = replace(event, ext_id=row["extEventId"])
     zone_columns: dict[str, Any] = {}
-    if kind == 2 and changed & TIME_FIELDS and base is not None and unnamed_zone(old_raw) \
+    if changed & TIME_FIELDS and base is not None and provider.zone_unnamed(old_raw) \
             and event.start_tz in (None, base.start_tz):
-        event, zone_columns = _in_owner_zone(ctx, event)
+        event, zone_columns = _in_owner_zone(app, run, event)
     try:
-        raw = _send_update(app, ctx, cal, row, old_raw, event, base, changed)
+        raw = _send_update(app, run, cal, row, old_raw, event, base, changed)
         if raw.get("status") == "cancelled":
             # Google keeps a deleted event and takes a PATCH without restoring it. The import already
             # let this edit win over that deletion, so the event must exist again: as for a 404.
@@ -147,32 +125,27 @@ def update(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, A
     except errors.NotFound:
         # Gone at the provider while the app edited it: the app's edit wins, as a new event whose key
         # derives from the gone id, so a retry after a lost answer finds it instead of a second one.
-        created = create(app, ctx, cal, event, row["eventId"], outbox, replacing=row["extEventId"])
+        created = create(app, run, cal, event, row["eventId"], outbox, replacing=row["extEventId"])
         return created | {"columns": created.get("columns", {}) | zone_columns}
-    kept = _provider_kept(kind, raw, event, changed, hint) | zone_columns | extra.pop("columns", {})
-    return stored_answer(app, ctx, raw, hint) | {"columns": kept} | extra
+    kept = _provider_kept(provider, raw, event, changed, hint) | zone_columns | extra.pop("columns", {})
+    return stored_answer(app, run, raw, hint) | {"columns": kept} | extra
 
 
-def _send_update(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, Any], old_raw: dict[str, Any],
+def _send_update(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], old_raw: dict[str, Any],
                  event: Event, base: Event | None, changed: set[str]) -> dict[str, Any]:
-    if ctx["calendarType"] == 1:
-        from autosync.normalize.google_write import google_patch
-
-        return app.google.update(cal, row["extEventId"], google_patch(old_raw, event, changed, base=base))
-    from autosync.normalize.outlook_write import graph_patch
-
-    return app.outlook.update(cal, row["extEventId"], graph_patch(event, changed, old_raw, base))
+    provider = app.provider(run.calendar_type)
+    return provider.update(cal, row["extEventId"], provider.patch_body(old_raw, event, changed, base))
 
 
-def _in_owner_zone(ctx: dict[str, Any], event: Event) -> tuple[Event, dict[str, Any]]:
+def _in_owner_zone(app: App, run: RunContext, event: Event) -> tuple[Event, dict[str, Any]]:
     """The event with its owner's zone, for an Outlook event whose own zone cannot be named.
 
     Writing the UTC label the import gave it would move the event to UTC in Outlook (its zone, and for
     a series its DST rule); the zone the owner's other events carry is the one Outlook would give it.
     Without one, the times go as UTC as before (still the right instants).
     """
-    with transaction() as conn:
-        zone = owner_zone(list(sql.zones_in_use(conn, ctx["calendarId"])))
+    with app.store.unit() as tx:
+        zone = owner_zone(list[str | None](tx.zones_in_use(run.calendar_id)))
     if zone is None:
         return event, {}
     return replace(event, start_tz=zone, end_tz=zone), {"startTimeZone": zone, "endTimeZone": zone}
@@ -202,7 +175,7 @@ REVERT_COLUMNS = FIELD_COLUMNS | {"attendees": ("attendees",), "start_tz": ("sta
 TIME_FIELDS = frozenset({"all_day", "start", "end", "start_tz", "end_tz"})
 
 
-def _provider_kept(kind: int, raw: dict[str, Any], event: Event, changed: set[str],
+def _provider_kept(provider: Adapter, raw: dict[str, Any], event: Event, changed: set[str],
                    zone_hint: str | None = None) -> dict[str, Any]:
     """Columns the row must take from the provider's answer: changes made there to fields the app did not touch.
 
@@ -211,7 +184,7 @@ def _provider_kept(kind: int, raw: dict[str, Any], event: Event, changed: set[st
     """
     from autosync.store.events import COLUMNS, row_of
 
-    theirs = _normalize(kind, raw, zone_hint)
+    theirs = provider.read_event(raw, zone_hint)
     values = dict(zip(COLUMNS, row_of(theirs), strict=True))
     kept: dict[str, Any] = {}
     for name, columns in FIELD_COLUMNS.items():

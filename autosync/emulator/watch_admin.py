@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from autosync.emulator.core import Request, Response
-from autosync.emulator.push import PushHub, UnknownTarget
+from autosync.emulator.watch import PushHub, UnknownTarget
 
 
 def handle_push_admin(hub: PushHub, req: Request) -> Response:

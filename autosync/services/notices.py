@@ -9,9 +9,7 @@ from typing import Any, Protocol
 
 import redis
 
-from autosync.services.context import Context
-from autosync.store.db import transaction
-from autosync.store.notify import CLAIM, DELIVERED, FAILED
+from autosync.services.context import App
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ _senders: dict[tuple[str, str], RedisSender] = {}
 _senders_lock = threading.Lock()
 
 
-def sender_for(app: Context) -> Sender:
+def sender_for(app: App) -> Sender:
     """The configured sender; one Redis client per process (thread-safe, reused by every delivery)."""
     if app.settings.notification_sender == "log":
         return LogSender()
@@ -59,11 +57,11 @@ def sender_for(app: Context) -> Sender:
         return _senders[key]
 
 
-def deliver_pending(app: Context, sender: Sender | None = None, limit: int = 200) -> int:
+def deliver_pending(app: App, sender: Sender | None = None, limit: int = 200) -> int:
     """Send pending notifications; returns how many were delivered."""
     sender = sender or sender_for(app)
-    with transaction() as conn:
-        rows = conn.execute(CLAIM, {"limit": limit}).fetchall()
+    with app.store.unit() as tx:
+        rows = tx.claim_notices(limit)
         ok, failed = [], []
         for row in rows:
             try:
@@ -73,8 +71,6 @@ def deliver_pending(app: Context, sender: Sender | None = None, limit: int = 200
             except Exception as exc:  # a sender failure must not lose the notification
                 log.warning("notification not delivered", extra={"error": f"{type(exc).__name__}: {exc}"})
                 failed.append(row["notificationId"])
-        if ok:
-            conn.execute(DELIVERED, {"ids": ok})
-        if failed:
-            conn.execute(FAILED, {"ids": failed})
+        tx.notices_sent(ok, delivered=True)
+        tx.notices_sent(failed, delivered=False)
     return len(ok)

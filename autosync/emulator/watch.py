@@ -1,4 +1,7 @@
-"""Push notifications of the emulator: Google channels (events.watch) and Graph subscriptions (contract §A6, §B7).
+"""Push notifications of the emulator: Google channels (events.watch) and Graph subscriptions.
+
+Provider docs: https://developers.google.com/workspace/calendar/api/guides/push and
+https://learn.microsoft.com/graph/change-notifications-delivery-webhooks.
 
 The PushHub keeps channels and subscriptions, hears every event change from google_state and graph_store
 (their single mutation points call ``google_changed`` / ``graph_changed`` while the emulator's lock is
@@ -21,7 +24,7 @@ from typing import Any
 from autosync.emulator import google_errors as gerr
 from autosync.emulator.graph_errors import GraphError
 from autosync.emulator.graph_time import graph_stamp
-from autosync.emulator.push_delivery import (
+from autosync.emulator.watch_delivery import (
     GOOGLE_RETRY_STATUSES,
     Delivery,
     DeliveryLog,

@@ -17,8 +17,8 @@ from autosync.emulator import google_errors as gerr
 from autosync.emulator.core import Account, Request, Response
 from autosync.emulator.graph_errors import GraphError, error_response
 from autosync.emulator.graph_routes import Api
-from autosync.emulator.push import Subscription
-from autosync.emulator.push_delivery import Answer, new_session, post
+from autosync.emulator.watch import Subscription
+from autosync.emulator.watch_delivery import Answer, new_session, post
 
 if TYPE_CHECKING:
     from autosync.emulator.server import Emulator

@@ -13,21 +13,20 @@ import psycopg_pool
 import redis
 
 from autosync import errors
-from autosync.model import Attachment, Attendee, Conference, Event, Organizer, Reminder
+from autosync.model import Attachment, Attendee, Conference, Event, Organizer, Reminder, Step
 from autosync.providers import CalendarRef
 from autosync.providers.http import counting
 from autosync.redact import describe
 from autosync.retries import Fail, Retry, Wait, decide
-from autosync.services import push_write as write
-from autosync.services import runs
-from autosync.services.context import Context, context
-from autosync.services.push_rules import ProviderDeleted, google_event_id, google_type, refusal_text, unsynced_type
+from autosync.services import plan, runs
+from autosync.services import syncback_write as write
+from autosync.services.context import App, context
 from autosync.services.runs import Next
+from autosync.services.syncback_rules import ProviderDeleted, google_type, refusal_text
 from autosync.services.tokens import ensure_token
-from autosync.store import outbox as sql
-from autosync.store import runs as run_sql
-from autosync.store.conflicts import RECORD as RECORD_CONFLICT
-from autosync.store.db import transaction
+from autosync.store.api import Tx
+from autosync.store.outbox import BATCH
+from autosync.store.runs import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -78,90 +77,107 @@ def event_from_row(row: dict[str, Any], shares: list[dict[str, Any]], removed: s
     )
 
 
-def push_step(app: Context, run_id: int) -> Next:
+def push_step(app: App, run_id: int) -> Next:
     """Push every due app change of the run's calendar; failures wait for a later run, never block."""
-    with transaction() as conn:
-        ctx = run_sql.run_context(conn, run_id)
-    if ctx is None or ctx["finishedAt"] is not None:
-        return Next("done", run_id)
+    with app.store.unit() as tx:
+        run = tx.run_context(run_id)
+    if run is None or run.finished_at is not None:
+        return Next(Step.DONE, run_id)
     counts = {"pushCreated": 0, "pushUpdated": 0, "pushDeleted": 0, "pushFailed": 0}
     blocked: str | None = None
     with counting() as stats:
-        cal = ensure_token(app, ctx)
-        with transaction() as conn:
-            rows = sql.pending(conn, ctx["calendarId"])
-            blocked = _mass_delete(app, conn, ctx, rows)
+        cal = ensure_token(app, run)
+        with app.store.unit() as tx:
+            rows = tx.pending_pushes(run.calendar_id)
+            blocked = _mass_delete(app, tx, run, rows)
+        if run.dry_run:  # what the run would push, nothing sent
+            rows, counts = [], _would_push(rows, blocked is not None)
         for row in rows:
-            if blocked and row["op"] == "delete":
+            if plan.push_action(row["op"], row["extEventId"], blocked is not None) == "hold":
                 continue
             try:
-                outcome = _push_one(app, ctx, cal, row)
+                outcome = _push_one(app, run, cal, row)
             except errors.AuthInvalid:
                 # The stored token was refused: refresh once (under the account lock), retry this push.
-                cal = ensure_token(app, ctx, stale=cal.access_token)
-                outcome = _push_one(app, ctx, cal, row, last_try=True)
+                cal = ensure_token(app, run, stale=cal.access_token)
+                outcome = _push_one(app, run, cal, row, last_try=True)
             counts[outcome] = counts.get(outcome, 0) + 1
-    with transaction() as conn:
-        conn.execute(run_sql.ADD_PUSH_COUNTS, {**counts, "run_id": run_id})
-        finished = runs.finish(conn, run_id, "blocked" if blocked else "ok", blocked, requests=stats.count)
+    with app.store.unit() as tx:
+        tx.add_push_counts(run_id, counts)
+        finished = runs.finish(tx, run_id, "blocked" if blocked else "ok", blocked, requests=stats.count)
     follow = runs.rerun_if_requested(app, finished)
-    return follow[0] if follow else Next("done", run_id)
+    return follow[0] if follow else Next(Step.DONE, run_id)
 
 
-def _mass_delete(app: Context, conn: Any, ctx: dict[str, Any], rows: list[dict[str, Any]]) -> str | None:
-    deletes = [r["eventId"] for r in rows if r["op"] == "delete" and r["extEventId"]]
-    if len(deletes) < max(1, app.settings.mass_delete_min) or ctx.get("allowMassDelete"):
+def _mass_delete(app: App, tx: Tx, run: RunContext, rows: list[dict[str, Any]]) -> str | None:
+    """The mass-delete guard on the app side (plan.mass_delete), over every due delete of the calendar.
+
+    A run pushes at most one batch of the outbox; when the batch is full, or holds enough deletes to
+    matter, the guard counts the whole outbox, so a mass delete cannot slip out a batch at a time.
+    """
+    s = app.settings
+    batch = sum(1 for r in rows if r["op"] == "delete" and r["extEventId"])
+    if not batch or run.allow_mass_delete or (batch < max(1, s.mass_delete_min) and len(rows) < BATCH):
         return None
-    kept = conn.execute(sql.COUNT_SYNCED, {"c": ctx["calendarId"], "ids": deletes}).fetchone()["n"]
-    total = int(kept) + len(deletes)  # hard-deleted rows are no longer in cal_event
-    if len(deletes) > app.settings.mass_delete_ratio * max(total, 1):
-        return (f"app side would delete {len(deletes)} of {total} synced events "
-                f"(> {app.settings.mass_delete_ratio:.0%}); deletes held back — confirm with "
-                f"`autosync sync --calendar {ctx['calendarId']} --allow-mass-delete`")
-    return None
+    counted = tx.count_deletes(run.calendar_id)
+    verdict = plan.mass_delete(counted["deletes"], counted["deletes"] + counted["kept"],
+                               ratio=s.mass_delete_ratio, minimum=s.mass_delete_min, consent=False,
+                               side="sync-back", calendar_id=run.calendar_id)
+    return verdict.reason
 
 
-def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str, Any], *,
+def _would_push(rows: list[dict[str, Any]], deletes_held: bool) -> dict[str, int]:
+    """A dry run's push counts: what each due outbox entry would do (plan.push_action)."""
+    counts = {"pushCreated": 0, "pushUpdated": 0, "pushDeleted": 0, "pushFailed": 0}
+    names = {"create": "pushCreated", "update": "pushUpdated", "delete": "pushDeleted"}
+    for row in rows:
+        action = plan.push_action(row["op"], row["extEventId"], deletes_held)
+        if action in names:
+            counts[names[action]] += 1
+    return counts
+
+
+def _push_one(app: App, run: RunContext, cal: CalendarRef, row: dict[str, Any], *,
               last_try: bool = False) -> str:
     """Push one outbox entry; transient failures wait for a later run. A refused token raises
     AuthInvalid (unless ``last_try``) so the caller can refresh it once."""
-    provider = app.provider(ctx["calendarType"])
+    provider = app.provider(run.calendar_type)
     event_id, op = row["eventId"], row["op"]
-    with transaction() as conn:
-        ev = sql.event_row(conn, event_id)
-        shares = sql.share_attendees(conn, event_id) if ev else []
+    with app.store.unit() as tx:
+        ev = tx.event_row(event_id)
+        shares = tx.share_attendees(event_id) if ev else []
     if ev is None or not ev["status"]:
         op = "delete"
     ext_id = (ev or {}).get("extEventId") or row["extEventId"]
-    record: dict[str, Any] = {"op": op, "eventId": event_id, "calendarId": ctx["calendarId"],
-                              "calendarType": ctx["calendarType"], "extEventId": ext_id}
-    refused = unsynced_type(ev) if ctx["calendarType"] == 1 and ev is not None and ext_id else None
+    record: dict[str, Any] = {"op": op, "eventId": event_id, "calendarId": run.calendar_id,
+                              "calendarType": run.calendar_type, "extEventId": ext_id}
+    refused = provider.refusal(ev) if ev is not None and ext_id else None
     if refused:  # never a write Google would refuse, and never a retry loop: recorded once
-        return _done(ctx, row, record, "refused", refused, "pushFailed")
+        return _done(app, run, row, record, "refused", refused, "pushFailed")
     try:
         if op == "delete":
             if ext_id:
                 provider.delete(cal, ext_id)
-            elif ctx["calendarType"] == 1:  # an insert that may have reached Google before the delete
-                provider.delete(cal, google_event_id(ctx["calendarId"], event_id))
+            elif provider.ids_are_keys:  # a create that may have reached the provider before the delete
+                provider.delete(cal, provider.create_key(run.calendar_id, event_id))
             result, stored = "pushDeleted", None
         else:
             assert ev is not None
             event = event_from_row(ev, shares, frozenset(row.get("removedAttendees") or ()))
             if ext_id:
-                stored = write.update(app, ctx, cal, ev, event, row)
+                stored = write.update(app, run, cal, ev, event, row)
                 result = "pushUpdated"
             else:
-                stored = write.create(app, ctx, cal, event, event_id, row)
+                stored = write.create(app, run, cal, event, event_id, row)
                 result = "pushCreated"
     except ProviderDeleted as gone:
         assert ev is not None
-        return _provider_deleted(app, ctx, row, record, ev, gone)
+        return _provider_deleted(app, run, row, record, ev, gone)
     except errors.AuthInvalid:
         if not last_try:
             raise
         # Refused right after a refresh: the account's problem, not this entry's; a later run retries it.
-        return _retry_later(app, ctx, row, record, errors.Transient("access token refused after a refresh"))
+        return _retry_later(app, run, row, record, errors.Transient("access token refused after a refresh"))
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout, redis.RedisError):
         # Our own PostgreSQL or Redis is away, not the provider refusing: the entry stays pending and
         # the step is retried (a create carries its idempotency key, so a retry finds a first attempt).
@@ -169,82 +185,76 @@ def _push_one(app: Context, ctx: dict[str, Any], cal: CalendarRef, row: dict[str
     except Exception as exc:  # one entry's failure must not block the entries after it
         verdict = decide(exc, int(row["attempts"]), max_retries=None, backoff_cap=app.settings.task_backoff_cap)
         if not isinstance(verdict, Fail):
-            return _retry_later(app, ctx, row, record, exc, verdict.delay)
+            return _retry_later(app, run, row, record, exc, verdict.delay)
         text = verdict.message(_text(exc)) if verdict.unexpected else _text(exc)
         if verdict.unexpected:
-            log.exception("push crashed", extra={"calendar": ctx["calendarId"], "event": event_id})
+            log.exception("push crashed", extra={"calendar": run.calendar_id, "event": event_id})
         else:
-            log.error("push failed", extra={"calendar": ctx["calendarId"], "event": event_id, "error": text})
-        with transaction() as conn:
-            conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": "failed",
-                                    "error": text})
-            sql.log_push(conn, ctx["userId"], {**record, "outcome": "failed", "error": _text(exc)})
+            log.error("push failed", extra={"calendar": run.calendar_id, "event": event_id, "error": text})
+        with app.store.unit() as tx:
+            tx.close_push(row["outboxId"], row["changedAt"], "failed", text)
+            tx.log_push(run.user_id, {**record, "outcome": "failed", "error": _text(exc)})
         return "pushFailed"
     outcome, error = "ok", None
-    with transaction() as conn:
+    with app.store.unit() as tx:
         if stored is not None:
             kept = stored.pop("columns", None)
             refused_fields, patched = stored.pop("refused", set()), stored.pop("patched", True)
             beaten = stored.pop("conflict", None)
-            conn.execute(sql.ADOPT, {"c": ctx["calendarId"], "ext": stored["ext"], "e": event_id})
-            conn.execute(sql.STORE_PUSHED, {"e": event_id, **stored})
+            tx.adopt(run.calendar_id, stored["ext"], event_id)
+            tx.store_pushed(event_id, stored)
             if kept:
-                sql.store_columns(conn, event_id, kept, row["outboxId"], row["changedAt"])
+                tx.store_columns(event_id, kept, row["outboxId"], row["changedAt"])
             if beaten is not None:  # the app's live row won over a deletion made at the provider
-                conn.execute(RECORD_CONFLICT, {"c": ctx["calendarId"], "ext": beaten["id"],
-                                               "policy": app.settings.conflict_policy, "winner": "app",
-                                               "app": None, "provider": _json(beaten), "outbox": row["outboxId"]})
+                tx.record_conflict(run.calendar_id, beaten["id"], policy=app.settings.conflict_policy, winner="app",
+                                   app=None, provider=_json(beaten), outbox_id=row["outboxId"])
             if refused_fields:
                 outcome, error = "refused", refusal_text(google_type(ev or {}), refused_fields)
                 result = result if patched else "pushFailed"
             record["extEventId"] = stored["ext"]
-        conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": outcome,
-                                "error": error})
-        sql.log_push(conn, ctx["userId"], {**record, "outcome": outcome, **({"error": error} if error else {})})
+        tx.close_push(row["outboxId"], row["changedAt"], outcome, error)
+        tx.log_push(run.user_id, {**record, "outcome": outcome, **({"error": error} if error else {})})
     return result
 
 
-def _done(ctx: dict[str, Any], row: dict[str, Any], record: dict[str, Any], outcome: str, error: str,
+def _done(app: App, run: RunContext, row: dict[str, Any], record: dict[str, Any], outcome: str, error: str,
           result: str) -> str:
     """Close an outbox entry without a provider write (recorded in the outbox and temp_log)."""
-    with transaction() as conn:
-        conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"], "outcome": outcome,
-                                "error": error})
-        sql.log_push(conn, ctx["userId"], {**record, "outcome": outcome, "error": error})
-    log.warning("push not sent", extra={"calendar": ctx["calendarId"], "event": row["eventId"], "error": error})
+    with app.store.unit() as tx:
+        tx.close_push(row["outboxId"], row["changedAt"], outcome, error)
+        tx.log_push(run.user_id, {**record, "outcome": outcome, "error": error})
+    log.warning("push not sent", extra={"calendar": run.calendar_id, "event": row["eventId"], "error": error})
     return result
 
 
-def _provider_deleted(app: Context, ctx: dict[str, Any], row: dict[str, Any], record: dict[str, Any],
+def _provider_deleted(app: App, run: RunContext, row: dict[str, Any], record: dict[str, Any],
                       ev: dict[str, Any], gone: ProviderDeleted) -> str:
     """A create found its event deleted at Google since our first attempt made it, and the deletion
     won: the row is deleted in the app as an imported deletion would be, with both versions recorded."""
-    stored = write.stored_answer(app, ctx, gone.raw, write.zone_hint(ctx, ev))
+    stored = write.stored_answer(app, run, gone.raw, write.zone_hint(app, run, ev))
     text = f"deleted at Google after autosync created it; the deletion won (policy {gone.policy})"
-    with transaction() as conn:
-        conn.execute(sql.ADOPT, {"c": ctx["calendarId"], "ext": stored["ext"], "e": row["eventId"]})
-        conn.execute(sql.STORE_PUSHED, {"e": row["eventId"], **stored})
-        conn.execute(sql.MARK_DELETED, {"e": row["eventId"], "o": row["outboxId"], "changed": row["changedAt"]})
-        conn.execute(RECORD_CONFLICT, {"c": ctx["calendarId"], "ext": stored["ext"], "policy": gone.policy,
-                                       "winner": "provider", "app": _json({k: v for k, v in ev.items()
-                                                                          if k != "providerData"}),
-                                       "provider": None, "outbox": row["outboxId"]})
-        conn.execute(sql.DONE, {"o": row["outboxId"], "changed": row["changedAt"],
-                                "outcome": "superseded by provider change", "error": text})
-        sql.log_push(conn, ctx["userId"], {**record, "extEventId": stored["ext"], "outcome": "superseded",
+    with app.store.unit() as tx:
+        tx.adopt(run.calendar_id, stored["ext"], row["eventId"])
+        tx.store_pushed(row["eventId"], stored)
+        tx.mark_deleted(row["eventId"], row["outboxId"], row["changedAt"])
+        tx.record_conflict(run.calendar_id, stored["ext"], policy=gone.policy, winner="provider",
+                           app=_json({k: v for k, v in ev.items() if k != "providerData"}), provider=None,
+                           outbox_id=row["outboxId"])
+        tx.close_push(row["outboxId"], row["changedAt"], "superseded by provider change", text)
+        tx.log_push(run.user_id, {**record, "extEventId": stored["ext"], "outcome": "superseded",
                                            "error": text})
     return "superseded"
 
 
-def _retry_later(app: Context, ctx: dict[str, Any], row: dict[str, Any], record: dict[str, Any],
+def _retry_later(app: App, run: RunContext, row: dict[str, Any], record: dict[str, Any],
                  exc: BaseException, delay: float | None = None) -> str:
     """Leave the entry pending with a backoff; a later run pushes it (import is never blocked)."""
     if delay is None:
         verdict = decide(exc, int(row["attempts"]), max_retries=None, backoff_cap=app.settings.task_backoff_cap)
         delay = verdict.delay if isinstance(verdict, Retry | Wait) else 1.0
-    with transaction() as conn:
-        conn.execute(sql.RETRY_LATER, {"o": row["outboxId"], "error": _text(exc), "delay": max(1.0, delay)})
-        sql.log_push(conn, ctx["userId"], {**record, "outcome": "retry", "error": _text(exc)})
+    with app.store.unit() as tx:
+        tx.retry_push_later(row["outboxId"], _text(exc), max(1.0, delay))
+        tx.log_push(run.user_id, {**record, "outcome": "retry", "error": _text(exc)})
     return "pushFailed"
 
 

@@ -3,7 +3,7 @@
 Deliveries are sent by a few daemon threads, never while the emulator's lock is held. Each channel or
 subscription always maps to the same thread, so its notifications arrive in order; a failing delivery
 is retried (exponential backoff) before the next one of its thread is sent, as Google and Graph retry
-before moving on (contract §A6, §B7).
+before moving on (https://developers.google.com/workspace/calendar/api/guides/push, https://learn.microsoft.com/graph/change-notifications-delivery-webhooks).
 """
 
 from __future__ import annotations
