@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autosync"
 # counters) sit under the I/O edges, which all use them; the entry points (Celery tasks and app, CLI,
 # receiver, processes, demo, emulator) sit on top.
 RANK = {"model": 0, "errors": 0, "normalize": 1, "settings": 2, "redact": 2, "log": 2, "metrics": 2,
+        "retries": 2,
         "providers": 3, "store": 3, "ratelimit": 3, "services": 4}
 ENTRY = 5
 # The two I/O edges never use each other: adapters touch no SQL, the store makes no HTTP call.
