@@ -5,7 +5,7 @@ side asked us to wait (``retry_after``), and whether it is only a wait of our ow
 (``waits_only``: no request was sent, nothing failed). :func:`decide` reads those, plus the few
 foreign errors that mean "our own PostgreSQL, Redis or time budget was briefly short", and returns
 what to do. It is pure (randomness injectable), so it is tested table by table; the Celery steps
-(tasks.py), sync-back entries (services/push.py) and the watch step (services/watch.py) act on it.
+(tasks.py), sync-back entries (services/syncback.py) and the watch step (services/watch.py) act on it.
 """
 
 from __future__ import annotations

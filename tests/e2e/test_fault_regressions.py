@@ -65,15 +65,16 @@ def test_a_refreshed_token_is_saved_even_when_postgresql_drops_during_the_token_
 def test_a_push_is_not_marked_failed_when_our_own_redis_is_away(worker, db, emu) -> None:
     import pytest
     import redis
-    from autosync.services.push import push_step
 
     from autosync.embedded import free_port
     from autosync.providers.google import GoogleProvider
     from autosync.providers.http import HttpEdge, Policy
     from autosync.providers.outlook import OutlookProvider
     from autosync.ratelimit import RateLimiter
-    from autosync.services.context import Context
+    from autosync.services.context import App
+    from autosync.services.syncback import push_step
     from autosync.settings import get_settings
+    from autosync.store.pg import PgStore
     from tests.e2e.helpers import sync
     from tests.e2e.test_pushback_google import app_insert, at
 
@@ -85,7 +86,7 @@ def test_a_push_is_not_marked_failed_when_our_own_redis_is_away(worker, db, emu)
     dead = RateLimiter(redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=0.5))
     edge = HttpEdge(Policy(s.http_connect_timeout, s.http_read_timeout, s.http_retries, s.http_backoff_cap,
                            s.max_inline_wait), dead)
-    away = Context(s, dead, GoogleProvider(s, edge), OutlookProvider(s, edge))
+    away = App(s, dead, GoogleProvider(s, edge), OutlookProvider(s, edge), PgStore())
     steps, _ = open_runs(context(), [1], reason="adhoc", calendar_id=cal.calendar_id)
     with pytest.raises(redis.RedisError):  # the step is retried by the task's policy
         push_step(away, steps[0].run_id)
@@ -143,8 +144,7 @@ def _first_attempt_then_user_edit(emu: Any, provider: str, cal: Any, event_id: i
     create's idempotency key), which the user then renamed at the provider."""
     from urllib.parse import quote
 
-    from autosync.services.push_rules import google_event_id, transaction_id
-
+    from autosync.providers.keys import google_event_id, transaction_id
     from tests.e2e.test_pushback_google import at
 
     if provider == "google":
