@@ -27,6 +27,10 @@ from autosync.workers import argv as worker_argv
 from autosync.workers import child_environment, die_with_parent, plan
 
 
+RESTARTS = 5
+RESTART_WINDOW = 600
+
+
 class Runner:
     """Starts, watches and stops the processes of one `autosync run`."""
 
@@ -35,6 +39,8 @@ class Runner:
         self.root = data_dir(get_settings().data_dir)
         self.services: Services | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.specs: dict[str, tuple[list[str], dict[str, str] | None]] = {}
+        self.restarts: dict[str, list[float]] = {}
         self.stopping = False
         self.interrupts = 0
         self.env = process_environment()
@@ -73,6 +79,7 @@ class Runner:
                                 start_new_session=True, preexec_fn=_private_child)
         out.close()
         self.procs[name] = proc
+        self.specs[name] = (argv, extra_env)
         if self.services:
             self.services.register(name, proc)
 
@@ -147,9 +154,24 @@ class Runner:
                  "watched calendars sync when their provider notifies, the beat polls only what needs it")
 
     def check_children(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None and self.interrupts == 0:
+        """Restart a worker or beat that died, as a supervisor would; give up on one that keeps dying.
+
+        A worker can exit on its own when the broker restarts under it (kombu failing to restore its
+        unacknowledged messages, seen by the fault campaigns, RELIABILITY.md): nothing is lost, as its
+        messages are acknowledged late and the stale-run sweep resumes its runs, so it is started again.
+        More than RESTARTS exits of one process within RESTART_WINDOW seconds stop the run instead.
+        """
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is None or self.interrupts or self.stopping:
+                continue
+            recent = [t for t in self.restarts.get(name, []) if time.monotonic() - t < RESTART_WINDOW]
+            if not name.startswith(("worker", "beat")) or len(recent) >= RESTARTS:
                 raise RuntimeError(f"{name} exited with code {proc.returncode}; see {self.root / 'logs'}")
+            self.restarts[name] = [*recent, time.monotonic()]
+            self.say(f"{name} exited with code {proc.returncode}; restarting it "
+                     f"({len(recent) + 1} of {RESTARTS} within {RESTART_WINDOW // 60} minutes)")
+            argv, extra_env = self.specs[name]
+            self.spawn(name, argv, extra_env)
 
     def stop(self) -> None:
         self.stopping = True
