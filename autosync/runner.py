@@ -26,7 +26,6 @@ from autosync.settings import get_settings, is_set, process_environment
 from autosync.workers import argv as worker_argv
 from autosync.workers import child_environment, die_with_parent, plan
 
-
 RESTARTS = 5
 RESTART_WINDOW = 600
 
