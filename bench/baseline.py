@@ -71,7 +71,8 @@ def _calendar(calendar_id: int) -> RunContext:
         calendar_type=row["calendarType"], ext_calendar_id=row["extCalendarId"],
         social_account_id=row["socialAccountId"], token=row["token"], refresh_token=row["refreshToken"],
         token_expires_at=row["accessTokenExpirationDate"], delta_link=None, sync_window_start=None,
-        sync_window_end=None, calendar_active=True, last_page_checks=False, pending_deletes=False)
+        sync_window_end=None, calendar_active=True, last_page_checks=False, pending_deletes=False,
+        empty_at_start=False)
 
 
 def upsert_rows(conn: Conn, calendar_id: int, user_id: int, events: list[Event]) -> None:

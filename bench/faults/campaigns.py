@@ -221,8 +221,8 @@ def r3_throttling(sizes: Sizes) -> dict[str, Any]:
     """429 and 403 rateLimitExceeded storms with Retry-After: on one account, then on the whole app."""
     c = Campaign("R3 throttling", sizes)
     try:
-        from autosync.demo_check import PROVIDER
-        from autosync.demo_seed import linked_calendars
+        from autosync.demo.check import PROVIDER
+        from autosync.demo.seed import linked_calendars
 
         client = c.system.demo.client
         with c.system.connect() as conn:
@@ -331,7 +331,7 @@ def r4_hostile_payloads(sizes: Sizes) -> dict[str, Any]:
     """Listing pages mixing good items (real provider events) with Hypothesis-generated malformed ones."""
     from hypothesis.errors import NonInteractiveExampleWarning
 
-    from autosync.demo_seed import linked_calendars
+    from autosync.demo.seed import linked_calendars
     from tests.payloads import google_good, google_hostile, graph_good, graph_hostile
 
     warnings.simplefilter("ignore", NonInteractiveExampleWarning)
@@ -434,7 +434,7 @@ def r4_hostile_payloads(sizes: Sizes) -> dict[str, Any]:
 
 def r5_revoked(sizes: Sizes) -> dict[str, Any]:
     """invalid_grant mid-run: the user revoked access while a run of the calendar is open."""
-    from autosync.demo_seed import linked_calendars
+    from autosync.demo.seed import linked_calendars
 
     c = Campaign("R5 revoked grants", sizes)
     try:
@@ -505,7 +505,7 @@ HOSTILE_TEXT = [
 
 def r6_round_trip(sizes: Sizes) -> dict[str, Any]:
     """Hostile text in every text field, app -> provider and provider -> app."""
-    from autosync.demo_seed import linked_calendars
+    from autosync.demo.seed import linked_calendars
     from autosync.normalize.google import event_from_google
     from autosync.normalize.outlook import event_from_graph
 

@@ -1,7 +1,7 @@
 """The shared checker: the app database against the emulator's state after a campaign settled.
 
 - events lost: a live provider event with no row, or a row whose title/times differ from it
-  (autosync.demo_check.convergence lists both);
+  (autosync.demo.check.convergence lists both);
 - pushes lost: an app row never pushed (no extEventId), a synced row whose event is not live at the
   provider, or an outbox entry given up for a reason that is not the provider's;
 - duplicated: two rows for one provider event, or two provider events for one app row. A second

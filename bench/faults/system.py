@@ -223,11 +223,11 @@ class System:
 
     def mutate(self, cycle: int) -> None:
         """One round of changes on both sides (the demo's edits, without its own faults)."""
-        from autosync.demo import _label
-        from autosync.demo_app import AppEdits
-        from autosync.demo_check import PROVIDER
-        from autosync.demo_provider import ProviderEdits
-        from autosync.demo_seed import linked_calendars
+        from autosync.demo.app_edits import AppEdits
+        from autosync.demo.check import PROVIDER
+        from autosync.demo.driver import _label
+        from autosync.demo.provider_edits import ProviderEdits
+        from autosync.demo.seed import linked_calendars
 
         rng = random.Random(f"{cycle}:{self.rng.random()}")
         touched: set[str] = set()
