@@ -332,15 +332,7 @@ class Services:
         order = [n for n in self.children if n not in ("valkey", "postgres")] + ["valkey", "postgres"]
         order = [n for n in order if n in self.children]
         for name in order:
-            proc = self.children.get(name)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGINT if name == "postgres" else signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            self.stop_one(name)
         with contextlib.suppress(FileNotFoundError):
             self.state_file.unlink()
 
