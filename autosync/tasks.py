@@ -21,8 +21,6 @@ from autosync.redact import describe
 from autosync.services import runs
 from autosync.services.context import context
 from autosync.services.runs import Next
-from autosync.store import runs as run_sql
-from autosync.store.db import transaction
 
 log = logging.getLogger("autosync.tasks")
 
@@ -65,9 +63,10 @@ def enqueue(step: Next, queue: str | None = None) -> None:
 
 def _fail(run_id: int, outcome: str, error: str) -> StepFailed:
     """Close the run with its outcome (and start a requested rerun); returns what the step raises."""
-    with transaction() as conn:
-        finished = runs.finish(conn, run_id, outcome, error[:2000])
-    for step in runs.rerun_if_requested(context(), finished):
+    app = context()
+    with app.store.unit() as tx:
+        finished = runs.finish(tx, run_id, outcome, error[:2000])
+    for step in runs.rerun_if_requested(app, finished):
         enqueue(step)
     return StepFailed(f"run {run_id} {outcome}: {error[:2000]}")
 
@@ -135,8 +134,8 @@ def _guarded(task: Task, fn: Callable[..., Next], run_id: int, *args: Any) -> No
             log.exception("step crashed", extra={"run": run_id, "task": task.name})
         described = _describe(exc)
         if verdict.deactivate:
-            with transaction() as conn:
-                conn.execute(run_sql.DEACTIVATE_CALENDAR_OF_RUN, {"reason": described, "run_id": run_id})
+            with context().store.unit() as tx:
+                tx.deactivate_calendar_of_run(run_id, described)
         raise _fail(run_id, verdict.outcome, verdict.message(described)) from None
 
 
@@ -145,8 +144,8 @@ def _record_requests(run_id: int, stats: RequestStats) -> None:
     if not stats.count:
         return
     try:
-        with transaction() as conn:
-            conn.execute(run_sql.ADD_REQUESTS, {"n": stats.count, "run_id": run_id})
+        with context().store.unit() as tx:
+            tx.add_requests(run_id, stats.count)
     except psycopg.Error:
         log.warning("could not record provider requests", extra={"run": run_id, "requests": stats.count})
 

@@ -81,6 +81,7 @@ class Adapter(Protocol):
     watch_scope: str  # "calendar": one channel per calendar; "mailbox": one per account
     watch_path: str  # the receiver's route for its notifications
     lifecycle_path: str | None  # the receiver's route for its channel lifecycle events, if any
+    max_watch_ttl: int | None  # the longest channel lifetime it grants, in seconds (None: none documented)
 
     def zone_hint(self, row: dict[str, Any]) -> str | None:
         """The zone to read the provider copy of an app row with, where the copy may leave it unnamed."""

@@ -99,6 +99,9 @@ class GoogleProvider:
     watch_scope = "calendar"
     watch_path = "/google"
     lifecycle_path: str | None = None
+    # No maximum channel lifetime is documented; Google shortens a channel it will not keep that long
+    # (https://developers.google.com/workspace/calendar/api/guides/push), so AUTOSYNC_WATCH_TTL is asked as is.
+    max_watch_ttl: int | None = None
 
     def zone_hint(self, row: dict[str, Any]) -> str | None:
         """The zone the import stored for the row: the event's own, else its calendar's (an event whose

@@ -81,6 +81,11 @@ class OutlookProvider:
     watch_scope = "mailbox"
     watch_path = "/graph"
     lifecycle_path: str | None = "/graph/lifecycle"
+    # An Outlook event subscription may live at most 4,230 minutes in the subscription-lifetime table of
+    # the docs repo (microsoft-graph-docs, concepts/includes/change-notifications-subscription-lifetime.md);
+    # later Learn pages say 10,080. Asking for more is refused with a 400, so the smaller, older figure is
+    # used: valid under both, at the cost of one renewal PATCH every ~2 days instead of ~6.
+    max_watch_ttl: int | None = 4230 * 60
 
     def zone_hint(self, row: dict[str, Any]) -> str | None:
         """Graph names every event's zone (or none that can be named: see zone_unnamed)."""

@@ -15,10 +15,12 @@ from psycopg_pool import PoolTimeout
 
 from autosync.errors import ServiceUnavailable
 from autosync.services import health
-from autosync.store import runs as sql
-from autosync.store.db import transaction
+from autosync.store.pg import PgStore
 
 log = logging.getLogger("autosync.adhoc")
+
+# Requests live in PostgreSQL only (the app reads them there): the PostgreSQL store's own operations.
+_store = PgStore()
 
 # An AutoSync event is a few dozen bytes; anything near this is not one.
 MAX_EVENT_BYTES = 64 * 1024
@@ -106,13 +108,10 @@ def enqueue(user_id: int | None, calendar_type: int | None, *, silent: bool = Fa
     the reason, never left pending.
     """
     try:
-        with transaction(timeout=connect_timeout) as conn:
-            if user_id is not None and conn.execute(sql.USER_EXISTS, {"u": user_id}).fetchone() is None:
+        with _store.unit(timeout=connect_timeout) as tx:
+            if user_id is not None and not tx.user_exists(user_id):
                 raise InvalidRequest("ER004", f"unknown userId {user_id}")
-            row = conn.execute(sql.CREATE_REQUEST, {"user_id": user_id, "calendar_type": calendar_type,
-                                                    "silent": silent, "source": source}).fetchone()
-            assert row is not None
-            request_id = int(row["requestId"])
+            request_id = tx.create_request(user_id, calendar_type, silent=silent, source=source)
     except (psycopg.OperationalError, PoolTimeout) as exc:
         raise health.database_unavailable(exc) from None
     from autosync.tasks import sync_user
@@ -132,17 +131,16 @@ def enqueue(user_id: int | None, calendar_type: int | None, *, silent: bool = Fa
 def _close_unsent(request_id: int, reason: str) -> None:
     """Close a request whose message never reached the broker (best effort: PostgreSQL may be gone too)."""
     try:
-        with transaction(timeout=SERVICE_WAIT) as conn:
-            conn.execute(sql.CLOSE_UNSENT_REQUEST, {"request_id": request_id, "error": reason[:500]})
+        with _store.unit(timeout=SERVICE_WAIT) as tx:
+            tx.close_unsent_request(request_id, reason[:500])
     except (psycopg.Error, PoolTimeout):
         log.warning("could not close an unsent request", extra={"request": request_id})
 
 
 def status(request_id: int) -> dict[str, Any]:
     """A request and its runs."""
-    with transaction(timeout=SERVICE_WAIT) as conn:
-        req = conn.execute(sql.REQUEST_STATUS, {"request_id": request_id}).fetchone() or {}
-        run_rows = conn.execute(sql.RUNS_OF_REQUEST, {"request_id": request_id}).fetchall()
+    with _store.unit(timeout=SERVICE_WAIT) as tx:
+        req, run_rows = tx.request_status(request_id)
     keys = ("runId", "calendarId", "reason", "step", "outcome", "error", "fullSync", "pagesFetched",
             "eventsUpserted", "eventsUnchanged", "eventsDeleted", "eventsSkipped", "pushCreated",
             "pushUpdated", "pushDeleted", "pushFailed", "conflicts", "providerRequests", "dryRun")

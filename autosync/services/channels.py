@@ -24,10 +24,12 @@ from typing import Any
 import psycopg
 
 from autosync import metrics
-from autosync.store import channels as sql
-from autosync.store.db import connect, ping, transaction
+from autosync.store.pg import ChannelFeed, PgStore
 
 log = logging.getLogger("autosync.webhooks")
+
+# Channels live in PostgreSQL (the receiver checks and counts them there): the PostgreSQL store.
+_store = PgStore()
 
 # Notification kinds that say something changed (Google resource states, Graph change types and
 # the lifecycle events that need a resync); `sync` is only Google's handshake.
@@ -110,13 +112,10 @@ class ChannelBook:
         pause = 0.5
         while not self._stop.is_set():
             try:
-                # TCP keepalives notice a peer that vanished without closing the connection.
-                with connect(self._url, autocommit=True, connect_timeout=3, keepalives=1, keepalives_idle=10,
-                             keepalives_interval=5, keepalives_count=3) as conn:
-                    sql.listen_for_channels(conn)  # before the load: nothing committed in between is missed
-                    self._load(conn)
+                with ChannelFeed(self._url) as feed:  # listens before the load: nothing in between is missed
+                    self._load(feed)
                     pause = 0.5
-                    self._follow(conn)
+                    self._follow(feed)
             except psycopg.Error as exc:
                 if self._live or pause == 0.5:
                     log.warning("channel list not current: notifications for channels it lacks get 503 until "
@@ -126,29 +125,28 @@ class ChannelBook:
                 pause = min(pause * 2, 5.0)
         self._live = False
 
-    def _load(self, conn: Any) -> None:
-        self._known = {r["channelId"]: (int(r["calendarType"]), bytes(r["secretHash"]))
-                       for r in sql.live_channels(conn)}
+    def _load(self, feed: ChannelFeed) -> None:
+        self._known = {r["channelId"]: (int(r["calendarType"]), bytes(r["secretHash"])) for r in feed.all()}
         self._loaded_at = time.monotonic()
         self._live = True
         self._loaded.set()
 
-    def _follow(self, conn: Any) -> None:
+    def _follow(self, feed: ChannelFeed) -> None:
         checked = time.monotonic()
         while not self._stop.is_set():
-            ids = [n.payload for n in conn.notifies(timeout=1.0, stop_after=1)]
+            ids = feed.changed(timeout=1.0, limit=1)
             if ids:  # then whatever else is already waiting, in one query
-                ids += [n.payload for n in conn.notifies(timeout=0.01, stop_after=1000)]
-                self._apply(conn, sorted(set(ids)))
+                ids += feed.changed(timeout=0.01, limit=1000)
+                self._apply(feed, sorted(set(ids)))
             now = time.monotonic()
             if now - self._loaded_at > self._reload_every:
-                self._load(conn)  # a safety net: rows removed without a trigger (TRUNCATE) are dropped
+                self._load(feed)  # a safety net: rows removed without a trigger (TRUNCATE) are dropped
             elif now - checked > 10:
-                ping(conn)  # a restarted server is noticed even when no NOTIFY comes
+                feed.ping()  # a restarted server is noticed even when no NOTIFY comes
                 checked = now
 
-    def _apply(self, conn: Any, ids: list[str]) -> None:
-        rows = {r["channelId"]: r for r in sql.channels_by_id(conn, ids)}
+    def _apply(self, feed: ChannelFeed, ids: list[str]) -> None:
+        rows = {r["channelId"]: r for r in feed.by_id(ids)}
         for channel_id in ids:
             row = rows.get(channel_id)
             if row is not None and row["live"]:
@@ -178,11 +176,10 @@ def receive(book: ChannelBook, calendar_type: int, notes: list[Note], publish: P
             entry[2] = note.number if entry[2] is None else max(entry[2], note.number)
     if not wanted:
         return metrics.notifications(calendar_type, notes, verdicts)
-    _hint_series(calendar_type, notes, verdicts)
+    _hint_series(notes, verdicts)
     outcome: dict[str, str] = {}
-    with transaction(timeout=1.0) as conn:
-        before = sql.take_messages(conn, calendar_type,
-                                   [(cid, e[0], e[1], e[2]) for (cid, _), e in wanted.items()])
+    with _store.unit(timeout=1.0) as tx:
+        before = tx.take_messages(calendar_type, [(cid, e[0], e[1], e[2]) for (cid, _), e in wanted.items()])
         for (channel_id, _), (event, _count, number) in wanted.items():
             if channel_id not in before:
                 outcome.setdefault(channel_id, "unknown")  # stopped, and the book did not hear of it yet
@@ -201,15 +198,16 @@ def receive(book: ChannelBook, calendar_type: int, notes: list[Note], publish: P
                                                          for n, v in zip(notes, verdicts, strict=True)])
 
 
-def _hint_series(calendar_type: int, notes: list[Note], verdicts: list[str]) -> None:
-    """Keep the series masters verified Graph "updated" notifications name (store: series_hint).
+def _hint_series(notes: list[Note], verdicts: list[str]) -> None:
+    """Keep the items verified "updated" notifications name (store: series_hint).
 
-    Deleting one occurrence updates its master (microsoft-graph-docs issue 5520) but may show in no
+    Only Graph notifications name an item (resourceData.id); Google's name only the channel. Deleting
+    one occurrence updates its series master (microsoft-graph-docs issue 5520) but may show in no
     delta round (PR 4501): the calendar's next round checks such a series itself (outlook_checks).
     Committed before the sync is queued, so the run it starts finds the hint.
     """
     named = [(n.channel_id, n.item) for n, v in zip(notes, verdicts, strict=True)
-             if v == "ok" and calendar_type == 2 and n.event == "updated" and n.item]
+             if v == "ok" and n.event == "updated" and n.item]
     if named:
-        with transaction(timeout=1.0) as conn:
-            sql.hint_series(conn, named)
+        with _store.unit(timeout=1.0) as tx:
+            tx.hint_series(named)

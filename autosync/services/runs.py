@@ -6,16 +6,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from autosync import metrics
 from autosync.model import Step
 from autosync.services.context import App
 from autosync.services.tokens import fresh_enough
 from autosync.store import runs as sql
 from autosync.store.api import Tx
-from autosync.store.db import Conn
-from autosync.store.pg import PgTx
 
 log = logging.getLogger("autosync.run")
 
@@ -123,14 +119,9 @@ def resume_stale(app: App) -> list[Next]:
     return steps
 
 
-def finish(tx: Tx | Conn, run_id: int, outcome: str, error: str | None = None, *, requests: int = 0,
+def finish(tx: Tx, run_id: int, outcome: str, error: str | None = None, *, requests: int = 0,
            counts: dict[str, int] | None = None) -> dict[str, Any] | None:
-    """Close a run (once) with its last counts, record the outcome on the calendar, settle its requests.
-
-    ``tx`` may still be a bare PostgreSQL connection (callers not yet moved to the store seam).
-    """
-    if isinstance(tx, psycopg.Connection):
-        tx = PgTx(tx)
+    """Close a run (once) with its last counts, record the outcome on the calendar, settle its requests."""
     run = tx.finish_run(run_id, outcome, error, requests, counts or sql.NO_COUNTS)
     if run is None:
         return None

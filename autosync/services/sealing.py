@@ -13,8 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from autosync.errors import TokenUnreadable
-from autosync.store import tokens as sql
-from autosync.store.db import transaction
+from autosync.store.pg import PgStore
 from autosync.store.sealed import Sealer, sealer
 
 log = logging.getLogger(__name__)
@@ -43,15 +42,15 @@ def reseal_all(*, rotate: bool, batch: int = 500, passes: int = 3,
         skipped: set[int] = set()
         after = 0
         while True:
-            with transaction() as conn:
-                rows = sql.unsealed_after(conn, after, batch, key=box.current if rotate else None)
+            with PgStore().unit() as tx:
+                rows = tx.unsealed_after(after, batch, key=box.current if rotate else None)
                 for row in rows:
                     try:
                         plain = (box.open(row["token"]), box.open(row["refreshToken"]))
                     except TokenUnreadable:
                         skipped.add(row["calendarId"])
                         continue
-                    if sql.reseal(conn, box, row["calendarId"], row["token"], row["refreshToken"], *plain):
+                    if tx.reseal(box, row["calendarId"], row["token"], row["refreshToken"], *plain):
                         done.sealed += 1
                     else:
                         done.changed_meanwhile += 1
@@ -70,5 +69,5 @@ def reseal_all(*, rotate: bool, batch: int = 500, passes: int = 3,
 
 def status() -> dict[str, int]:
     """Token values by state: empty, plaintext, or the id of the key that sealed them."""
-    with transaction(origin_sync=False) as conn:
-        return sql.sealing_status(conn)
+    with PgStore().unit(origin_sync=False) as tx:
+        return tx.sealing_status()

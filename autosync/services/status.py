@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from autosync.settings import get_settings
-from autosync.store.db import transaction
-from autosync.store.status import STATUS
+from autosync.store.pg import PgStore
 
 PROVIDERS = {1: "google", 2: "outlook"}
 FAILING_OUTCOMES = ("failed", "blocked")
@@ -24,8 +23,8 @@ def status_rows(user_id: int | None = None, calendar_id: int | None = None, *,
                 stale_after: float = 3.0) -> list[dict[str, Any]]:
     """One dict per linked calendar (of a user, or one calendar), with its failing and stale flags."""
     settings = get_settings()
-    with transaction(origin_sync=False, timeout=5) as conn:
-        rows = conn.execute(STATUS, {"user": user_id, "calendar": calendar_id}).fetchall()
+    with PgStore().unit(origin_sync=False, timeout=5) as tx:
+        rows = tx.status_rows(user_id, calendar_id)
     now = datetime.now(UTC)
     out = []
     for r in rows:

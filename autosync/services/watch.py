@@ -34,26 +34,18 @@ from autosync.store.runs import RunContext
 
 log = logging.getLogger(__name__)
 
-# The longest lifetime each provider grants a channel, in seconds; None: no documented maximum.
-# Graph: an Outlook event subscription may live at most 4,230 minutes in the subscription-lifetime
-# table of the docs repo (microsoft-graph-docs, concepts/includes/change-notifications-subscription-
-# lifetime.md); later Learn pages say 10,080. Asking for more is refused with a 400, so the smaller,
-# older figure is used: it is valid under both, and costs one renewal PATCH every ~2 days instead of ~6.
-# Google: no maximum is documented and Google shortens a channel it will not keep that long itself
-# (https://developers.google.com/workspace/calendar/api/guides/push), so AUTOSYNC_WATCH_TTL is asked as is.
-MAX_WATCH_TTL: dict[int, int | None] = {1: None, 2: 4230 * 60}
 
 
-def watch_ttl(settings: Any, kind: int) -> int:
+def watch_ttl(settings: Any, provider: Adapter) -> int:
     """The lifetime to ask a provider for: AUTOSYNC_WATCH_TTL, capped at the provider's maximum."""
-    cap = MAX_WATCH_TTL.get(kind)
+    cap = provider.max_watch_ttl
     return settings.watch_ttl if cap is None else min(settings.watch_ttl, cap)
 
 
-def renew_before(settings: Any, kind: int) -> int:
+def renew_before(settings: Any, provider: Adapter) -> int:
     """How long before expiry a channel is renewed: AUTOSYNC_WATCH_RENEW_BEFORE, at most half the
     capped lifetime (a margin as long as the lifetime would renew the channel on every run)."""
-    return min(settings.watch_renew_before, watch_ttl(settings, kind) // 2)
+    return min(settings.watch_renew_before, watch_ttl(settings, provider) // 2)
 
 
 def addresses(base: str, provider: Adapter) -> tuple[str, str | None]:
@@ -112,8 +104,8 @@ def _ensure_watched(app: App, run: RunContext, cal: CalendarRef) -> None:
     settings = app.settings
     provider = app.provider(run.calendar_type)
     now = datetime.now(UTC)
-    expires = now + timedelta(seconds=watch_ttl(settings, run.calendar_type))
-    margin = timedelta(seconds=renew_before(settings, run.calendar_type))
+    expires = now + timedelta(seconds=watch_ttl(settings, provider))
+    margin = timedelta(seconds=renew_before(settings, provider))
     with app.store.unit() as tx:  # read after the lease is held: sees what the previous holder saved
         live = tx.live_channels(run.calendar_id)
     if any(ch["expiresAt"] > now + margin for ch in live):

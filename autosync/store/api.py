@@ -72,6 +72,14 @@ class Tx(Protocol):
     def clean_run(self, run_id: int) -> None:
         ...
 
+    def add_requests(self, run_id: int, n: int) -> None:
+        """Count provider requests a failed step made."""
+        ...
+
+    def deactivate_calendar_of_run(self, run_id: int, reason: str) -> None:
+        """Stop syncing the run's calendar (the provider says it is gone), with the reason."""
+        ...
+
     def settle_requests(self, request_ids: list[int], failed: bool) -> list[Row]:
         ...
 
@@ -274,6 +282,10 @@ class Tx(Protocol):
 class Store(Protocol):
     """Where runs, events, the outbox and their bookkeeping live."""
 
-    def unit(self) -> AbstractContextManager[Tx]:
-        """One unit of work: everything done through the Tx commits together, or not at all."""
+    def unit(self, *, timeout: float | None = None, origin_sync: bool = True) -> AbstractContextManager[Tx]:
+        """One unit of work: everything done through the Tx commits together, or not at all.
+
+        ``timeout``: how long to wait for the storage before giving up; ``origin_sync``: whether the
+        writes are autosync's own (imports), not the app's.
+        """
         ...

@@ -158,6 +158,12 @@ class MemoryTx:
         self._did("finish", run=run_id, outcome=outcome)
         return {**r, "userId": c["userId"], "calendarType": c["calendarType"]}
 
+    def add_requests(self, run_id: int, n: int) -> None:
+        self.d.runs[run_id]["providerRequests"] += n
+
+    def deactivate_calendar_of_run(self, run_id: int, reason: str) -> None:
+        self.d.calendars[self.d.runs[run_id]["calendarId"]].update(status=False, deactivatedReason=reason)
+
     def clean_run(self, run_id: int) -> None:
         self.d.seen.pop(run_id, None)
         self.d.pending_deletes.pop(run_id, None)
@@ -493,8 +499,10 @@ class MemoryStore:
         self.leases: dict[str, tuple[str, datetime]] = {}
 
     @contextmanager
-    def unit(self) -> Iterator[MemoryTx]:
-        """One unit of work: on an exception everything it did is undone, as a rolled-back transaction."""
+    def unit(self, *, timeout: float | None = None, origin_sync: bool = True) -> Iterator[MemoryTx]:
+        """One unit of work: on an exception everything it did is undone, as a rolled-back transaction.
+
+        ``timeout`` and ``origin_sync`` mean nothing in memory (no pool to wait for, no outbox trigger)."""
         saved = copy.deepcopy(self.data)
         try:
             yield MemoryTx(self)

@@ -16,9 +16,11 @@ from autosync.store import notices as notice_sql
 from autosync.store import outbox as out_sql
 from autosync.store import runs as run_sql
 from autosync.store import tokens as token_sql
-from autosync.store.db import Conn, transaction
+from autosync.store.db import Conn, connect, ping, transaction
 from autosync.store.events import Upserted
 from autosync.store.runs import RunContext
+from autosync.store.sealed import Sealer
+from autosync.store.status import STATUS
 
 Row = dict[str, Any]
 
@@ -81,6 +83,12 @@ class PgTx:
                    counts: dict[str, int]) -> Row | None:
         return self.conn.execute(run_sql.FINISH_RUN, {"run_id": run_id, "outcome": outcome, "error": error,
                                                       "requests": requests, **counts}).fetchone()
+
+    def add_requests(self, run_id: int, n: int) -> None:
+        self.conn.execute(run_sql.ADD_REQUESTS, {"n": n, "run_id": run_id})
+
+    def deactivate_calendar_of_run(self, run_id: int, reason: str) -> None:
+        self.conn.execute(run_sql.DEACTIVATE_CALENDAR_OF_RUN, {"reason": reason, "run_id": run_id})
 
     def clean_run(self, run_id: int) -> None:
         self.conn.execute(run_sql.CLEAN_SEEN, {"run_id": run_id})
@@ -284,13 +292,102 @@ class PgTx:
     def zones_in_use(self, calendar_id: int) -> list[str]:
         return out_sql.zones_in_use(self.conn, calendar_id)
 
+    # --- PostgreSQL-only operations: ad-hoc requests, status, token sealing, the receiver -------------
+    # Not part of `Tx` (the run steps' protocol): these serve the operator's tools and the receiver,
+    # which only ever run against PostgreSQL, so the in-memory store has no need of them.
+
+    def user_exists(self, user_id: int) -> bool:
+        return self.conn.execute(run_sql.USER_EXISTS, {"u": user_id}).fetchone() is not None
+
+    def create_request(self, user_id: int | None, calendar_type: int | None, *, silent: bool, source: str) -> int:
+        row = self.conn.execute(run_sql.CREATE_REQUEST, {"user_id": user_id, "calendar_type": calendar_type,
+                                                         "silent": silent, "source": source}).fetchone()
+        assert row is not None
+        return int(row["requestId"])
+
+    def close_unsent_request(self, request_id: int, error: str) -> None:
+        self.conn.execute(run_sql.CLOSE_UNSENT_REQUEST, {"request_id": request_id, "error": error})
+
+    def request_status(self, request_id: int) -> tuple[Row, list[Row]]:
+        """A request (empty when unknown) and its runs."""
+        req = self.conn.execute(run_sql.REQUEST_STATUS, {"request_id": request_id}).fetchone() or {}
+        return req, self.conn.execute(run_sql.RUNS_OF_REQUEST, {"request_id": request_id}).fetchall()
+
+    def status_rows(self, user_id: int | None, calendar_id: int | None) -> list[Row]:
+        return self.conn.execute(STATUS, {"user": user_id, "calendar": calendar_id}).fetchall()
+
+    def unsealed_after(self, after: int, limit: int, *, key: str | None) -> list[Row]:
+        return token_sql.unsealed_after(self.conn, after, limit, key=key)
+
+    def reseal(self, box: Sealer, calendar_id: int, token: str | None, refresh: str | None,
+               plain_token: str | None, plain_refresh: str | None) -> bool:
+        return token_sql.reseal(self.conn, box, calendar_id, token, refresh, plain_token, plain_refresh)
+
+    def sealing_status(self) -> dict[str, int]:
+        return token_sql.sealing_status(self.conn)
+
+    def take_messages(self, calendar_type: int,
+                      messages: list[tuple[str, str, int, int | None]]) -> dict[str, int | None]:
+        return watch_sql.take_messages(self.conn, calendar_type, messages)
+
+    def hint_series(self, named: list[tuple[str, str]]) -> None:
+        watch_sql.hint_series(self.conn, named)
+
 
 class PgStore:
     """The store on the process's PostgreSQL pool."""
 
     @contextmanager
-    def unit(self) -> Iterator[PgTx]:
-        """One transaction: everything done through the Tx commits together, or not at all."""
-        with transaction() as conn:
+    def unit(self, *, timeout: float | None = None, origin_sync: bool = True) -> Iterator[PgTx]:
+        """One transaction: everything done through the Tx commits together, or not at all.
+
+        ``timeout`` bounds the wait for a pooled connection (PoolTimeout after it) where a caller must
+        answer quickly; ``origin_sync`` False marks the writes as not autosync's own imports (the
+        outbox trigger then treats them as app changes; readers need not care).
+        """
+        with transaction(origin_sync=origin_sync, timeout=timeout) as conn:
             yield PgTx(conn)
+
+
+class ChannelFeed:
+    """The receiver's own connection to the channel list: every live channel, then each change as the
+    database announces it (NOTIFY on commit, migration 0005). A context manager; raises psycopg.Error
+    when the server is gone, and the caller reconnects."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: Conn | None = None
+
+    def __enter__(self) -> ChannelFeed:
+        # TCP keepalives notice a peer that vanished without closing the connection.
+        self._conn = connect(self._url, autocommit=True, connect_timeout=3, keepalives=1, keepalives_idle=10,
+                             keepalives_interval=5, keepalives_count=3)
+        watch_sql.listen_for_channels(self._conn)  # before any load: nothing committed in between is missed
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def _c(self) -> Conn:
+        assert self._conn is not None, "use ChannelFeed as a context manager"
+        return self._conn
+
+    def all(self) -> list[Row]:
+        """Every live channel: channelId, calendarType, secretHash."""
+        return watch_sql.live_channels(self._c)
+
+    def by_id(self, channel_ids: list[str]) -> list[Row]:
+        """These channels as they are now (``live`` false once stopped; absent once deleted)."""
+        return watch_sql.channels_by_id(self._c, channel_ids)
+
+    def changed(self, timeout: float, limit: int) -> list[str]:
+        """Ids of channels announced as changed, waiting up to ``timeout`` seconds for the first."""
+        return [n.payload for n in self._c.notifies(timeout=timeout, stop_after=limit)]
+
+    def ping(self) -> None:
+        """One round trip: raises when the server is gone."""
+        ping(self._c)
 
