@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import operator
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from enum import IntEnum, StrEnum
@@ -34,7 +35,7 @@ class Step(StrEnum):
     PUSH = "push"
     DONE = "done"
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Attendee:
     """One invitee; status uses Google's vocabulary (needsAction, accepted, tentative, declined)."""
 
@@ -45,16 +46,23 @@ class Attendee:
     resource: bool = False
     organizer: bool = False
 
+    def __repr__(self) -> str:  # the dataclass repr, spelled out: content_hash reads it for every event
+        return (f"Attendee(email={self.email!r}, name={self.name!r}, status={self.status!r}, "
+                f"optional={self.optional!r}, resource={self.resource!r}, organizer={self.organizer!r})")
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Reminder:
     """A reminder: method (popup, email) and minutes before start."""
 
     method: str
     minutes: int
 
+    def __repr__(self) -> str:  # the dataclass repr, spelled out: content_hash reads it for every event
+        return f"Reminder(method={self.method!r}, minutes={self.minutes!r})"
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Attachment:
     """A file attached to an event; url is the provider's link, file_id its id where it has one."""
 
@@ -64,8 +72,12 @@ class Attachment:
     file_id: str = ""
     size: int | None = None
 
+    def __repr__(self) -> str:  # the dataclass repr, spelled out: content_hash reads it for every event
+        return (f"Attachment(title={self.title!r}, url={self.url!r}, mime_type={self.mime_type!r}, "
+                f"file_id={self.file_id!r}, size={self.size!r})")
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Conference:
     """Online meeting: type (hangoutsMeet, teamsForBusiness, …), join URI, and the provider's full data."""
 
@@ -73,13 +85,19 @@ class Conference:
     uri: str
     data_json: str = ""  # the provider's conference object, JSON text, stored verbatim
 
+    def __repr__(self) -> str:  # the dataclass repr, spelled out: content_hash reads it for every event
+        return f"Conference(type={self.type!r}, uri={self.uri!r}, data_json={self.data_json!r})"
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Organizer:
     """The organizer; the seed stores empty name and email when the calendar owner organizes."""
 
     name: str
     email: str
+
+    def __repr__(self) -> str:  # the dataclass repr, spelled out: content_hash reads it for every event
+        return f"Organizer(name={self.name!r}, email={self.email!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +155,12 @@ class Event:
         """A hash of the normalized content, ignoring etag, updated and raw.
 
         Change detection uses it so a provider that rewrites etags causes no spurious writes. The
-        input is the repr of plain values (dataclasses, dates, strings), which is stable and cheap.
+        input is the repr of plain values (dataclasses, dates, strings), which is stable and cheap;
+        the nested classes spell out the repr dataclasses generate (the same text, without the
+        generated method's recursion guard), and tests/normalize/test_model_hash.py pins it: a
+        change to that text would rewrite every stored row once.
         """
-        values = tuple(getattr(self, name) for name in _HASHED)
-        return hashlib.blake2b(repr(values).encode(), digest_size=16).hexdigest()
+        return hashlib.blake2b(repr(_hashed_values(self)).encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +172,8 @@ class Skipped:
 
 
 _HASHED = tuple(f.name for f in fields(Event) if f.name not in {"etag", "updated", "raw"})
+# The hashed fields as one tuple, read in C (the same tuple a getattr loop builds).
+_hashed_values = operator.attrgetter(*_HASHED)
 
 
 @dataclass(frozen=True)
