@@ -240,7 +240,7 @@ class Settings:
     # (one step per process, with Celery's time limits). See autosync/workers.py and BENCHMARKS.md.
     worker_pool: str = env("AUTOSYNC_WORKER_POOL", "threads", _choice("threads", "prefork"))
     worker_concurrency: int = env("AUTOSYNC_WORKER_CONCURRENCY", "0", _number(int, 0, 1024))  # 0: per pool
-    worker_processes: int = env("AUTOSYNC_WORKER_PROCESSES", "0", _number(int, 0, 256))  # 0: one per core
+    worker_processes: int = env("AUTOSYNC_WORKER_PROCESSES", "0", _number(int, 0, 256))  # 0: two per core
     db_pool_size: int = env("AUTOSYNC_DB_POOL_SIZE", "16", _number(int, 1, 1000))  # per worker process
     worker_max_tasks_per_child: int = env("AUTOSYNC_WORKER_MAX_TASKS_PER_CHILD", "1000", _number(int, 1))
     worker_max_memory_per_child: int = env("AUTOSYNC_WORKER_MAX_MEMORY_PER_CHILD", "300000",

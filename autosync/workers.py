@@ -2,8 +2,9 @@
 
 A sync step spends most of its time waiting for Google or Microsoft (100-300 ms a request), so a
 worker process runs many steps at once on an I/O pool (threads by default). One such process is
-bound by the GIL at about one core of Python, so a host runs one process per core: together they
-wait on providers side by side and use every core when answers come back fast. See BENCHMARKS.md
+bound by the GIL at about one core of Python, and many threads in one process also contend for it,
+so a host runs two processes per core of 16 steps each: together they wait on providers side by side
+and use every core when answers come back fast. See BENCHMARKS.md
 ("Under provider latency") for the measurements behind the defaults.
 """
 
@@ -21,10 +22,14 @@ from typing import Any
 from autosync.settings import Settings, get_settings, process_environment
 
 QUEUES = "autosync,autosync.google,autosync.outlook"
-# Steps in flight per process when AUTOSYNC_WORKER_CONCURRENCY is 0: enough to keep a core busy at
-# ~150 ms per provider request (see BENCHMARKS.md); prefork runs one process per core instead.
-# (gevent is measured by the benchmark when installed, but not offered: see BENCHMARKS.md.)
-DEFAULT_CONCURRENCY = {"threads": 32, "gevent": 64}
+# Steps in flight per process when AUTOSYNC_WORKER_CONCURRENCY is 0: with PROCESSES_PER_CORE, 32
+# per core, enough to keep a core busy at ~150 ms per provider request (see BENCHMARKS.md); prefork
+# runs one process per core instead. (gevent is measured by the benchmark when installed, but not
+# offered: see BENCHMARKS.md.)
+DEFAULT_CONCURRENCY = {"threads": 16, "gevent": 64}
+# I/O-pool processes per core when AUTOSYNC_WORKER_PROCESSES is 0: two processes of 16 threads beat
+# one of 32 at 0 ms (less GIL contention) and match it under latency (BENCHMARKS.md).
+PROCESSES_PER_CORE = 2
 
 
 @dataclass(frozen=True)
@@ -55,12 +60,12 @@ def concurrency(settings: Settings, pool: str | None = None) -> int:
 def plan(settings: Settings, *, processes: int | None = None, pool: str | None = None,
          per_process: int | None = None) -> Plan:
     """The host's workers: prefork is one Celery process (it forks its own children); an I/O pool is
-    one process per core unless AUTOSYNC_WORKER_PROCESSES (or ``processes``) says otherwise."""
+    two processes per core unless AUTOSYNC_WORKER_PROCESSES (or ``processes``) says otherwise."""
     pool = pool or settings.worker_pool
     size = per_process or concurrency(settings, pool)
     if pool == "prefork":
         return Plan(1, pool, size)
-    return Plan(processes or settings.worker_processes or cores(), pool, size)
+    return Plan(processes or settings.worker_processes or PROCESSES_PER_CORE * cores(), pool, size)
 
 
 def argv(p: Plan, index: int, *, name: str = "autosync", loglevel: str = "INFO",

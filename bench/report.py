@@ -173,10 +173,10 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write(res: dict[str, Any]) -> Path:
-    """bench/results/<YYYY-MM-DD>[-quick].json."""
+def write(res: dict[str, Any], path: Path | None = None) -> Path:
+    """``path``, or bench/results/<YYYY-MM-DD>[-parts][-quick].json."""
     RESULTS.mkdir(exist_ok=True)
     only = "-" + "-".join(sorted(res["only"])) if res.get("only") else ""
-    path = RESULTS / f"{date.today().isoformat()}{only}{'-quick' if res['quick'] else ''}.json"
+    path = path or RESULTS / f"{date.today().isoformat()}{only}{'-quick' if res['quick'] else ''}.json"
     path.write_text(json.dumps(res, indent=2, default=str) + "\n")
     return path

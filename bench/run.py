@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import os
 import shutil
 import subprocess
@@ -30,12 +31,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-pool", default="threads", choices=["threads", "gevent"],
                    help="the latency part's pool (default threads, as `autosync worker`)")
     p.add_argument("--latency-concurrency", type=int, help="steps per process (default: autosync's for the pool)")
-    p.add_argument("--latency-processes", type=int, help="worker processes (default: one per core)")
+    p.add_argument("--latency-processes", type=int, help="worker processes (default: autosync's, two per core)")
     p.add_argument("--latency-calendars", type=int, help="calendars (default 1000, quick 300)")
     p.add_argument("--large-sizes", type=int, nargs="+", help="the large part's calendar sizes (default 10000 50000, "
                    "quick 2000 10000)")
     p.add_argument("--large-providers", nargs="+", choices=["google", "outlook"], default=["google", "outlook"],
                    help="the large part's providers (default both)")
+    p.add_argument("--out", type=Path, help="where to write the results JSON (default "
+                   "bench/results/<date>[-parts][-quick].json, which replaces that day's file)")
     return p.parse_args(argv)
 
 
@@ -103,7 +106,7 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
             res["metrics"] = {"scrape": scrape_cost(svc.db_url, sizes["metrics"]), "record": record_cost()}
             reset_state(svc)
         if "latency" in parts:
-            from autosync.workers import DEFAULT_CONCURRENCY, cores
+            from autosync.workers import DEFAULT_CONCURRENCY, PROCESSES_PER_CORE, cores
             from bench import latency
 
             pool = args.latency_pool
@@ -111,7 +114,7 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
             _say(f"under provider latency: google {n} calendars, 0 ms and 150 ± 50 ms, {pool}")
             res["latency"] = latency.run(svc, n, pool=pool,
                                          concurrency=args.latency_concurrency or DEFAULT_CONCURRENCY[pool],
-                                         processes=args.latency_processes or cores())
+                                         processes=args.latency_processes or PROCESSES_PER_CORE * cores())
         if "large" in parts:
             for provider in args.large_providers:
                 for n in args.large_sizes or sizes["large"]:
@@ -125,7 +128,7 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
     res["total_s"] = round(time.monotonic() - started, 1)
     res["code_at_start"], res["code_at_end"] = version, code_version()
     res["targets"] = report.targets(res)
-    path = report.write(res)
+    path = report.write(res, args.out)
     print(report.table(res))
     print(f"\nresults: {path}")
     return 0

@@ -66,13 +66,13 @@ def test_compose_services_match_the_procfile_and_wait_for_healthy_services() -> 
     assert services["worker"]["healthcheck"]["test"][1:4] == ["autosync", "health", "worker"]  # a stat, no broker ping
 
 
-def test_autosync_worker_runs_one_io_pool_process_per_core_on_every_queue() -> None:
+def test_autosync_worker_runs_two_io_pool_processes_per_core_on_every_queue() -> None:
     from autosync.settings import Settings
     from autosync.workers import argv, cores, plan
 
     settings = Settings.from_env({})
     p = plan(settings)
-    assert (p.processes, p.pool, p.concurrency) == (cores(), "threads", 32)
+    assert (p.processes, p.pool, p.concurrency) == (2 * cores(), "threads", 16)
     line = argv(p, 1)
     assert line[line.index("-Q") + 1] == "autosync,autosync.google,autosync.outlook"
     assert line[line.index("-P") + 1] == "threads" and line[line.index("-n") + 1] == "autosync1@%h"
