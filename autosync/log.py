@@ -61,6 +61,13 @@ class ScrubbingFormatter(logging.Formatter):
         return scrub(self.inner.format(record), self.secrets)
 
 
+def log_to_stderr(level: str | int, secrets: list[str]) -> None:
+    """A server process's logging: scrubbed JSON lines on stderr at ``level``, replacing any set-up."""
+    handler = logging.StreamHandler()
+    install(handler, secrets)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
 def install(handler: logging.Handler, secrets: list[str], *, json_lines: bool = True) -> None:
     """Make a handler write scrubbed lines (JSON by default, else its own layout, scrubbed)."""
     if json_lines:

@@ -65,15 +65,11 @@ def add_flower(sub: Any) -> None:
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
     """Serve the change-notification receiver (Google watch channels, Graph subscriptions)."""
-    import logging
-
-    from autosync.log import install
+    from autosync.log import log_to_stderr
     from autosync.webhooks import Receiver
 
     settings = load_settings()
-    handler = logging.StreamHandler()
-    install(handler, settings.secrets())
-    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    log_to_stderr(settings.log_level, settings.secrets())
     host = args.host or settings.webhook_host
     port = settings.webhook_port if args.port is None else args.port
     receiver = Receiver(host, port)
@@ -99,15 +95,11 @@ def add_webhooks(sub: Any) -> None:
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     """Serve Prometheus metrics at /metrics (database series per scrape, worker counters from Redis)."""
-    import logging
-
-    from autosync.log import install
+    from autosync.log import log_to_stderr
     from autosync.metrics_server import MetricsServer
 
     settings = load_settings()
-    handler = logging.StreamHandler()
-    install(handler, settings.secrets())
-    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    log_to_stderr(settings.log_level, settings.secrets())
     host = args.host or settings.metrics_host
     server = MetricsServer(settings, host, settings.metrics_port if args.port is None else args.port)
     say(f"autosync metrics on {server.url}")
