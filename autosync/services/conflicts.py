@@ -34,7 +34,8 @@ def resolve(app: App, tx: Tx, run: RunContext, live: list[Event],
         return Resolved(live, deleted, cancelled)
     out = plan.resolve(app.settings.conflict_policy, live, deleted, cancelled, changes)
     for c in out.conflicts:
-        metrics.conflict(run.calendar_type, c.winner)
+        if not run.dry_run:  # a dry run's writes are rolled back; its conflicts are only reported
+            metrics.conflict(run.calendar_type, c.winner)
         tx.record_conflict(run.calendar_id, c.ext_id, policy=c.policy, winner=c.winner, app=c.app_version,
                            provider=c.provider_version, outbox_id=c.outbox_id)
         if c.winner == "provider":

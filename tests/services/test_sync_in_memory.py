@@ -179,3 +179,21 @@ def test_a_revoked_grant_puts_the_account_into_needs_reauth_with_a_notice(world:
         pull.token_step(world.app, world.store.open_run(cid))
     assert world.store.data.calendars[cid]["needsReauth"] is True and world.store.leases == {}
     assert [n["kind"] for n in world.store.data.notices] == ["needs_reauth"]
+
+
+def test_a_dry_runs_conflict_is_reported_on_the_run_but_not_counted_in_the_metrics(world: World,
+                                                                                  limits_redis: Any) -> None:
+    ext = world.insert("Original", 3)
+    world.run()
+    world.store.app_update(world.live()[ext]["eventId"], eventName="App edit")
+    world.emu.google_patch(world.ext_calendar_id, ext, {"summary": "Provider edit"})
+
+    def counted() -> int:
+        return sum(int(v) for k, v in limits_redis.hgetall("autosync:metrics").items()
+                   if k.decode().startswith("conflicts_total|"))
+
+    before = counted()
+    dry = world.run(dry_run=True)
+    assert dry["conflicts"] == 1 and counted() == before  # nothing happened, so nothing is counted
+    assert world.live()[ext]["eventName"] == "App edit"
+    assert world.run()["conflicts"] == 1 and counted() == before + 1
