@@ -150,3 +150,37 @@ def run(svc: Services, n: int, *, pool: str, concurrency: int, processes: int) -
                           "limits_off_cycle": off}
     out["total_s"] = round(time.monotonic() - started, 1)
     return out
+
+
+def zero_latency_ab(svc: Services, n: int, *, pool: str, concurrency: int, processes: int,
+                    rounds: int) -> dict[str, Any]:
+    """The 0 ms comparison with prefork x4, interleaved: ``rounds`` alternations of the two worker
+    configurations (A = the I/O pool, B = prefork), each on fresh data with the same seed, so slow
+    minutes of a noisy machine fall on both. Reports each round and the medians; the JSON's
+    ``latency_ab`` key (``python -m bench.run --only latency --latency-ab N``)."""
+    started = time.monotonic()
+    runs: list[dict[str, Any]] = []
+    for i in range(rounds):
+        order = [("a", pool, concurrency, processes), ("b", "prefork", PREFORK_CONCURRENCY, 1)]
+        if i % 2:  # alternate which goes first, so neither always gets the warmer machine
+            order.reverse()
+        got = {}
+        for label, p, c, k in order:
+            cycle = polled(svc, n, None, pool=p, concurrency=c, processes=k, with_limits_off=False)
+            got[label] = {part: cycle[part]["calendars_per_s"] for part in ("steady_polled", "initial_sync")}
+        runs.append({"round": i + 1, "first": order[0][0], "io_pool": got["a"], "prefork": got["b"],
+                     "ratio": {part: round(got["a"][part] / got["b"][part], 3) for part in got["a"]}})
+
+    def median(xs: list[float]) -> float:
+        s = sorted(xs)
+        return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+
+    out: dict[str, Any] = {"calendars": n, "pool": pool, "concurrency": concurrency, "processes": processes,
+                           "prefork_concurrency": PREFORK_CONCURRENCY, "rounds": runs}
+    for part in ("steady_polled", "initial_sync"):
+        out[part] = {"io_pool_median_cal_per_s": round(median([r["io_pool"][part] for r in runs]), 1),
+                     "prefork_median_cal_per_s": round(median([r["prefork"][part] for r in runs]), 1),
+                     "median_ratio": round(median([r["ratio"][part] for r in runs]), 3),
+                     "rounds_io_pool_ahead": sum(1 for r in runs if r["ratio"][part] >= 1.0)}
+    out["total_s"] = round(time.monotonic() - started, 1)
+    return out

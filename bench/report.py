@@ -74,6 +74,14 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
                 p["zero_latency_cal_per_s"] >= p["prefork_zero_latency_cal_per_s"], tag)
         peak = max(lat[part]["peak_rss_mb"] for part in ("steady_polled", "initial_sync", "push"))
         add("whole worker RSS <= 400 MB under latency", peak, peak <= 400, tag)
+    ab = res.get("latency_ab")
+    if ab:
+        tag = f"{ab['pool']} {ab['processes']}x{ab['concurrency']}, {len(ab['rounds'])} interleaved rounds"
+        for part in ("steady_polled", "initial_sync"):
+            a = ab[part]
+            add(f"{part} 0 ms rate >= prefork x{ab['prefork_concurrency']} (median of interleaved rounds)",
+                [a["io_pool_median_cal_per_s"], a["prefork_median_cal_per_s"]],
+                a["median_ratio"] >= 1.0, tag)
     imp = res.get("import_path")
     if imp:
         add("import >= 70% of raw COPY+upsert", imp["efficiency"], imp["efficiency"] >= 0.7,
@@ -140,6 +148,19 @@ def table(res: dict[str, Any]) -> str:
         lines.append(f"rate limiter's own cost at 0 ms (steady): {cost['cost']:.0%} "
                      f"({cost['steady_polled_zero_latency_limits_on_cal_per_s']} vs "
                      f"{cost['steady_polled_zero_latency_limits_off_cal_per_s']} cal/s with limits off)")
+    if res.get("latency_ab"):
+        ab = res["latency_ab"]
+        lines += ["", f"0 ms, interleaved: {ab['pool']} {ab['processes']}x{ab['concurrency']} (A) against prefork "
+                      f"x{ab['prefork_concurrency']} (B), cal/s:",
+                  f"{'round':<7}{'first':>6}{'steady A':>10}{'steady B':>10}{'ratio':>7}{'initial A':>11}"
+                  f"{'initial B':>11}{'ratio':>7}"]
+        for r in ab["rounds"]:
+            lines.append(f"{r['round']:<7}{r['first']:>6}{r['io_pool']['steady_polled']:>10.0f}"
+                         f"{r['prefork']['steady_polled']:>10.0f}{r['ratio']['steady_polled']:>7.2f}"
+                         f"{r['io_pool']['initial_sync']:>11.0f}{r['prefork']['initial_sync']:>11.0f}"
+                         f"{r['ratio']['initial_sync']:>7.2f}")
+        lines.append(f"medians: steady {ab['steady_polled']['median_ratio']:.2f}, "
+                     f"initial {ab['initial_sync']['median_ratio']:.2f}")
     if res.get("import_path"):
         i = res["import_path"]
         lines += ["", f"import path ({i['events']} events, median of {i['repeats']}): autosync upsert "

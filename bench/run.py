@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import os
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.harness import ROOT, Services, create_database, drop_database, redis_server
@@ -32,6 +32,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="the latency part's pool (default threads, as `autosync worker`)")
     p.add_argument("--latency-concurrency", type=int, help="steps per process (default: autosync's for the pool)")
     p.add_argument("--latency-processes", type=int, help="worker processes (default: autosync's, two per core)")
+    p.add_argument("--latency-ab", type=int, metavar="ROUNDS",
+                   help="instead of the latency part: ROUNDS interleaved 0 ms runs of the I/O pool and "
+                        "prefork x4 (the 0 ms comparison, medians)")
     p.add_argument("--latency-calendars", type=int, help="calendars (default 1000, quick 300)")
     p.add_argument("--large-sizes", type=int, nargs="+", help="the large part's calendar sizes (default 10000 50000, "
                    "quick 2000 10000)")
@@ -111,10 +114,15 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
 
             pool = args.latency_pool
             n = args.latency_calendars or sizes["latency"]
-            _say(f"under provider latency: google {n} calendars, 0 ms and 150 ± 50 ms, {pool}")
-            res["latency"] = latency.run(svc, n, pool=pool,
-                                         concurrency=args.latency_concurrency or DEFAULT_CONCURRENCY[pool],
-                                         processes=args.latency_processes or PROCESSES_PER_CORE * cores())
+            per = args.latency_concurrency or DEFAULT_CONCURRENCY[pool]
+            procs = args.latency_processes or PROCESSES_PER_CORE * cores()
+            if args.latency_ab:
+                _say(f"0 ms, {pool} {procs}x{per} against prefork, {args.latency_ab} interleaved rounds")
+                res["latency_ab"] = latency.zero_latency_ab(svc, n, pool=pool, concurrency=per, processes=procs,
+                                                            rounds=args.latency_ab)
+            else:
+                _say(f"under provider latency: google {n} calendars, 0 ms and 150 ± 50 ms, {pool}")
+                res["latency"] = latency.run(svc, n, pool=pool, concurrency=per, processes=procs)
         if "large" in parts:
             for provider in args.large_providers:
                 for n in args.large_sizes or sizes["large"]:
