@@ -39,7 +39,7 @@ class DeltaConfig:
     default_page_size: int = (
         10  # Graph's documented default for events paging; override per request by Prefer
     )
-    signal_cancelled_occurrences: bool = False  # trap 21: a cancelled occurrence gets no @removed by default
+    signal_cancelled_occurrences: bool = False  # provider rule 21: a cancelled occurrence gets no @removed by default
     # Which series masters a round lists beside their instances: "all" (recorded in ridafkih/keeper.sh
     # PR 409), "started_in_window" (masters of series that began before the window are left out) or
     # "none" (Microsoft's delta docs name only single instances, occurrences and exceptions). Public
@@ -59,7 +59,7 @@ def _rand(n: int) -> str:
 
 
 def new_token() -> str:
-    """Raw token text as it appears in a link; it needs URL care (trap 12, 38).
+    """Raw token text as it appears in a link; it needs URL care (provider rule 12, 38).
 
     Escapes of ``+ / = % &`` and of a non-ASCII letter, plus ``-_.``; also an escaped space (``%20``),
     which form encoders (``urlencode``, requests' ``params=``) re-encode as ``+``, so a client that
@@ -113,7 +113,7 @@ class Delta:
         return mode != "started_in_window" or instant(master.start, master.all_day) >= low
 
     def _silent(self, item_id: str) -> bool:
-        """A cancelled occurrence of a live series: no @removed unless configured (trap 21)."""
+        """A cancelled occurrence of a live series: no @removed unless configured (provider rule 21)."""
         if self.config.signal_cancelled_occurrences:
             return False
         parsed = parse_occurrence_id(item_id)

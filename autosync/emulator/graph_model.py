@@ -133,6 +133,6 @@ def ical_uid(key: str, created: datetime) -> str:
 
 
 def occurrence_ical_uid(series_uid: str, original: datetime) -> str:
-    """Per-occurrence iCalUId (v1.0 differs per occurrence, trap 23): the slot date is embedded."""
+    """Per-occurrence iCalUId (v1.0 differs per occurrence, provider rule 23): the slot date is embedded."""
     stamp = f"{original.year:04X}{original.month:02X}{original.day:02X}"
     return series_uid[:32] + stamp + series_uid[40:]

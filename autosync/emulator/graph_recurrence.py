@@ -31,7 +31,7 @@ def _fail(message: str) -> None:
 
 
 def _filler_ok(value: Any, *fillers: Any) -> bool:
-    """Irrelevant fields may be absent or carry Graph's filler value (trap 40), nothing else."""
+    """Irrelevant fields may be absent or carry Graph's filler value (provider rule 40), nothing else."""
     return value is None or value in fillers
 
 

@@ -73,7 +73,7 @@ SELECTABLE = {
 
 @dataclass
 class Prefs:
-    """The Prefer header values of one request (they are never part of a token, trap 14)."""
+    """The Prefer header values of one request (they are never part of a token, provider rule 14)."""
 
     zone_name: str | None = None
     zone: ZoneInfo | None = None
@@ -125,7 +125,7 @@ class Ctx:
         return self.prefs.zone_name or "UTC"
 
     def dtz(self, value: datetime, all_day: bool) -> dict[str, str]:
-        """A dateTimeTimeZone; all-day values stay midnight-to-midnight whatever the zone (trap 10)."""
+        """A dateTimeTimeZone; all-day values stay midnight-to-midnight whatever the zone (provider rule 10)."""
         label = self.label()
         if all_day:
             return {"dateTime": graph_dt(value), "timeZone": label}
@@ -291,7 +291,7 @@ def cancelled_occurrences(master: StoredEvent) -> list[str]:
 def render_bare(
     master: StoredEvent, occ_id: str, slot: tuple[datetime, datetime], ctx: Ctx
 ) -> dict[str, Any]:
-    """A plain occurrence as calendarView/delta returns it: no subject, attendees... (trap 20)."""
+    """A plain occurrence as calendarView/delta returns it: no subject, attendees... (provider rule 20)."""
     return {
         "@odata.type": EVENT_TYPE,
         "@odata.etag": f'W/"{master.change_key}"',

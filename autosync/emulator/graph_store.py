@@ -231,7 +231,7 @@ class Store:
             self.on_change(self.calendars[ev.calendar_id].account_id, ev.id, ev.change_key, change)
 
     def find_transaction(self, cal: Calendar, body: dict[str, Any]) -> StoredEvent | None:
-        """The live item an earlier POST with the same transactionId created (trap 31)."""
+        """The live item an earlier POST with the same transactionId created (provider rule 31)."""
         txid = body.get("transactionId")
         found = self.events.get(self.transactions.get(f"{cal.account_id}|{txid}", "")) if txid else None
         return found if found is not None and not found.deleted else None

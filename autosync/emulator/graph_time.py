@@ -40,7 +40,7 @@ def windows_name(zone: tzinfo) -> str:
 
 
 def graph_dt(value: datetime) -> str:
-    """Graph ``dateTime`` text: 7 fractional digits and no offset (trap 9)."""
+    """Graph ``dateTime`` text: 7 fractional digits and no offset (provider rule 9)."""
     return value.strftime("%Y-%m-%dT%H:%M:%S") + f".{value.microsecond:06d}0"
 
 

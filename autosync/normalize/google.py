@@ -156,7 +156,7 @@ def _full_event(
 
 
 def _tombstone(item: dict[str, Any], ext_id: str, calendar_tz: str | None) -> Event:
-    """A deleted event / cancelled occurrence: id, series link and original slot only (trap 6)."""
+    """A deleted event / cancelled occurrence: id, series link and original slot only (provider rule 6)."""
     master = text(item.get("recurringEventId")) or None
     try:
         original = _moment(ext_id, item.get("originalStartTime"), calendar_tz, "originalStartTime")

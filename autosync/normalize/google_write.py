@@ -1,7 +1,7 @@
-"""model.Event -> Google Calendar v3 JSON: insert bodies and array-merging PATCH bodies (trap 27).
+"""model.Event -> Google Calendar v3 JSON: insert bodies and array-merging PATCH bodies (provider rule 27).
 
 Writes that carry conferenceData/attachments need ``conferenceDataVersion=1`` and
-``supportsAttachments=true`` on the request (trap 29) — the adapter's job, not this module's.
+``supportsAttachments=true`` on the request (provider rule 29) — the adapter's job, not this module's.
 """
 
 from __future__ import annotations

@@ -179,7 +179,7 @@ def occurrence_refs(items: Sequence[Any]) -> list[tuple[str, str, Moment]]:
 def _times(
     item: dict[str, Any], ext_id: str
 ) -> tuple[bool, Moment | None, Moment | None, str | None, str | None]:
-    """(all_day, start, end, start_tz, end_tz) — traps 9, 10, 11.
+    """(all_day, start, end, start_tz, end_tz) — provider rules 9, 10, 11.
 
     Every event Graph lists carries both start and end; without them a row could not follow the
     storage rule, so an item lacking either (a ``$select`` that left them out, a broken item) is refused.

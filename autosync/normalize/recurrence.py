@@ -1,6 +1,6 @@
 """Graph ``patternedRecurrence`` <-> RFC 5545 RRULE lines.
 
-Reading ignores Graph's filler fields (``month: 0``, ``index: "first"``… — trap 40) by reading only
+Reading ignores Graph's filler fields (``month: 0``, ``index: "first"``… — provider rule 40) by reading only
 the fields relevant to ``pattern.type`` / ``range.type``; writing emits only those fields.
 https://learn.microsoft.com/graph/api/resources/patternedrecurrence
 

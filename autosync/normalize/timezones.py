@@ -1,4 +1,4 @@
-"""Time-zone names: Windows (Graph) <-> IANA, via tzlocal's CLDR-generated map (trap 11).
+"""Time-zone names: Windows (Graph) <-> IANA, via tzlocal's CLDR-generated map (provider rule 11).
 
 Graph sends Windows names (``W. Europe Standard Time``), sometimes IANA names, and for legacy
 custom zones the pseudo-name ``tzone://Microsoft/Custom``. Unknown names resolve to ``None`` so the

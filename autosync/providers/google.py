@@ -32,7 +32,7 @@ def _reason(body: Any) -> str:
 
 
 def _special(status: int, reason: str, retry_after: float | None, msg: str) -> errors.ProviderError | None:
-    """Google's own rules: rate limits arrive as 403 too (trap 4); 410 `deleted` is a gone event."""
+    """Google's own rules: rate limits arrive as 403 too (provider rule 4); 410 `deleted` is a gone event."""
     if status == 403 and reason in RATE_LIMIT_REASONS:
         return errors.Throttled(msg, retry_after=retry_after, status=status, code=reason)
     if status == 403 and reason == "quotaExceeded":
@@ -71,7 +71,7 @@ def classify_token(resp: requests.Response) -> errors.ProviderError | None:
 
 
 def grant_from(body: Any, sent_at: float) -> TokenGrant:
-    """A TokenGrant from a token response; expiry counts from the send time (trap 18)."""
+    """A TokenGrant from a token response; expiry counts from the send time (provider rule 18)."""
     try:
         token = str(body["access_token"])
         expires_in = int(body.get("expires_in", 3600))  # may arrive as a string
@@ -83,7 +83,7 @@ def grant_from(body: Any, sent_at: float) -> TokenGrant:
 
 
 def rfc3339(moment: datetime) -> str:
-    """UTC RFC 3339 with an explicit Z offset (timeMin needs one, trap 33)."""
+    """UTC RFC 3339 with an explicit Z offset (timeMin needs one, provider rule 33)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -233,7 +233,7 @@ class GoogleProvider:
         return dict(json_body(resp))
 
     def delete(self, cal: CalendarRef, ext_id: str) -> None:
-        """events.delete; 410 deleted / 404 count as success (trap 32)."""
+        """events.delete; 410 deleted / 404 count as success (provider rule 32)."""
         try:
             self._call("DELETE", cal, self._events_path(cal, ext_id),
                        params={"sendUpdates": self.settings.send_updates})
@@ -256,7 +256,7 @@ class GoogleProvider:
             raise errors.Permanent("events.watch answer without id/resourceId/expiration") from None
 
     def renew_watch(self, cal: CalendarRef, channel_id: str, expires_at: datetime) -> Channel | None:
-        """Google has no renewal call: a new channel replaces the old one (trap 35)."""
+        """Google has no renewal call: a new channel replaces the old one (provider rule 35)."""
         return None
 
     def unwatch(self, cal: CalendarRef, channel_id: str, resource_id: str | None) -> None:

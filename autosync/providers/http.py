@@ -209,7 +209,7 @@ class HttpEdge:
              **kwargs: Any) -> requests.Response:
         """Send one logical request; transient failures are retried a few times within the task.
 
-        With ``verbatim`` the URL goes on the wire exactly as given (stored delta links, trap 12):
+        With ``verbatim`` the URL goes on the wire exactly as given (stored delta links, provider rule 12):
         requests would otherwise re-quote it.
         """
 

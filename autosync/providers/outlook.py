@@ -133,7 +133,7 @@ class OutlookProvider:
         self._select_cancelled = True  # whether masters are fetched with $select=...cancelledOccurrences
 
     def _prefer(self) -> dict[str, str]:
-        # Prefer headers are not part of the delta token: send them on every request (trap 14).
+        # Prefer headers are not part of the delta token: send them on every request (provider rule 14).
         return {"Prefer": f'outlook.timezone="UTC", odata.maxpagesize={self.settings.outlook_page_size}, '
                           'IdType="ImmutableId"'}
 
@@ -179,7 +179,7 @@ class OutlookProvider:
             f"({base}); the access token was not sent and the stored cursor is dropped")
 
     def refresh(self, refresh_token: str) -> TokenGrant:
-        """Refresh at the Microsoft token URL; the response carries a NEW refresh token (trap 15)."""
+        """Refresh at the Microsoft token URL; the response carries a NEW refresh token (provider rule 15)."""
         form = {"grant_type": "refresh_token", "client_id": self.settings.outlook_client_id,
                 "client_secret": self.settings.outlook_client_secret.reveal(),
                 "scope": self.settings.outlook_scope, "refresh_token": refresh_token}
@@ -189,13 +189,13 @@ class OutlookProvider:
         return grant_from(json_body(resp), sent)
 
     def initial_delta_url(self, cal: CalendarRef, window: tuple[datetime, datetime]) -> str:
-        """The first request of a round: the window goes only here (trap 13)."""
+        """The first request of a round: the window goes only here (provider rule 13)."""
         query = urlencode({"startDateTime": graph_time(window[0]), "endDateTime": graph_time(window[1])})
         return f"{self._calendar_base(cal)}/calendarView/delta?{query}"
 
     def list_changes(self, cal: CalendarRef, *, cursor: str | None, page: str | None,
                      window: tuple[datetime, datetime]) -> Page:
-        """One delta page; links are replayed verbatim, never rebuilt (trap 12)."""
+        """One delta page; links are replayed verbatim, never rebuilt (provider rule 12)."""
         link = page or cursor
         url = self._trusted(link) if link else self.initial_delta_url(cal, window)
         body = json_body(self._call("GET", cal, url, verbatim=True))
@@ -263,7 +263,7 @@ class OutlookProvider:
             return self.get(cal, ext_id)
 
     def create(self, cal: CalendarRef, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
-        """POST with transactionId, so a retried create never duplicates (trap 31)."""
+        """POST with transactionId, so a retried create never duplicates (provider rule 31)."""
         payload = {**body, "transactionId": idempotency_key}
         resp = self._call("POST", cal, f"{self._calendar_base(cal)}/events", json=payload)
         return dict(json_body(resp))
@@ -273,7 +273,7 @@ class OutlookProvider:
         return dict(json_body(self._call("PATCH", cal, self._event_url(cal, ext_id), json=body)))
 
     def delete(self, cal: CalendarRef, ext_id: str) -> None:
-        """DELETE; 404 ErrorItemNotFound counts as success (trap 32)."""
+        """DELETE; 404 ErrorItemNotFound counts as success (provider rule 32)."""
         try:
             self._call("DELETE", cal, self._event_url(cal, ext_id))
         except errors.NotFound:

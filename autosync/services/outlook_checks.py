@@ -134,7 +134,7 @@ def _outlook_removals(provider: Any, cal: CalendarRef, out: Prepared, page: Page
                       stored: Stored) -> None:
     """Apply a page's @removed ids.
 
-    @removed also covers events that only left the window (trap 22), so one of ours is fetched before
+    @removed also covers events that only left the window (provider rule 22), so one of ours is fetched before
     it is deleted; an id that is not ours needs nothing. Such ids are mostly instances, and when a
     round lists no series masters a deleted series shows only that way: so after a round with such
     ids, one listing of the calendar's live masters (on its last page) tells which of ours are gone.

@@ -124,7 +124,7 @@ def test_window_is_frozen_in_the_token(box: Mailbox) -> None:
         "@odata.type": "#microsoft.graph.event",
         "id": later["id"],
         "@removed": {"reason": "deleted"},
-    }  # outside the frozen window (trap 22)
+    }  # outside the frozen window (provider rule 22)
 
 
 def test_initial_request_without_window_is_rejected(box: Mailbox) -> None:
@@ -187,7 +187,7 @@ def test_cancelled_occurrence_is_silent_in_delta_but_gone_from_instances(box: Ma
     items, _, _ = box.delta_round(delta_link)
     got = by_id(items)
     assert got[master["id"]]["type"] == "seriesMaster"  # the master is re-emitted as changed
-    assert victim not in got  # ...but nothing says the occurrence went away (trap 21)
+    assert victim not in got  # ...but nothing says the occurrence went away (provider rule 21)
     assert victim not in [i["id"] for i in instances(box, master["id"])]
     assert box.call("GET", f"/me/events/{victim}").json()["error"]["code"] == "ErrorItemNotFound"
 

@@ -188,7 +188,7 @@ def test_series_follows_the_recurrence_zone_across_dst(box: Mailbox) -> None:
         "2024-04-01T07:00",
         "2024-04-08T07:00",
     ]
-    assert len({i["iCalUId"] for i in got}) == 3  # v1.0 iCalUId differs per occurrence (trap 23)
+    assert len({i["iCalUId"] for i in got}) == 3  # v1.0 iCalUId differs per occurrence (provider rule 23)
 
 
 def test_event_list_holds_masters_and_singles_and_pages_with_skip(box: Mailbox) -> None:

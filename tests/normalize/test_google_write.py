@@ -1,4 +1,4 @@
-"""Event -> Google body round trips, PATCH array merging (trap 27), and malformed-item handling."""
+"""Event -> Google body round trips, PATCH array merging (provider rule 27), and malformed-item handling."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def graph_echo(body: dict[str, Any], ext_id: str, *, render_utc: bool = True) ->
                 "dateTime": local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"),
                 "timeZone": "UTC",
             }
-    if "recurrence" in body:  # trap 40: responses carry every field, relevant or not
+    if "recurrence" in body:  # provider rule 40: responses carry every field, relevant or not
         item["recurrence"] = {
             "pattern": PATTERN_FILLER | body["recurrence"]["pattern"],
             "range": RANGE_FILLER | body["recurrence"]["range"],
