@@ -61,7 +61,7 @@ def envelope(
     next_sync: str | None = None,
     tz_name: str | None = None,
 ) -> dict[str, Any]:
-    """The `calendar#events` envelope of §A2."""
+    """The `calendar#events` envelope of Google events.list."""
     out: dict[str, Any] = {
         "kind": "calendar#events",
         "etag": f'"p{abs(hash((cal.id, cal.updated))) % 10**14:014d}o"',

@@ -1,4 +1,6 @@
-"""calendarView/delta of the Graph emulator: rounds, pages, state tokens and their invalidation (§B3)."""
+"""calendarView/delta of the Graph emulator: rounds, pages, state tokens and their invalidation.
+
+Follows Graph's event delta documentation (PROVIDER_RULES.md 12-14, 20-22)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The small OData subset of the Graph emulator: $filter, $orderby, $top/$skip paging links (§B2)."""
+"""The small OData subset of the Graph emulator: $filter, $orderby, $top/$skip paging links (Graph event listing)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Graph recurrence (patternedRecurrence): write validation, filler-complete output, expansion (§B4)."""
+"""Graph recurrence (patternedRecurrence): write validation, filler-complete output, expansion.
+
+Follows the Graph event resource documentation and PROVIDER_RULES.md (rule 40)."""
 
 from __future__ import annotations
 

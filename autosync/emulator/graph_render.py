@@ -1,4 +1,6 @@
-"""Rendering of stored Graph items to event JSON: full, bare occurrence, tombstone, $select (§B3, §B4)."""
+"""Rendering of stored Graph items to event JSON: full, bare occurrence, tombstone, $select.
+
+Follows Graph's calendarView/delta and event resource documentation (PROVIDER_RULES.md 20-22)."""
 
 from __future__ import annotations
 

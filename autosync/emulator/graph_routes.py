@@ -1,4 +1,6 @@
-"""HTTP routes of the Graph v1.0 calendar API in the emulator: path matching and handlers (§B2-B5)."""
+"""HTTP routes of the Graph v1.0 calendar API in the emulator: path matching and handlers.
+
+Listing, calendarView/delta, event reads and writes, as Graph documents them."""
 
 from __future__ import annotations
 

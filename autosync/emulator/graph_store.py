@@ -1,4 +1,6 @@
-"""In-memory mailbox state of the Graph emulator: calendars, items, series expansion and writes (§B4, §B5)."""
+"""In-memory mailbox state of the Graph emulator: calendars, items, series expansion and writes.
+
+Follows Graph's event resource and event write documentation."""
 
 from __future__ import annotations
 

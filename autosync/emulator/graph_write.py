@@ -1,4 +1,6 @@
-"""Write validation of the Graph emulator: a POST/PATCH event body turned into stored properties (§B5)."""
+"""Write validation of the Graph emulator: a POST/PATCH event body turned into stored properties.
+
+Follows Graph's event create and update documentation."""
 
 from __future__ import annotations
 
@@ -258,7 +260,7 @@ def shape_props(body: dict[str, Any], now: datetime) -> dict[str, Any]:
         out["body"] = _body(body["body"])
     if "location" in body:
         out["location"] = _location(body["location"])
-        if "locations" not in body:  # writing location replaces locations (§B4)
+        if "locations" not in body:  # writing location replaces locations (Graph event resource)
             name = out["location"]["displayName"]
             out["locations"] = (
                 [{"displayName": name, "locationType": "default", "uniqueIdType": "unknown"}] if name else []

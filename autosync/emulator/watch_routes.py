@@ -1,4 +1,6 @@
-"""HTTP routes of push notifications: Google events.watch / channels.stop, Graph /subscriptions (§A6, §B7).
+"""HTTP routes of push notifications: Google events.watch / channels.stop, Graph /subscriptions.
+
+Follows Google's push guide and Graph's webhook documentation (PROVIDER_RULES.md 35-37).
 
 The server calls ``handle`` without holding its lock (the Graph validation handshake is an outgoing HTTP
 request that may take seconds); calendar look-ups take the lock briefly.

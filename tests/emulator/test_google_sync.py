@@ -1,4 +1,4 @@
-"""Google events.list in the emulator: paging, sync tokens, tombstones, windows, expansion (§A2, Part D)."""
+"""Google events.list in the emulator: paging, sync tokens, tombstones, windows, expansion (PROVIDER_RULES.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Google event writes in the emulator: ids, deletes, etags, patch/update semantics, instances (§A4)."""
+"""Google event writes in the emulator: ids, deletes, etags, patch/update semantics, instances (Google event writes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""calendarView/delta of the Graph emulator over real HTTP: the Graph traps of contract Part D."""
+"""calendarView/delta of the Graph emulator over real HTTP: the Graph rules of PROVIDER_RULES.md."""
 
 from __future__ import annotations
 

@@ -36,8 +36,8 @@ WRITABLE = (
     "isDraft",
     "responseStatus",
 )
-# `uid` and `occurrenceId` appear only in the 2026 CLI capture; the contract (§B4) lists occurrenceId as a
-# beta-model field that v1.0 lacks, and the emulator models v1.0.
+# `uid` and `occurrenceId` appear only in the 2026 CLI capture; Graph's event resource documentation
+# lists occurrenceId as a beta-model field that v1.0 lacks, and the emulator models v1.0.
 BETA_ONLY = frozenset({"uid", "occurrenceId"})
 
 
@@ -225,7 +225,7 @@ def test_delta_tombstone_round_has_the_sample_shape(box: Mailbox) -> None:
 
 def test_error_body_has_odata_shape_with_inner_error(box: Mailbox) -> None:
     # error-429-toomanyrequests-docs.json is a throttling body produced by the server core (faults/quotas),
-    # not by the Graph routes; the routes' own error shape is checked here against contract §B6.
+    # not by the Graph routes; the routes' own error shape is checked here against Graph's error documentation.
     got = box.call("GET", "/me/events/AAMkAGnope=").json()
     assert set(got["error"]) == {"code", "message", "innerError"}
     assert set(got["error"]["innerError"]) == {"date", "request-id", "client-request-id"}

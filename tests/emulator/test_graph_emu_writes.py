@@ -1,4 +1,4 @@
-"""Writes, reads and recurrence of the Graph emulator over real HTTP (contract §B2, §B4, §B5)."""
+"""Writes, reads and recurrence of the Graph emulator over real HTTP (Graph listing, event resource, writes)."""
 
 from __future__ import annotations
 

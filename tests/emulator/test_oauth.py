@@ -1,4 +1,4 @@
-"""Token endpoints of the emulator over real HTTP (contract §A1, §B1, provider rules 15 and 17)."""
+"""Token endpoints of the emulator over real HTTP (Google and Microsoft token refresh, provider rules 15 and 17)."""
 
 from __future__ import annotations
 

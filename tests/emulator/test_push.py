@@ -1,4 +1,4 @@
-"""Push notifications of the emulator over real HTTP: Google channels (§A6) and Graph subscriptions (§B7)."""
+"""Push notifications of the emulator over real HTTP: Google channels and Graph subscriptions."""
 
 from __future__ import annotations
 
