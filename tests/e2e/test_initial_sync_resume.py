@@ -53,15 +53,20 @@ def _seed_outlook(emu, cal_id: str) -> None:
                            "range": {"type": "numbered", "startDate": d, "numberOfOccurrences": 6}}})
 
 
+def _wait_for_pages(db, calendar_id: int, pages: int, timeout: float) -> list[dict]:
+    """Poll the calendar's runs until the latest has committed ``pages`` pages (or the timeout passes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = run_rows(db, calendar_id)
+        if (rows and rows[-1]["pagesFetched"] >= pages) or time.monotonic() >= deadline:
+            return rows
+        time.sleep(0.02)
+
+
 def _kill_mid_run_then_resume(db, cal, env: dict[str, str]) -> dict:
     with workers(1, env) as procs:
         assert cli("sync", "--user", str(cal.user_id), env=env).returncode == 0
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            rows = run_rows(db, cal.calendar_id)
-            if rows and rows[-1]["pagesFetched"] >= PAGES_BEFORE_KILL:
-                break
-            time.sleep(0.02)
+        _wait_for_pages(db, cal.calendar_id, PAGES_BEFORE_KILL, 60)
         procs[0].kill()  # SIGKILL: the step dies between pages, its read-ahead request in flight
         procs[0].wait(10)
     killed = run_rows(db, cal.calendar_id)[-1]
@@ -174,12 +179,7 @@ def test_a_pipelined_step_that_fails_after_committing_pages_counts_each_provider
     try:
         emu.clear_requests()
         request_id = adhoc.enqueue(cal.user_id, None)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            rows = run_rows(db, cal.calendar_id)
-            if rows and rows[-1]["pagesFetched"] >= 2:
-                break
-            time.sleep(0.02)
+        _wait_for_pages(db, cal.calendar_id, 2, 30)
         # Every attempt of the next listing fails: the step fails after committing pages, and its retry
         # lists from the committed cursor.
         emu.add_fault(provider="google", endpoint="google.events.list", kind="status", status=503, count=4)
@@ -201,12 +201,7 @@ def test_a_duplicate_delivery_of_a_pipelined_step_never_writes_a_page_twice(smal
     emu.set_latency(150, provider="google", endpoint="google.events.list")
     try:
         request_id = adhoc.enqueue(cal.user_id, None)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            rows = run_rows(db, cal.calendar_id)
-            if rows and rows[-1]["pagesFetched"] >= 2:
-                break
-            time.sleep(0.02)
+        rows = _wait_for_pages(db, cal.calendar_id, 2, 30)
         # The same step delivered again while the first delivery is still listing and writing pages (as a
         # broker redelivers an unacked message): both list from the run's cursor, one of them writes.
         fetch_page.apply_async(args=(rows[-1]["runId"],), queue="autosync.google")
