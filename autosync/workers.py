@@ -143,12 +143,12 @@ def main(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """`autosync worker` on the CLI's sub-command parser."""
-    w = sub.add_parser("worker", help="run this host's Celery workers (an I/O pool process per core)",
-                       description="Run this host's workers: one Celery process per core on the threads pool "
+    w = sub.add_parser("worker", help="run this host's Celery workers (two I/O pool processes per core)",
+                       description="Run this host's workers: two Celery processes per core on the threads pool "
                                    "(AUTOSYNC_WORKER_POOL), each running AUTOSYNC_WORKER_CONCURRENCY steps, on "
                                    "every autosync queue. A signal reaches all of them; when one dies the others "
                                    "stop too, so the process manager restarts the unit.")
-    w.add_argument("--processes", type=int, help="worker processes (default AUTOSYNC_WORKER_PROCESSES: cores)")
+    w.add_argument("--processes", type=int, help="worker processes (default AUTOSYNC_WORKER_PROCESSES: two per core)")
     w.add_argument("--pool", choices=["threads", "prefork"], help="default AUTOSYNC_WORKER_POOL")
     w.add_argument("--concurrency", type=int, help="steps per process (default AUTOSYNC_WORKER_CONCURRENCY)")
     w.add_argument("--loglevel", default="INFO", help="Celery's log level (default INFO)")

@@ -31,7 +31,7 @@ def add_run(sub: Any) -> None:
     run.add_argument("--interval", type=seconds, default=None, metavar="SECONDS",
                      help="seconds between cycles (demo default 5, else AUTOSYNC_SYNC_INTERVAL)")
     run.add_argument("--workers", type=positive_int, metavar="N",
-                     help="worker processes (default AUTOSYNC_WORKER_PROCESSES: the cores)")
+                     help="worker processes (default AUTOSYNC_WORKER_PROCESSES: two per core)")
     run.add_argument("--latency", type=latency, metavar="MS[:JITTER_MS]",
                      help="with --demo: the emulator answers after MS ± JITTER_MS milliseconds, as real providers do")
     run.add_argument("--webhooks", action="store_true",
