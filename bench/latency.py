@@ -17,6 +17,7 @@ limiter's Redis keys are emptied before each measured cycle so no cycle inherits
 from __future__ import annotations
 
 import time
+from statistics import median
 from typing import Any
 
 import redis
@@ -170,10 +171,6 @@ def zero_latency_ab(svc: Services, n: int, *, pool: str, concurrency: int, proce
             got[label] = {part: cycle[part]["calendars_per_s"] for part in ("steady_polled", "initial_sync")}
         runs.append({"round": i + 1, "first": order[0][0], "io_pool": got["a"], "prefork": got["b"],
                      "ratio": {part: round(got["a"][part] / got["b"][part], 3) for part in got["a"]}})
-
-    def median(xs: list[float]) -> float:
-        s = sorted(xs)
-        return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
 
     out: dict[str, Any] = {"calendars": n, "pool": pool, "concurrency": concurrency, "processes": processes,
                            "prefork_concurrency": PREFORK_CONCURRENCY, "rounds": runs}
