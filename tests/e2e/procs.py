@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,9 +15,33 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_flower(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """Flower for the autosync app on a free loopback port, answering and subscribed; (process, base URL)."""
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "celery"), "-A", "autosync", "flower", f"--port={port}", "--address=127.0.0.1"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            if requests.get(f"{base}/healthcheck", timeout=1).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    time.sleep(1.5)  # Flower subscribes to the event stream
+    return proc, base
 
 
 def ops_env(**overrides: str) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections import Counter
 from typing import Any
@@ -13,8 +12,8 @@ import redis
 import requests
 
 from tests.e2e.helpers import link, run_rows
-from tests.e2e.procs import BIN, ROOT, cli, ops_env, workers
-from tests.e2e.test_ops import _free_port, _insert_many
+from tests.e2e.procs import cli, ops_env, start_flower, workers
+from tests.e2e.test_ops import _insert_many
 
 LIST = "google.events.list"
 
@@ -22,21 +21,6 @@ LIST = "google.events.list"
 def _forbidden() -> dict[str, Any]:
     return {"error": {"errors": [{"domain": "global", "reason": "forbidden", "message": "Forbidden"}],
                       "code": 403, "message": "Forbidden"}}
-
-
-def _start_flower(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    proc = subprocess.Popen([str(BIN / "celery"), "-A", "autosync", "flower", f"--port={port}", "--address=127.0.0.1"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            if requests.get(f"{base}/healthcheck", timeout=1).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    time.sleep(1.5)  # Flower subscribes to the event stream
-    return proc, base
 
 
 def _finished(db: psycopg.Connection, calendar_ids: list[int], timeout: float = 60) -> dict[int, dict[str, Any]]:
@@ -71,7 +55,7 @@ def test_flower_shows_failed_runs_as_failures_good_ones_as_successes_with_readab
     emu.add_fault("status", provider="google", account=good.account_id, endpoint=LIST, status=503, count=1)
     env = ops_env(FLOWER_UNAUTHENTICATED_API="true", AUTOSYNC_HTTP_RETRIES="0")
     with workers(1, env):
-        flower, base = _start_flower(env)
+        flower, base = start_flower(env)
         try:
             cli("sync", "--all", env=env)
             runs = _finished(db, [revoked.calendar_id, forbidden.calendar_id, good.calendar_id])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,13 +11,7 @@ from datetime import UTC, datetime, timedelta
 import requests
 
 from tests.e2e.helpers import link
-from tests.e2e.procs import BIN, ROOT, cli, ops_env, workers
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.e2e.procs import BIN, ROOT, cli, ops_env, start_flower, workers
 
 
 def _insert_many(emu, cal_id: str, n: int) -> None:
@@ -79,21 +72,10 @@ def test_several_worker_processes_never_exceed_the_account_rate_and_honour_cool_
 def test_flower_shows_the_sync_tasks_with_their_final_states(db, emu, limits_redis) -> None:
     cal = link(db, emu, "google")
     _insert_many(emu, cal.ext_calendar_id, 2)
-    port = _free_port()
     env = ops_env(FLOWER_UNAUTHENTICATED_API="true")
     with workers(1, env):
-        flower = subprocess.Popen([str(BIN / "celery"), "-A", "autosync", "flower", f"--port={port}",
-                                   "--address=127.0.0.1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        flower, base = start_flower(env)
         try:
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    if requests.get(f"{base}/healthcheck", timeout=1).ok:
-                        break
-                except requests.ConnectionError:
-                    time.sleep(0.2)
-            time.sleep(1.5)  # Flower subscribes to the event stream
             out = cli("sync", "--user", str(cal.user_id), "--wait", "60", env=env)
             assert out.returncode == 0, out.stdout + out.stderr
             # A first sync is a full listing, imported by fetch_page itself; a later change is staged

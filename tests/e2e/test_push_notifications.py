@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from tests.e2e.helpers import Linked, events, link, run_rows, sync
+from tests.e2e.procs import free_port
 
 
 @contextmanager
@@ -343,12 +344,6 @@ def test_an_outlook_subscription_is_renewed_in_place_and_lifecycle_events_are_ho
 # --- the receiver's own outages lose nothing -------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_http(url: str, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -364,7 +359,7 @@ def _wait_http(url: str, timeout: float = 15) -> None:
 def test_a_notification_the_receiver_cannot_queue_is_refused_and_delivered_again(worker, db, emu) -> None:
     from autosync.webhooks import Receiver
 
-    port = _free_port()
+    port = free_port()
     with _notified_at(f"http://127.0.0.1:{port}/hooks"):
         receiver = Receiver("127.0.0.1", port).start()
         try:
