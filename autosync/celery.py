@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from celery import Celery, bootsteps
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_shutdown
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
 
 from autosync.errors import ConfigError
 from autosync.settings import get_settings
@@ -94,6 +95,20 @@ class Liveness(bootsteps.StartStopStep):
 _configure()
 app.steps["consumer"].add(Liveness)
 import autosync.tasks  # noqa: E402,F401  (registers the tasks)
+
+# Collect young objects every 50,000 allocations instead of every 700. Parsing and normalizing a
+# 2,500-event page creates some 150,000 containers that all stay alive until the page is written, so
+# at the default every few hundred of them triggered a collection that found nothing to free and
+# pushed the rest towards full collections of the whole heap: measured, 27 % of the Python time of
+# a large initial sync (JSON parsing alone 2.4 times slower). The cost is that cyclic garbage waits
+# longer, a few MB at most; reference counting frees everything else at once, as before.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+@worker_init.connect
+def _tune_gc(**_: object) -> None:
+    """Set in the worker's main process, before its pool starts: prefork children inherit it."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @worker_process_shutdown.connect

@@ -1,29 +1,39 @@
-"""Full listings (first link, invalid cursor, window roll): fetch and import in one step, one page ahead.
+"""Full listings (first link, invalid cursor, window roll): fetch and import in one step, pipelined.
 
 An incremental run stages its page and imports it in a second task (pull.fetch_step, import_step).
 A full listing is many pages, and that two-task shape made the provider's time and the worker's
 time add up: page N+1 was asked for only after page N's import committed, and every page made a
 round trip through PostgreSQL as jsonb. Here one task handles a budget of pages (settings
-``full_sync_step_pages`` / ``full_sync_step_seconds``): while page N is normalized and written, a
-second thread of the same task already lists page N+1 with the token page N's answer carried.
+``full_sync_step_pages`` / ``full_sync_step_seconds``) in three stages, each on its own thread:
+
+- a lister asks for page after page, each with the token the previous answer carried, as soon as
+  that answer is in (it runs at most two pages ahead of the writer);
+- a preparer normalizes each listed page and builds its rows (pure Python; for Outlook it only
+  passes pages on, because its series checks read what the previous page's commit recorded);
+- the step's own thread writes page after page, in listing order.
+
+So the provider's time, the worker's Python and PostgreSQL's merge overlap instead of adding up.
 
 Each page commits on its own, in one transaction: its rows, the run's ``pageCursor`` (page N's token
 for N+1) and, on the last page, the calendar's sync cursor (pull._apply). So what a killed worker
 leaves is pages 1..N and the token of N+1; the redelivered task (late ack) or ``resume_stale`` lists
-from that token again, and the page that was being read ahead is simply asked for once more (page
+from that token again, and the pages that were read ahead are simply asked for once more (page
 tokens name a position in a listing and may be used again, as a retried fetch step already does).
 Nothing larger than ids ever goes through the broker: the task re-enqueues itself by run id when
-its budget is spent, and the last page of a budget is not read ahead, so no request is wasted.
+its budget is spent. The lister stops at the budget, and every page it listed is written before the
+step ends, so no request is wasted unless the step fails or another delivery is ahead of it.
 """
 
 from __future__ import annotations
 
 import contextvars
+import queue
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from autosync.model import Step
 from autosync.normalize.common import text
@@ -34,49 +44,121 @@ from autosync.services.outlook_checks import Stored, _series_ids
 from autosync.services.runs import Next
 from autosync.store.runs import RunContext
 
+# Pages the lister may have out at once (listed or being listed, prepared, or being written): with
+# the page the step began with, at most three pages of a listing are in memory, about 40 MB at
+# Google's 2,500 events a page. Three is what keeps the three stages busy together.
+AHEAD = 2
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A stage's exception, handed down the pipeline to be raised in the step's thread."""
+
+    error: BaseException
+
+
+_END = object()  # the lister has listed its last page (budget spent or listing complete)
+
 
 def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, datetime],
                stats: RequestStats, list_page: Callable[[str], Page]) -> Next:
     """Import ``first`` and the pages after it, up to the step's budget; the next step of the run.
 
-    ``list_page(token)`` lists the page a token names (it runs in the read-ahead thread); ``stats``
-    counts this step's provider requests (the read-ahead thread's included).
+    ``list_page(token)`` lists the page a token names (it runs in the lister thread); ``stats``
+    counts this step's provider requests (the lister's included).
     """
     # Imported here: pull imports this module's caller side, and pull's helpers are the write path.
     from autosync.services import pull
 
     settings = app.settings
-    budget_pages = settings.full_sync_step_pages
-    budget_s = min(settings.full_sync_step_seconds, settings.task_soft_time_limit / 3)
-    started = time.monotonic()
-    page, listed_from = first, run.page_cursor
+    deadline = time.monotonic() + min(settings.full_sync_step_seconds, settings.task_soft_time_limit / 3)
     # The run was loaded before this step's first page: pages written by this step may record
     # deletions (pull._write), so its later pages, and the last one, must look for them.
     run = replace(run, pending_deletes=True)
     checks_series = app.provider(run.calendar_type).checks_series
-    done = 0
-    ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="autosync-read-ahead")
-    ahead: Future[Page] | None = None
+    stop = threading.Event()
+    slots = threading.Semaphore(AHEAD)  # released as the step's thread finishes a listed page
+    listed: queue.Queue[Any] = queue.Queue()  # bounded by the slots
+    ready: queue.Queue[Any] = queue.Queue()
+
+    def slot() -> bool:
+        """Wait for a free slot unless the step stopped meanwhile; False when it did."""
+        while not stop.is_set():
+            if slots.acquire(timeout=0.05):
+                return True
+        return False
+
+    def lister(token: str | None, budget: int) -> None:
+        try:
+            while token and budget > 0 and time.monotonic() < deadline and slot():
+                page = list_page(token)
+                budget -= 1
+                listed.put(page)
+                token = page.next_page
+            listed.put(_END)
+        except BaseException as exc:  # raised again in the step's thread
+            listed.put(_Failed(exc))
+
+    def preparer() -> None:
+        while not stop.is_set():
+            try:
+                item = listed.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if item is _END or isinstance(item, _Failed):
+                ready.put(item)
+                return
+            try:
+                prepared = None
+                if not checks_series:
+                    prepared = pull.prepare(app, run, item, window)
+                    prepared.encoded = app.store.encode(prepared.live)
+            except BaseException as exc:  # raised again in the step's thread
+                ready.put(_Failed(exc))
+                return
+            ready.put((item, prepared))
+
+    def take() -> Any:
+        while True:
+            try:
+                return ready.get(timeout=1.0)
+            except queue.Empty:
+                if not threads[1].is_alive():  # cannot happen short of a bug; never wait forever
+                    raise RuntimeError("the page preparer stopped without a word") from None
+
+    # Both threads run in copies of this step's context: the lister's requests count in its stats.
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, name="autosync-lister", daemon=True,
+                         args=(lister, first.next_page, settings.full_sync_step_pages - 1)),
+        threading.Thread(target=contextvars.copy_context().run, name="autosync-preparer", daemon=True,
+                         args=(preparer,)),
+    ]
+    for thread in threads:
+        thread.start()
+    page, prepared, listed_from = first, None, run.page_cursor
     try:
         while True:
-            done += 1
-            last_of_budget = done >= budget_pages or time.monotonic() - started >= budget_s
-            if page.next_page and not last_of_budget:
-                # The read-ahead thread counts its requests in this step's stats (same context).
-                ahead = ahead_pool.submit(contextvars.copy_context().run, list_page, page.next_page)
-            stored = _outlook_state(app, run, page) if checks_series else None
-            prepared = pull.prepare(app, run, page, window, stored)
+            if prepared is None:
+                stored = _outlook_state(app, run, page) if checks_series else None
+                prepared = pull.prepare(app, run, page, window, stored)
             requests = stats.count
             nxt = pull._apply(app, run, prepared, page, requests, window, pages=1, listed_from=(listed_from,))
-            stats.settle(requests)  # written with the page (the read-ahead's are counted with the next)
-            if nxt.step != Step.FETCH or ahead is None:
-                return nxt  # the run is over (or pushes next), another delivery has it, or the budget is spent
+            stats.settle(requests)  # written with the page (the lister's later ones, with later pages)
+            if page is not first:
+                slots.release()
+            if nxt.step != Step.FETCH:
+                return nxt  # the run is over (or pushes next), or another delivery has it
+            item = take()
+            if item is _END:
+                return nxt  # the budget is spent: the next step lists from the run's pageCursor
+            if isinstance(item, _Failed):
+                raise item.error
             listed_from = page.next_page
-            page, ahead = ahead.result(), None
+            page, prepared = item
     finally:
-        # Not waited for: a step that ends early (an error, the soft time limit, another delivery ahead)
-        # does not sit out a read-ahead request; its page is listed again by whoever goes on.
-        ahead_pool.shutdown(wait=False, cancel_futures=True)
+        # Not waited for: a step that ends early (an error, the soft time limit, another delivery
+        # ahead) does not sit out a request in flight; its pages are listed again by whoever goes on.
+        stop.set()
 
 
 def _outlook_state(app: App, run: RunContext, page: Page) -> Stored:

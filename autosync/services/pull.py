@@ -20,7 +20,7 @@ from autosync.services.outlook_checks import Stored, outlook_details
 from autosync.services.runs import Next
 from autosync.services.tokens import ensure_token
 from autosync.store.api import Tx
-from autosync.store.events import FOREIGN_REMOVALS
+from autosync.store.events import FOREIGN_REMOVALS, Encoded
 from autosync.store.runs import NO_COUNTS, RunContext
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,13 @@ class Prepared:
     series_instances: dict[str, list[str]] = field(default_factory=dict)  # master -> live exception ids
     checked: list[str] = field(default_factory=list)  # Outlook: for the round's later pages (outlook_checks)
     hinted: list[str] = field(default_factory=list)  # notified Outlook series this page dealt with
+    encoded: Encoded | None = None  # the live events' rows, built ahead (services.initial)
 
     def copy(self) -> Prepared:
         """An independent copy (the Outlook checks extend the lists in place)."""
         return Prepared(list(self.live), list(self.cancelled_instances), list(self.deleted), list(self.skipped),
                         list(self.seen), {k: list(v) for k, v in self.series_instances.items()},
-                        list(self.checked), list(self.hinted))
+                        list(self.checked), list(self.hinted), self.encoded)
 
 
 def window_for(app: App, run: RunContext, full: bool) -> tuple[datetime, datetime]:
@@ -280,7 +281,7 @@ def _write(app: App, tx: Tx, run: RunContext, prepared: Prepared, page: Page,
         to_delete = deletes.apply
         if page.complete:
             refused = _guard(app, tx, run, to_delete)
-        merged = tx.upsert(calendar_id, user_id, live)
+        merged = tx.upsert(calendar_id, user_id, live, prepared.encoded)
         prepared.skipped.extend(merged.skipped)
         cancelled_n = tx.cancel_instances(calendar_id, user_id, cancelled)
         deleted_n = tx.delete_events(calendar_id, to_delete)

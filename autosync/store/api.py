@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 from autosync.model import AppChange, Event, Skipped
-from autosync.store.events import Upserted
+from autosync.store.events import Encoded, Upserted
 from autosync.store.runs import RunContext
 
 Row = dict[str, Any]
@@ -220,7 +220,9 @@ class Tx(Protocol):
     def count_live(self, calendar_id: int) -> int:
         ...
 
-    def upsert(self, calendar_id: int, user_id: int, events: Sequence[Event]) -> Upserted:
+    def upsert(self, calendar_id: int, user_id: int, events: Sequence[Event],
+               encoded: Encoded | None = None) -> Upserted:
+        """Write live events; ``encoded``: their rows built ahead by ``Store.encode`` (optional)."""
         ...
 
     def cancel_instances(self, calendar_id: int, user_id: int, events: Sequence[Event]) -> int:
@@ -288,4 +290,9 @@ class Store(Protocol):
         ``timeout``: how long to wait for the storage before giving up; ``origin_sync``: whether the
         writes are autosync's own (imports), not the app's.
         """
+        ...
+
+    def encode(self, events: Sequence[Event]) -> Encoded | None:
+        """The storage form of ``events``, built outside any unit (no connection held), for a later
+        ``Tx.upsert`` of the same event objects; None when the store has nothing to gain from it."""
         ...

@@ -233,29 +233,59 @@ class Upserted:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def _storable(events: Sequence[Event], skipped: list[Skipped]) -> Iterator[tuple[Any, ...]]:
+@dataclass(frozen=True)
+class Encoded:
+    """Rows built before the transaction that writes them (``encode``), by event id.
+
+    A row is used only for the very event object it was built from: whatever replaced or dropped an
+    event in between (the conflict check) simply gets its row built at write time.
+    """
+
+    rows: dict[str, tuple[Event, tuple[Any, ...] | str]] = field(default_factory=dict)
+
+
+def _encoded(event: Event) -> tuple[Any, ...] | str:
+    """The COPY row of one event, or why it cannot be stored."""
+    try:
+        row = row_of(event)
+    except (TypeError, ValueError, OverflowError) as exc:
+        return f"cannot be stored: {exc}"
+    raw = row[_RAW]
+    # Every text column derives from the provider item, so one look at its JSON finds any NUL.
+    return tuple(_clean(v) for v in row) if raw is not None and "\\u0000" in raw else row
+
+
+def encode(events: Sequence[Event]) -> Encoded:
+    """Build the rows of ``events`` ahead of their write: pure Python, no connection needed, so it can
+    run while another thread waits for PostgreSQL (services.initial reads ahead this way)."""
+    return Encoded({e.ext_id: (e, _encoded(e)) for e in events})
+
+
+def _storable(events: Sequence[Event], skipped: list[Skipped],
+              encoded: Encoded | None = None) -> Iterator[tuple[Any, ...]]:
     """Rows for COPY, built while COPY streams (psycopg sends in the background, so the two overlap)."""
+    ready = encoded.rows if encoded is not None else {}
     for event in events:
-        try:
-            row = row_of(event)
-        except (TypeError, ValueError, OverflowError) as exc:
-            skipped.append(Skipped(event.ext_id, f"cannot be stored: {exc}"))
+        built = ready.get(event.ext_id)
+        row = built[1] if built is not None and built[0] is event else _encoded(event)
+        if isinstance(row, str):
+            skipped.append(Skipped(event.ext_id, row))
             continue
-        raw = row[_RAW]
-        # Every text column derives from the provider item, so one look at its JSON finds any NUL.
-        yield tuple(_clean(v) for v in row) if raw is not None and "\\u0000" in raw else row
+        yield row
 
 
-def upsert(conn: Conn, calendar_id: int, user_id: int, events: Sequence[Event]) -> Upserted:
+def upsert(conn: Conn, calendar_id: int, user_id: int, events: Sequence[Event],
+           encoded: Encoded | None = None) -> Upserted:
     """Merge live events in one COPY + one statement. Unchanged rows are not written; an event that
-    cannot be stored is reported in ``skipped`` instead of failing the page."""
+    cannot be stored is reported in ``skipped`` instead of failing the page. ``encoded``: rows built
+    ahead (``encode``) for some or all of the events."""
     result = Upserted()
     if not events:
         return result
     conn.execute(CREATE_STAGING)
     with conn.cursor() as cur:
         with cur.copy(COPY_STAGING) as copy:
-            for row in _storable(events, result.skipped):
+            for row in _storable(events, result.skipped, encoded):
                 copy.write_row(row)
         cur.execute(MERGE, {"calendar_id": calendar_id, "user_id": user_id})
         flags = [r["inserted"] for r in cur.fetchall()]

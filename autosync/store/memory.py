@@ -20,7 +20,7 @@ from typing import Any
 
 from autosync.model import AppChange, Event, Provider, Skipped
 from autosync.store.api import Store
-from autosync.store.events import COLUMNS, Upserted, row_of
+from autosync.store.events import COLUMNS, Encoded, Upserted, row_of
 from autosync.store.runs import RunContext
 
 Row = dict[str, Any]
@@ -356,7 +356,8 @@ class MemoryTx:
     def count_live(self, calendar_id: int) -> int:
         return len(self._rows(calendar_id))
 
-    def upsert(self, calendar_id: int, user_id: int, events: Sequence[Event]) -> Upserted:
+    def upsert(self, calendar_id: int, user_id: int, events: Sequence[Event],
+               encoded: Encoded | None = None) -> Upserted:
         out = Upserted()
         for event in events:
             values = _columns(event)
@@ -509,6 +510,10 @@ class MemoryStore:
         except BaseException:
             self.data = saved
             raise
+
+    def encode(self, events: Sequence[Event]) -> None:
+        """Nothing to build ahead in memory: rows are dicts made at write time."""
+        return None
 
     # --- the app's side, and set-up ----------------------------------------------------------------
 

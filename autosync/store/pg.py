@@ -17,7 +17,7 @@ from autosync.store import outbox as out_sql
 from autosync.store import runs as run_sql
 from autosync.store import tokens as token_sql
 from autosync.store.db import Conn, connect, ping, transaction
-from autosync.store.events import Upserted
+from autosync.store.events import Encoded, Upserted
 from autosync.store.runs import RunContext
 from autosync.store.sealed import Sealer
 from autosync.store.status import STATUS
@@ -225,8 +225,9 @@ class PgTx:
     def count_live(self, calendar_id: int) -> int:
         return ev_sql.count_live(self.conn, calendar_id)
 
-    def upsert(self, calendar_id: int, user_id: int, events: Sequence[Event]) -> Upserted:
-        return ev_sql.upsert(self.conn, calendar_id, user_id, events)
+    def upsert(self, calendar_id: int, user_id: int, events: Sequence[Event],
+               encoded: Encoded | None = None) -> Upserted:
+        return ev_sql.upsert(self.conn, calendar_id, user_id, events, encoded)
 
     def cancel_instances(self, calendar_id: int, user_id: int, events: Sequence[Event]) -> int:
         return ev_sql.cancel_instances(self.conn, calendar_id, user_id, events)
@@ -347,6 +348,10 @@ class PgStore:
         """
         with transaction(origin_sync=origin_sync, timeout=timeout) as conn:
             yield PgTx(conn)
+
+    def encode(self, events: Sequence[Event]) -> Encoded:
+        """COPY rows of ``events`` (content hashes included), built with no connection held."""
+        return ev_sql.encode(events)
 
 
 class ChannelFeed:
