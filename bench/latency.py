@@ -160,6 +160,11 @@ def zero_latency_ab(svc: Services, n: int, *, pool: str, concurrency: int, proce
     minutes of a noisy machine fall on both. Reports each round and the medians; the JSON's
     ``latency_ab`` key (``python -m bench.run --only latency --latency-ab N``)."""
     started = time.monotonic()
+    # Unmeasured warm-up of both configurations: the first cycles after start-up ran 10-20 % slower
+    # whichever configuration they used, so with an odd number of rounds the side that went first
+    # more often lost by that alone (seen 2026-12-04: each side won every round it ran second in).
+    for p, c, k in ((pool, concurrency, processes), ("prefork", PREFORK_CONCURRENCY, 1)):
+        polled(svc, n, None, pool=p, concurrency=c, processes=k, with_limits_off=False)
     runs: list[dict[str, Any]] = []
     for i in range(rounds):
         order = [("a", pool, concurrency, processes), ("b", "prefork", PREFORK_CONCURRENCY, 1)]

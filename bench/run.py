@@ -34,7 +34,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-processes", type=int, help="worker processes (default: autosync's, two per core)")
     p.add_argument("--latency-ab", type=int, metavar="ROUNDS",
                    help="instead of the latency part: ROUNDS interleaved 0 ms runs of the I/O pool and "
-                        "prefork x4 (the 0 ms comparison, medians)")
+                        "prefork x4 after a warm-up of each (the 0 ms comparison, medians; use an even "
+                        "number, so each side goes first as often)")
     p.add_argument("--latency-calendars", type=int, help="calendars (default 1000, quick 300)")
     p.add_argument("--large-sizes", type=int, nargs="+", help="the large part's calendar sizes (default 10000 50000, "
                    "quick 2000 10000)")

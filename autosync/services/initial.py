@@ -133,8 +133,11 @@ def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, d
         threading.Thread(target=contextvars.copy_context().run, name="autosync-preparer", daemon=True,
                          args=(preparer,)),
     ]
-    for thread in threads:
-        thread.start()
+    if first.next_page and settings.full_sync_step_pages > 1:
+        for thread in threads:
+            thread.start()
+    else:  # one page (most calendars) or a budget of one: nothing to overlap, no thread to start
+        ready.put(_END)
     page, prepared, listed_from = first, None, run.page_cursor
     try:
         while True:

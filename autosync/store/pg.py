@@ -241,6 +241,10 @@ class PgTx:
     # --- conflicts ----------------------------------------------------------------------------------
 
     def app_changes(self, calendar_id: int, ext_ids: Sequence[str]) -> list[AppChange]:
+        if len(ext_ids) >= conflict_sql.CHECK_FIRST_FROM:
+            waiting = self.conn.execute(conflict_sql.ANY_PENDING, {"c": calendar_id}).fetchone()
+            if not (waiting and waiting["pending"]):
+                return []
         rows = self.conn.execute(conflict_sql.PENDING, {"c": calendar_id, "ids": list(ext_ids)}).fetchall()
         return [AppChange(r["ext"], r["outboxId"], r["op"], r["changedAt"], r["hash"], r["app_version"])
                 for r in rows]

@@ -1,6 +1,7 @@
-"""A full listing fetches and imports in one step, one page read ahead (services/initial.py): a worker
-SIGKILLed in the middle of it, after some pages committed, leaves a run the next worker completes with
-exactly the provider's events — none lost, none twice."""
+"""A full listing lists, prepares and writes its pages on three threads of one step (services/initial.py):
+a worker SIGKILLed in the middle of it, after some pages committed, leaves a run the next worker
+completes with exactly the provider's events — none lost, none twice; the lister stays a bounded
+number of pages ahead of the writer, and a step's budget wastes no request."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
+import psycopg
 import pytest
 from celery import Celery
 
@@ -86,6 +88,21 @@ def _kill_mid_run_then_resume(db, cal, env: dict[str, str]) -> dict:
     assert [r["outcome"] for r in final] == ["ok"], final[-1]["error"]
     assert final[0]["pagesFetched"] > killed["pagesFetched"] and final[0]["emptyAtStart"]
     return killed
+
+
+def _wait_until(check, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _finished(db, calendar_id: int) -> bool:
+    rows = run_rows(db, calendar_id)
+    return bool(rows) and rows[-1]["finishedAt"] is not None
+
+
+def _listings(emu) -> int:
+    return int(emu.requests(endpoint="google.events.list")["total"])
 
 
 def _no_duplicates(db, calendar_id: int) -> None:
@@ -212,3 +229,46 @@ def test_a_duplicate_delivery_of_a_pipelined_step_never_writes_a_page_twice(smal
     assert run["outcome"] == "ok" and len(events(db, cal.calendar_id, live_only=True)) == 123
     assert (run["eventsUpserted"], run["eventsUnchanged"]) == (123, 0)  # no page written twice
     assert run["pagesFetched"] == 16  # 123 events (3 of them series) in pages of 8
+
+
+def test_the_lister_stays_two_pages_ahead_of_a_writer_that_cannot_write(db, emu, limits_redis) -> None:
+    from autosync.services.initial import AHEAD
+
+    cal = link(db, emu, "google")
+    _seed_google(emu, cal.ext_calendar_id)
+    first = next(e["id"] for e in emu.google_list(cal.ext_calendar_id) if e.get("summary") == "E0")
+    env = ops_env(AUTOSYNC_GOOGLE_PAGE_SIZE="8", AUTOSYNC_FULL_SYNC_STEP_PAGES="100")
+    emu.clear_requests()
+    # Another transaction holds an uncommitted row with the id of page 1's first event: the writer's
+    # merge of page 1 waits for it, as it would behind a slow or locked database.
+    with psycopg.connect(db.info.dsn) as blocker, workers(1, env):
+        blocker.execute('INSERT INTO cal_event ("calendarId", "createdBy", "extEventId", "eventName", status, '
+                        '"startDate", "endDate") VALUES (%s, %s, %s, %s, true, current_date, current_date)',
+                        (cal.calendar_id, cal.user_id, first, "Held"))
+        assert cli("sync", "--user", str(cal.user_id), env=env).returncode == 0
+        _wait_until(lambda: _listings(emu) >= 1 + AHEAD, 30)
+        time.sleep(1.5)  # time enough for any further page (the emulator answers in milliseconds)
+        assert _listings(emu) == 1 + AHEAD  # page 1, being written, and two pages read ahead: no more
+        assert run_rows(db, cal.calendar_id)[-1]["pagesFetched"] == 0
+        blocker.rollback()
+        _wait_until(lambda: _finished(db, cal.calendar_id), 60)
+    run = run_rows(db, cal.calendar_id)[-1]
+    assert run["outcome"] == "ok" and len(events(db, cal.calendar_id, live_only=True)) == 123
+    assert run["pagesFetched"] == _listings(emu) == 16
+    _no_duplicates(db, cal.calendar_id)
+
+
+def test_a_step_whose_budget_is_spent_writes_every_page_it_listed(db, emu, limits_redis) -> None:
+    cal = link(db, emu, "google")
+    _seed_google(emu, cal.ext_calendar_id)
+    env = ops_env(AUTOSYNC_GOOGLE_PAGE_SIZE="8", AUTOSYNC_FULL_SYNC_STEP_PAGES="3")
+    emu.clear_requests()
+    with workers(1, env):
+        assert cli("sync", "--user", str(cal.user_id), env=env).returncode == 0
+        _wait_until(lambda: _finished(db, cal.calendar_id), 60)
+    run = run_rows(db, cal.calendar_id)[-1]
+    assert run["outcome"] == "ok" and len(events(db, cal.calendar_id, live_only=True)) == 123
+    # 16 pages in steps of 3: each step's lister stopped at its budget and its writer wrote all of them,
+    # so no page was listed twice.
+    assert run["pagesFetched"] == _listings(emu) == 16
+    assert run["providerRequests"] == emu.requests(provider="google")["total"]

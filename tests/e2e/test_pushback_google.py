@@ -371,6 +371,32 @@ def test_conflict_latest_policy_provider_change_made_later_wins(worker, db, emu)
     assert table(db, "event_outbox", "outboxId")[-1]["outcome"] == "superseded by provider change"
 
 
+def test_a_conflict_on_a_large_page_of_a_full_listing_is_still_decided(worker, db, emu) -> None:
+    from autosync.store.conflicts import CHECK_FIRST_FROM
+
+    cal, event_id, ext = _synced(db, emu)
+    for i in range(CHECK_FIRST_FROM + 50):  # a page of more ids than the store sends without asking first
+        emu.google_insert(cal.ext_calendar_id, {"summary": f"Bulk {i}", "start": {"dateTime": _rfc(at(3, 9))},
+                                                "end": {"dateTime": _rfc(at(3, 10))}})
+    sync(cal.user_id)
+    app_update(db, event_id, eventName="App title")
+    clock.sleep(0.05)
+    emu.google_patch(cal.ext_calendar_id, ext, {"summary": "Provider title"})
+    emu.invalidate_cursors(cal.ext_calendar_id)  # the next run lists everything, on one page
+    emu.clear_requests()
+    run = sync(cal.user_id)["runs"][0]
+    assert run["outcome"] == "ok" and run_rows(db, cal.calendar_id)[-1]["fullSync"]
+    assert g_writes(emu) == []
+    assert row(db, event_id)["eventName"] == "Provider title"
+    [conflict] = table(db, "sync_conflict", "conflictId")
+    assert (conflict["winner"], conflict["eventId"]) == ("provider", event_id)
+    assert conflict["appVersion"]["eventName"] == "App title"
+
+
+def _rfc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_conflict_won_by_the_app_keeps_the_provider_change_to_another_field_on_both_sides(worker, db, emu) -> None:
     cal, event_id, ext = _synced(db, emu)
     emu.google_patch(cal.ext_calendar_id, ext, {"start": {"dateTime": at(2, 14).isoformat(), "timeZone": "UTC"},
