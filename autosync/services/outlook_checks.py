@@ -115,7 +115,7 @@ _GONE = object()
 def _each(app: App, fetch: Callable[[str], T], ids: list[str]) -> Iterator[T]:
     """``fetch`` of every id, in order. The series of one page are fetched a few at a time: each is one
     or two requests whose wait would otherwise add up (Graph answers in 100-300 ms). Leave slots of
-    the mailbox's concurrency to the full listing's read-ahead and to other steps of the mailbox."""
+    the mailbox's concurrency to the full listing's lister and to other steps of the mailbox."""
     workers = min(4, app.settings.outlook_mailbox_concurrency - 2, len(ids))
     if workers <= 1:
         yield from map(fetch, ids)

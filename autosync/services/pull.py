@@ -1,7 +1,7 @@
 """Pull sync: fetch a page of changes, stage it, import it with its cursor in one transaction.
 
 Full listings (first link, invalid cursor, window roll) are not staged: fetch_step hands them to
-services/initial.py, which imports page after page in the same step, one page read ahead.
+services/initial.py, which lists, prepares and writes page after page in the same step, on three threads.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def fetch_step(app: App, run_id: int) -> Next:
             empty = _begin_full(app, run_id, window, drop_cursor=not run.dry_run, calendar_id=run.calendar_id)
             run = replace(run, full_sync=True, page_cursor=None, delta_link=None, empty_at_start=empty)
             page = _list(app, run, cal, True, window)
-        if run.full_sync:  # a full listing: fetched and imported here, one page ahead, no staging
+        if run.full_sync:  # a full listing: listed, prepared and written by services/initial.py, no staging
             listing = run
             return initial.full_pages(app, run, page, window, stats,
                                       lambda token: _list(app, replace(listing, page_cursor=token), cal, True, window))
