@@ -87,3 +87,26 @@ def test_listing_with_time_bounds_keeps_only_series_with_an_instance_inside(guse
     assert not ids & {excluded["id"], ended["id"], later["id"]}
     unbounded = {i["id"] for i in guser.list(timeMin="2024-05-25T00:00:00Z").json()["items"]}
     assert {inside["id"], excluded["id"], later["id"]} <= unbounded and ended["id"] not in unbounded
+
+
+# The rule parse is cached per text without UNTIL and anchored with rrule.replace (google_time._rule):
+# it must give the instances a fresh rrulestr parse gives, whatever the DTSTART, its zone and UNTIL.
+PARSE_RULES = [*(r.partition(":")[2] for r in RULES), "FREQ=WEEKLY", "FREQ=MONTHLY;BYDAY=-1FR",
+               "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29", "FREQ=WEEKLY;UNTIL=20270101",
+               "FREQ=DAILY;UNTIL=20270101T120000Z;INTERVAL=3", "FREQ=WEEKLY;WKST=SU;BYDAY=MO,TU;INTERVAL=2",
+               "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1", "UNTIL=20261231;FREQ=DAILY"]
+
+
+@given(rule=st.sampled_from(PARSE_RULES), day=st.integers(0, 800), minute=st.integers(0, 24 * 60 - 1),
+       kind=st.sampled_from(["berlin", "utc", "naive"]))
+@settings(max_examples=150, deadline=None)
+def test_the_cached_rule_parse_gives_the_instances_of_a_fresh_parse(rule: str, day: int, minute: int,
+                                                                    kind: str) -> None:
+    from dateutil.rrule import rrulestr
+
+    from autosync.emulator.google_time import _fix_until, _rule
+
+    base = datetime(2025, 1, 1) + timedelta(days=day, minutes=minute)
+    dtstart = {"berlin": base.replace(tzinfo=BERLIN), "utc": base.replace(tzinfo=UTC), "naive": base}[kind]
+    fresh = list(islice(rrulestr(_fix_until(rule, dtstart), dtstart=dtstart), 50))
+    assert list(islice(_rule(rule, dtstart), 50)) == fresh
