@@ -18,6 +18,9 @@ from autosync.store.sealed import Sealer, sealer
 
 log = logging.getLogger(__name__)
 
+# Tokens are sealed in the calendar rows: the PostgreSQL store's own operations.
+_store = PgStore()
+
 
 @dataclass
 class Resealed:
@@ -42,7 +45,7 @@ def reseal_all(*, rotate: bool, batch: int = 500, passes: int = 3,
         skipped: set[int] = set()
         after = 0
         while True:
-            with PgStore().unit() as tx:
+            with _store.unit() as tx:
                 rows = tx.unsealed_after(after, batch, key=box.current if rotate else None)
                 for row in rows:
                     try:
@@ -69,5 +72,5 @@ def reseal_all(*, rotate: bool, batch: int = 500, passes: int = 3,
 
 def status() -> dict[str, int]:
     """Token values by state: empty, plaintext, or the id of the key that sealed them."""
-    with PgStore().unit(origin_sync=False) as tx:
+    with _store.unit(origin_sync=False) as tx:
         return tx.sealing_status()

@@ -15,6 +15,9 @@ from typing import Any
 from autosync.settings import get_settings
 from autosync.store.pg import PgStore
 
+# Status is read from PostgreSQL only (the app reads it there): the PostgreSQL store's own read.
+_store = PgStore()
+
 PROVIDERS = {1: "google", 2: "outlook"}
 FAILING_OUTCOMES = ("failed", "blocked")
 
@@ -23,7 +26,7 @@ def status_rows(user_id: int | None = None, calendar_id: int | None = None, *,
                 stale_after: float = 3.0) -> list[dict[str, Any]]:
     """One dict per linked calendar (of a user, or one calendar), with its failing and stale flags."""
     settings = get_settings()
-    with PgStore().unit(origin_sync=False, timeout=5) as tx:
+    with _store.unit(origin_sync=False, timeout=5) as tx:
         rows = tx.status_rows(user_id, calendar_id)
     now = datetime.now(UTC)
     out = []
