@@ -8,6 +8,7 @@ guard, conflicts, echo suppression, sync-back and the dry run.
 
 from __future__ import annotations
 
+import time as time_mod
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
@@ -120,6 +121,9 @@ def test_app_and_provider_edit_the_same_event_the_later_edit_wins_and_the_loser_
     world.run()
     event_id = world.live()[ext]["eventId"]
     world.store.app_update(event_id, eventName="App edit")
+    # Google writes `updated` to the millisecond: without a pause the provider's edit could carry a
+    # time earlier than the app's (same millisecond, truncated), and the app's would win.
+    time_mod.sleep(0.005)
     world.emu.google_patch(world.ext_calendar_id, ext, {"summary": "Provider edit"})  # later than the app's
     run = world.run()
     assert run["conflicts"] == 1
