@@ -52,18 +52,24 @@ class RequestStats:
 
     def add(self) -> None:
         """Count one request here and in the enclosing blocks."""
-        node: RequestStats | None = self
-        while node is not None:
-            node.count += 1
-            node = node.parent
+        self._change(1)
 
     def settle(self, n: int) -> None:
         """``n`` of the requests counted here were written to the run already: take them out of this
         block and the enclosing ones, so a step that fails later does not record them twice."""
-        node: RequestStats | None = self
-        while node is not None:
-            node.count -= n
-            node = node.parent
+        self._change(-n)
+
+    def _change(self, n: int) -> None:
+        # Under one lock: a full listing's lister thread counts its requests while the step's thread
+        # settles the ones it wrote, and `count += n` is a read and a write another thread can split.
+        with _STATS_LOCK:
+            node: RequestStats | None = self
+            while node is not None:
+                node.count += n
+                node = node.parent
+
+
+_STATS_LOCK = threading.Lock()
 
 
 _stats: contextvars.ContextVar[RequestStats | None] = contextvars.ContextVar("autosync_stats", default=None)
