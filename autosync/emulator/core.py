@@ -75,7 +75,6 @@ class Response:
             # orjson writes a 2,500-event page about five times faster than the standard encoder.
             return orjson.dumps(self.body)
         except TypeError:
-            # What orjson refuses and JSON allows the emulator to hold (an integer beyond 64 bits, a
-            # lone surrogate, a float NaN a test planted) is still answered, as the standard encoder
-            # writes it.
+            # What orjson refuses and the emulator may hold (an integer beyond 64 bits, a lone
+            # surrogate) is still answered, as the standard encoder writes it.
             return json.dumps(self.body).encode()

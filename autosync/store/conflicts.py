@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-# The app's pending outbox entries for events a provider page also changed.
 # Whether the calendar has any app change waiting at all: almost always not during an import, and
 # then the page's ids (2,500 of them on a large Google page) need not be sent to be matched. Asked
 # first only for pages of CHECK_FIRST_FROM ids or more: for a small page, sending its ids costs less
@@ -10,6 +9,7 @@ from __future__ import annotations
 CHECK_FIRST_FROM = 200
 ANY_PENDING = ('SELECT EXISTS (SELECT 1 FROM event_outbox WHERE "calendarId" = %(c)s AND "doneAt" IS NULL) '
                "AS pending")
+# The app's pending outbox entries for events a provider page also changed.
 PENDING = (
     'SELECT o."outboxId", o.op, o."changedAt", coalesce(e."extEventId", o."extEventId") AS ext, '
     'e."contentHash" AS hash, '
