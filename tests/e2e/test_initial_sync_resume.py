@@ -55,14 +55,25 @@ def _seed_outlook(emu, cal_id: str) -> None:
                            "range": {"type": "numbered", "startDate": d, "numberOfOccurrences": 6}}})
 
 
+def _wait_until(check, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _finished(db, calendar_id: int) -> bool:
+    rows = run_rows(db, calendar_id)
+    return bool(rows) and rows[-1]["finishedAt"] is not None
+
+
 def _wait_for_pages(db, calendar_id: int, pages: int, timeout: float) -> list[dict]:
     """Poll the calendar's runs until the latest has committed ``pages`` pages (or the timeout passes)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def committed() -> bool:
         rows = run_rows(db, calendar_id)
-        if (rows and rows[-1]["pagesFetched"] >= pages) or time.monotonic() >= deadline:
-            return rows
-        time.sleep(0.02)
+        return bool(rows) and rows[-1]["pagesFetched"] >= pages
+
+    _wait_until(committed, timeout)
+    return run_rows(db, calendar_id)
 
 
 def _kill_mid_run_then_resume(db, cal, env: dict[str, str]) -> dict:
@@ -81,24 +92,11 @@ def _kill_mid_run_then_resume(db, cal, env: dict[str, str]) -> dict:
                (killed["runId"],))
     with workers(1, env, fresh=False):
         Celery(broker=env["AUTOSYNC_BROKER_URL"]).send_task("autosync.resume_stale", queue="autosync")
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and run_rows(db, cal.calendar_id)[-1]["finishedAt"] is None:
-            time.sleep(0.2)
+        _wait_until(lambda: _finished(db, cal.calendar_id), 90)
     final = run_rows(db, cal.calendar_id)
     assert [r["outcome"] for r in final] == ["ok"], final[-1]["error"]
     assert final[0]["pagesFetched"] > killed["pagesFetched"] and final[0]["emptyAtStart"]
     return killed
-
-
-def _wait_until(check, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _finished(db, calendar_id: int) -> bool:
-    rows = run_rows(db, calendar_id)
-    return bool(rows) and rows[-1]["finishedAt"] is not None
 
 
 def _listings(emu) -> int:
