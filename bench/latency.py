@@ -154,20 +154,20 @@ def run(svc: Services, n: int, *, pool: str, concurrency: int, processes: int) -
 
 
 def zero_latency_ab(svc: Services, n: int, *, pool: str, concurrency: int, processes: int,
-                    rounds: int) -> dict[str, Any]:
-    """The 0 ms comparison with prefork x4, interleaved: ``rounds`` alternations of the two worker
-    configurations (A = the I/O pool, B = prefork), each on fresh data with the same seed, so slow
-    minutes of a noisy machine fall on both. Reports each round and the medians; the JSON's
-    ``latency_ab`` key (``python -m bench.run --only latency --latency-ab N``)."""
+                    rounds: int, prefork_concurrency: int = PREFORK_CONCURRENCY) -> dict[str, Any]:
+    """The 0 ms comparison with prefork (x4 unless ``prefork_concurrency`` says), interleaved:
+    ``rounds`` alternations of the two worker configurations (A = the I/O pool, B = prefork), each on
+    fresh data with the same seed, so slow minutes of a noisy machine fall on both. Reports each round
+    and the medians; the JSON's ``latency_ab`` key (``python -m bench.run --only latency --latency-ab N``)."""
     started = time.monotonic()
     # Unmeasured warm-up of both configurations: the first cycles after start-up ran 10-20 % slower
     # whichever configuration they used, so with an odd number of rounds the side that went first
     # more often lost by that alone (seen 2026-12-04: each side won every round it ran second in).
-    for p, c, k in ((pool, concurrency, processes), ("prefork", PREFORK_CONCURRENCY, 1)):
+    for p, c, k in ((pool, concurrency, processes), ("prefork", prefork_concurrency, 1)):
         polled(svc, n, None, pool=p, concurrency=c, processes=k, with_limits_off=False)
     runs: list[dict[str, Any]] = []
     for i in range(rounds):
-        order = [("a", pool, concurrency, processes), ("b", "prefork", PREFORK_CONCURRENCY, 1)]
+        order = [("a", pool, concurrency, processes), ("b", "prefork", prefork_concurrency, 1)]
         if i % 2:  # alternate which goes first, so neither always gets the warmer machine
             order.reverse()
         got = {}
@@ -178,7 +178,7 @@ def zero_latency_ab(svc: Services, n: int, *, pool: str, concurrency: int, proce
                      "ratio": {part: round(got["a"][part] / got["b"][part], 3) for part in got["a"]}})
 
     out: dict[str, Any] = {"calendars": n, "pool": pool, "concurrency": concurrency, "processes": processes,
-                           "prefork_concurrency": PREFORK_CONCURRENCY, "rounds": runs}
+                           "prefork_concurrency": prefork_concurrency, "rounds": runs}
     for part in ("steady_polled", "initial_sync"):
         out[part] = {"io_pool_median_cal_per_s": round(median([r["io_pool"][part] for r in runs]), 1),
                      "prefork_median_cal_per_s": round(median([r["prefork"][part] for r in runs]), 1),

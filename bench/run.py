@@ -36,6 +36,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="instead of the latency part: ROUNDS interleaved 0 ms runs of the I/O pool and "
                         "prefork x4 after a warm-up of each (the 0 ms comparison, medians; use an even "
                         "number, so each side goes first as often)")
+    p.add_argument("--latency-ab-prefork", type=int, default=4, metavar="N",
+                   help="--latency-ab: the prefork side's concurrency (default 4, the bench's previous default; "
+                        "2 was the Procfile's on this 2-core machine when issue 12 was filed)")
     p.add_argument("--latency-calendars", type=int, help="calendars (default 1000, quick 300)")
     p.add_argument("--large-sizes", type=int, nargs="+", help="the large part's calendar sizes (default 10000 50000, "
                    "quick 2000 10000)")
@@ -118,9 +121,11 @@ def _run(args: argparse.Namespace, svc: Services, redis_url: str) -> int:
             per = args.latency_concurrency or DEFAULT_CONCURRENCY[pool]
             procs = args.latency_processes or PROCESSES_PER_CORE * cores()
             if args.latency_ab:
-                _say(f"0 ms, {pool} {procs}x{per} against prefork, {args.latency_ab} interleaved rounds")
+                _say(f"0 ms, {pool} {procs}x{per} against prefork x{args.latency_ab_prefork}, "
+                     f"{args.latency_ab} interleaved rounds")
                 res["latency_ab"] = latency.zero_latency_ab(svc, n, pool=pool, concurrency=per, processes=procs,
-                                                            rounds=args.latency_ab)
+                                                            rounds=args.latency_ab,
+                                                            prefork_concurrency=args.latency_ab_prefork)
             else:
                 _say(f"under provider latency: google {n} calendars, 0 ms and 150 ± 50 ms, {pool}")
                 res["latency"] = latency.run(svc, n, pool=pool, concurrency=per, processes=procs)
