@@ -197,7 +197,7 @@ class Delta:
         if offset >= 0:
             end = min(len(state.entries), offset + size)
             for entry in state.entries[offset:end]:
-                rendered = self._render(entry, ctx)
+                rendered = self._render(entry, ctx, state.as_of)
                 if rendered is not None:
                     value.append(rendered)
         raw = new_token()
@@ -211,7 +211,7 @@ class Delta:
         body["value"] = value
         return body
 
-    def _render(self, entry: Entry, ctx: Ctx) -> dict[str, Any] | None:
+    def _render(self, entry: Entry, ctx: Ctx, as_of: int) -> dict[str, Any] | None:
         if entry[0] == "removed":
             return render_removed(entry[1])
         if entry[0] == "item":
@@ -223,6 +223,12 @@ class Delta:
         master = self.store.events.get(entry[2])
         if master is None or master.deleted:
             return render_removed(entry[1])
+        if master.seq <= as_of and entry[3] not in master.cancelled and entry[1] not in master.exception_ids:
+            # The series has no new version since the round's snapshot listed this slot, and the slot
+            # was neither cancelled nor made an exception since: it is still a plain occurrence, with no
+            # need to test the rule again (a membership walk from the series' first start).
+            known = self.store.slot_at(master, entry[1], entry[3])
+            return render_bare(master, entry[1], (known.start, known.end), ctx)
         slot = self.store.occurrence(entry[1])
         if slot is None:
             return None if self._silent(entry[1]) else render_removed(entry[1])

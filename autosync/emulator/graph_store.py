@@ -153,7 +153,13 @@ class Store:
         )
         if not is_occurrence(master.recurrence, self._dtstart(master), local):
             return None
-        start = local if master.all_day else original
+        return self.slot_at(master, item_id, parsed[1])
+
+    @staticmethod
+    def slot_at(master: StoredEvent, item_id: str, original_epoch: int) -> Slot:
+        """The plain occurrence of ``master`` at a slot known to be one of its occurrences."""
+        original = from_epoch(original_epoch)
+        start = original.replace(tzinfo=None) if master.all_day else original
         return Slot(item_id, master, original, start, start + (master.end - master.start))
 
     # series expansion ----------------------------------------------------------------------------

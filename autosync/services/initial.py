@@ -8,8 +8,8 @@ round trip through PostgreSQL as jsonb. Here one task handles a budget of pages 
 
 - a lister asks for page after page, each with the token the previous answer carried, as soon as
   that answer is in (it runs at most two pages ahead of the writer);
-- a preparer normalizes each listed page and builds its rows (pure Python; for Outlook it only
-  passes pages on, because its series checks read what the previous page's commit recorded);
+- a preparer normalizes each listed page and builds its rows (pure Python; an Outlook page that ends
+  the round or removes ids is passed on for the writer to prepare, as those read the store);
 - the step's own thread writes page after page, in listing order.
 
 So the provider's time, the worker's Python and PostgreSQL's merge overlap instead of adding up.
@@ -111,7 +111,12 @@ def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, d
             try:
                 prepared = None
                 if not checks_series:
-                    prepared = pull.prepare(app, run, item, window)
+                    prepared = pull.prepare(app, run, item, window, full_round=True)
+                    prepared.encoded = app.store.encode(prepared.live)
+                elif not item.complete and not _removed(item):
+                    # An Outlook page needs nothing from the store unless it ends the round (which
+                    # reconciles the round's series) or removes ids (which of them are ours).
+                    prepared = pull.prepare(app, run, item, window, Stored(), full_round=True)
                     prepared.encoded = app.store.encode(prepared.live)
             except BaseException as exc:  # raised again in the step's thread
                 ready.put(_Failed(exc))
@@ -143,7 +148,7 @@ def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, d
         while True:
             if prepared is None:
                 stored = _outlook_state(app, run, page) if checks_series else None
-                prepared = pull.prepare(app, run, page, window, stored)
+                prepared = pull.prepare(app, run, page, window, stored, full_round=True)
             requests = stats.count
             nxt = pull._apply(app, run, prepared, page, requests, window, pages=1, listed_from=(listed_from,))
             stats.settle(requests)  # written with the page (the lister's later ones, with later pages)
@@ -164,10 +169,19 @@ def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, d
         stop.set()
 
 
+def _removed(page: Page) -> list[str]:
+    return [text(i.get("id")) for i in page.items if isinstance(i, dict) and "@removed" in i]
+
+
 def _outlook_state(app: App, run: RunContext, page: Page) -> Stored:
-    """What the store knows about the series and @removed ids an Outlook page names."""
-    removed = [text(i.get("id")) for i in page.items if isinstance(i, dict) and "@removed" in i]
+    """What the store knows about the series and @removed ids an Outlook page names; for the round's
+    last page, also what its earlier pages listed of their series, and every series they named."""
     with app.store.unit() as tx:
-        state = tx.outlook_state(run.calendar_id, run.run_id, sorted(_series_ids(page.items)), removed,
-                                 page.complete)
-    return Stored(state["series"], state["hinted"], state["removed_stored"], state["live_series"])
+        listed = tx.series_listed(run.run_id) if page.complete else []
+        named = _series_ids(page.items).union(*(_listed_series(entry) for entry in listed))
+        state = tx.outlook_state(run.calendar_id, run.run_id, sorted(named), _removed(page), page.complete)
+    return Stored(state["series"], state["hinted"], state["removed_stored"], state["live_series"], listed)
+
+
+def _listed_series(listing: dict[str, Any]) -> set[str]:
+    return set(listing.get("slots") or ()) | _series_ids(listing.get("items") or [])

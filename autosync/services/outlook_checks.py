@@ -11,11 +11,12 @@ import contextvars
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from autosync import errors
 from autosync.model import Event, Skipped
+from autosync.normalize.common import text
 from autosync.providers import CalendarRef, Page
 from autosync.services.context import App
 from autosync.services.series import expected_slots, pin_all_day, without_exdates
@@ -35,6 +36,7 @@ class Stored:
     hinted: list[str] = field(default_factory=list)  # notified masters (last page only)
     removed_stored: list[str] | None = None  # the page's @removed ids that are our live rows (None: unknown)
     live_series: list[str] | None = None  # last page: our live masters, when the round removed ids not ours
+    listed: list[dict[str, Any]] = field(default_factory=list)  # last page of a full round: earlier pages' series
 
     @classmethod
     def of(cls, staged: dict[str, Any]) -> Stored:
@@ -112,6 +114,102 @@ def outlook_details(app: App, cal: CalendarRef, out: Prepared, page: Page, remov
 _GONE = object()
 
 
+def full_round(app: App, cal: CalendarRef, out: Prepared, page: Page, removed: list[str],
+               window: tuple[datetime, datetime], stored: Stored) -> None:
+    """A page of a full round: record what it lists of each series; reconcile them all on the last page.
+
+    A full round lists every instance inside the window, so what it lists of a series is what a GET
+    of the series' /instances would answer, and asking for it once per series (thousands of requests
+    on a large calendar) is not needed. Each page holds back its series masters and exceptions from
+    its writes and records them, with its occurrences' slots, in its own transaction (``series_listed``);
+    the round's last page reconciles every series the round touched from those records at once, before
+    any of them is written, so the stored exclusions they replace are still there to be read.
+    """
+    listing = _listing(out, page)
+    if page.complete:
+        _reconcile_round(app, cal, out, [*stored.listed, listing], window, stored)
+    elif listing["items"] or listing["slots"] or listing["skipped"]:
+        out.series_listed = listing
+    _outlook_removals(app.outlook, cal, out, page, removed, stored)
+
+
+def _listing(out: Prepared, page: Page) -> dict[str, Any]:
+    """What a page lists of its series: masters and exceptions as listed (taken out of ``out.live``),
+    its occurrences' slot stamps per master, and the masters it lists that could not be read."""
+    from autosync.normalize.outlook import occurrence_refs
+
+    held = {e.ext_id for e in out.live if e.recurring_event_id or e.recurrence}
+    out.live = [e for e in out.live if e.ext_id not in held]
+    items = [i for i in page.items if isinstance(i, dict) and "@removed" not in i and text(i.get("id")) in held]
+    slots: dict[str, list[str]] = {}
+    for _, master_id, start in occurrence_refs(page.items):
+        slot = start.astimezone(UTC) if isinstance(start, datetime) else start
+        slots.setdefault(master_id, []).append(_stamp(slot))
+    bad = {s.ext_id for s in out.skipped}
+    skipped = sorted(text(i.get("id")) for i in page.items if isinstance(i, dict) and i.get("type") == "seriesMaster"
+                     and "@removed" not in i and text(i.get("id")) in bad)
+    return {"items": items, "slots": slots, "skipped": skipped}
+
+
+def _reconcile_round(app: App, cal: CalendarRef, out: Prepared, listings: list[dict[str, Any]],
+                     window: tuple[datetime, datetime], stored: Stored) -> None:
+    """The last page of a full round: every series the round touched (or a notification named),
+    reconciled from what the round listed; a master the round did not list is fetched."""
+    from autosync.normalize.outlook import event_from_graph
+
+    provider = app.outlook
+    items: dict[str, dict[str, Any]] = {}
+    slots: dict[str, set[datetime | date]] = {}
+    unreadable: set[str] = set()
+    for listing in listings:
+        for item in listing.get("items") or []:
+            if isinstance(item, dict):
+                items[text(item.get("id"))] = item  # a later page's copy of an item wins
+        for master_id, stamps in (listing.get("slots") or {}).items():
+            slots.setdefault(master_id, set()).update(_unstamp(s) for s in stamps)
+        unreadable.update(listing.get("skipped") or [])
+    masters: dict[str, Event] = {}
+    exceptions: dict[str, list[dict[str, Any]]] = {}
+    for item_id, item in items.items():
+        master_id = text(item.get("seriesMasterId"))
+        if master_id:
+            exceptions.setdefault(master_id, []).append(item)
+            continue
+        try:
+            masters[item_id] = event_from_graph(item)
+        except errors.NormalizeError as exc:  # an item stored as page_json's stand-in
+            out.skipped.append(Skipped(item_id, exc.reason))
+            unreadable.add(item_id)
+    todo = sorted((set(slots) | set(exceptions) | set(masters) | set(stored.hinted)) - unreadable)
+
+    def fetch(master_id: str) -> Event | Skipped | object:
+        """A master the round did not list (``delta_masters``), or a notified one it did not name."""
+        raw = provider.master(cal, master_id)
+        if raw is None:
+            return _GONE
+        try:
+            return event_from_graph(raw)
+        except errors.NormalizeError as exc:
+            return Skipped(master_id, exc.reason)
+
+    unlisted = [m for m in todo if m not in masters]
+    fetched = dict(zip(unlisted, _each(app, fetch, unlisted), strict=True))
+    for master_id in todo:
+        master = masters.get(master_id) or fetched[master_id]
+        if master is _GONE:
+            out.deleted.append(master_id)
+            continue
+        if isinstance(master, Skipped):
+            out.skipped.append(master)
+            continue
+        assert isinstance(master, Event)
+        if master_id in fetched:
+            out.seen.append(master_id)
+        out.live.append(master)
+        _reconcile(master, exceptions.get(master_id, []), slots.get(master_id, ()), out, window,
+                   event_from_graph, stored.series.get(master_id, (False, []))[1])
+
+
 def _each(app: App, fetch: Callable[[str], T], ids: list[str]) -> Iterator[T]:
     """``fetch`` of every id, in order. The series of one page are fetched a few at a time: each is one
     or two requests whose wait would otherwise add up (Graph answers in 100-300 ms). Leave slots of
@@ -152,8 +250,17 @@ def _outlook_removals(provider: Any, cal: CalendarRef, out: Prepared, page: Page
 
 def reconcile_series(instances: list[dict], master: Event, out: Prepared, window: tuple[datetime, datetime],
                      normalize: Any, stored_excluded: list[date]) -> None:
-    """Exceptions become instances; occurrences the rule promises but /instances lacks are cancelled.
+    """Reconcile a series from its /instances answer (see _reconcile)."""
+    _reconcile(master, instances, (), out, window, normalize, stored_excluded)
 
+
+def _reconcile(master: Event, instances: list[dict], occurrences: Any, out: Prepared,
+               window: tuple[datetime, datetime], normalize: Any, stored_excluded: list[date]) -> None:
+    """Exceptions become instances; occurrences the rule promises but the listing lacks are cancelled.
+
+    ``instances`` are raw items (an /instances answer, or the exceptions a full round listed),
+    ``occurrences`` the slots of plain occurrences known without their items (a full round's bare
+    occurrences: UTC datetimes, or dates for all-day series).
     The master's exclusions become: those slots, the dates its ``cancelledOccurrences`` named (when it
     was fetched with them), else the stored ones outside the window, which a listing cannot see.
     """
@@ -178,6 +285,14 @@ def reconcile_series(instances: list[dict], master: Event, out: Prepared, window
             event = replace(event, recurring_event_id=master.ext_id)
             out.live = [e for e in out.live if e.ext_id != event.ext_id] + [event]
             exception_ids.append(event.ext_id)
+    for slot in occurrences:
+        if master.all_day:
+            # A bare occurrence carries no isAllDay, so its start was read as a time: the midnight of
+            # its floating day, in UTC because every request asks for UTC (Prefer outlook.timezone).
+            day = slot.date() if isinstance(slot, datetime) else slot
+            present.add(pin_all_day(day, promised))
+        else:
+            present.add(slot)
     missing = [s for s in expected if s not in present]
     for slot in missing:
         out.cancelled_instances.append(Event(ext_id=f"{master.ext_id}#{_stamp(slot)}", status="cancelled",
@@ -196,3 +311,9 @@ def reconcile_series(instances: list[dict], master: Event, out: Prepared, window
 
 def _stamp(slot: datetime | date) -> str:
     return slot.strftime("%Y%m%dT%H%M%SZ") if isinstance(slot, datetime) else slot.strftime("%Y%m%d")
+
+
+def _unstamp(stamp: str) -> datetime | date:
+    if len(stamp) == 8:
+        return datetime.strptime(stamp, "%Y%m%d").date()
+    return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)

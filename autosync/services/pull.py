@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from autosync import errors, metrics
 from autosync.model import Event, Skipped, Step
 from autosync.providers import CalendarRef, Page
 from autosync.providers.http import counting
-from autosync.services import conflicts, initial, plan, runs
+from autosync.services import conflicts, initial, outlook_checks, plan, runs
 from autosync.services.context import App
-from autosync.services.outlook_checks import Stored, outlook_details
+from autosync.services.outlook_checks import Stored
 from autosync.services.runs import Next
 from autosync.services.tokens import ensure_token
 from autosync.store.api import Tx
@@ -43,12 +44,13 @@ class Prepared:
     checked: list[str] = field(default_factory=list)  # Outlook: for the round's later pages (outlook_checks)
     hinted: list[str] = field(default_factory=list)  # notified Outlook series this page dealt with
     encoded: Encoded | None = None  # the live events' rows, built ahead (services.initial)
+    series_listed: dict[str, Any] | None = None  # a full Outlook round's page: its series (outlook_checks)
 
     def copy(self) -> Prepared:
         """An independent copy (the Outlook checks extend the lists in place)."""
         return Prepared(list(self.live), list(self.cancelled_instances), list(self.deleted), list(self.skipped),
                         list(self.seen), {k: list(v) for k, v in self.series_instances.items()},
-                        list(self.checked), list(self.hinted), self.encoded)
+                        list(self.checked), list(self.hinted), self.encoded, self.series_listed)
 
 
 def window_for(app: App, run: RunContext, full: bool) -> tuple[datetime, datetime]:
@@ -183,8 +185,9 @@ def _list(app: App, run: RunContext, cal: CalendarRef, full: bool,
 
 
 def prepare(app: App, run: RunContext, page: Page, window: tuple[datetime, datetime],
-            stored: Stored | None = None) -> Prepared:
-    """Normalize a page (and, for Outlook, check changed series through /instances)."""
+            stored: Stored | None = None, full_round: bool = False) -> Prepared:
+    """Normalize a page; for Outlook, check the series it touches: through /instances, or in a full
+    round (``full_round``: services/initial.py) from what the round itself lists."""
     out = Prepared()
     events, out.skipped, removed = app.provider(run.calendar_type).read_page(page.items, page.meta)
     sorted_ = plan.sort_events(events)
@@ -194,12 +197,13 @@ def prepare(app: App, run: RunContext, page: Page, window: tuple[datetime, datet
         cal = ensure_token(app, run)
         known = stored or Stored()
         before = out.copy()
+        details = outlook_checks.full_round if full_round else outlook_checks.outlook_details
         try:
-            outlook_details(app, cal, out, page, removed, window, known)
+            details(app, cal, out, page, removed, window, known)
         except errors.AuthInvalid:  # refused mid-page: refresh once, redo the checks from scratch
             out = before
             fresh = ensure_token(app, run, stale=cal.access_token)
-            outlook_details(app, fresh, out, page, removed, window, known)
+            details(app, fresh, out, page, removed, window, known)
         out.hinted = list(known.hinted)
     return out
 
@@ -265,6 +269,8 @@ def _write(app: App, tx: Tx, run: RunContext, prepared: Prepared, page: Page,
         tx.record_seen(run_id, prepared.seen)
     elif prepared.checked and not page.complete:  # incremental: its later pages skip these series
         tx.record_seen(run_id, prepared.checked)
+    if prepared.series_listed:  # kept in a dry run too, as the seen ids are
+        tx.record_series_listed(run_id, prepared.series_listed)
     refused: str | None = None
     # No savepoint for a real run: it would cost two statements per page.
     with tx.rollback_after(dry):

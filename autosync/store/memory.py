@@ -274,6 +274,12 @@ class MemoryTx:
                       final: bool) -> dict[str, Any]:
         raise NotImplementedError("the in-memory store models Google calendars only")
 
+    def record_series_listed(self, run_id: int, listed: dict[str, Any]) -> None:
+        raise NotImplementedError("the in-memory store models Google calendars only")
+
+    def series_listed(self, run_id: int) -> list[dict[str, Any]]:
+        raise NotImplementedError("the in-memory store models Google calendars only")
+
     def drop_cursor(self, calendar_id: int) -> None:
         self.d.calendars[calendar_id]["deltaLink"] = None
         self._did("drop cursor", calendar=calendar_id)

@@ -182,9 +182,14 @@ FINISH_RUN = (
 NO_COUNTS = {"upserted": 0, "unchanged": 0, "deleted": 0, "skipped": 0, "conflicts": 0}
 # A run's listing bookkeeping: ids seen by a full listing and deletions waiting for its last page.
 CLEAN_SEEN = (
-    'WITH p AS (DELETE FROM sync_pending_delete WHERE "runId" = %(run_id)s) '
+    'WITH p AS (DELETE FROM sync_pending_delete WHERE "runId" = %(run_id)s), '
+    's AS (DELETE FROM sync_series_listed WHERE "runId" = %(run_id)s) '
     'DELETE FROM sync_seen WHERE "runId" = %(run_id)s'
 )
+# What each page of a full Outlook round listed of its series (services/outlook_checks.full_round).
+RECORD_SERIES_LISTED = 'INSERT INTO sync_series_listed ("runId", listed) VALUES (%(run_id)s, %(listed)s::jsonb)'
+SERIES_LISTED = 'SELECT listed FROM sync_series_listed WHERE "runId" = %(run_id)s'
+
 MARK_DRY_RUN = 'UPDATE sync_run SET "dryRun" = true WHERE "runId" = ANY(%(run_ids)s)'
 CLEAN_PAGES = 'DELETE FROM sync_page WHERE "runId" = %(run_id)s'
 REQUEST_DONE = (
@@ -311,6 +316,17 @@ def stage_page(conn: Conn, run_id: int, body: dict[str, Any], next_cursor: str |
         return None
     conn.execute(BUMP_PAGES, {"run_id": run_id, "n": 1})
     return int(row["pageId"])
+
+
+def record_series_listed(conn: Conn, run_id: int, listed: dict[str, Any]) -> None:
+    """Record what a page of a full Outlook round listed of its series (an item JSON cannot hold is
+    kept as page_json's stand-in, which the normalizer turns into a recorded skip)."""
+    conn.execute(RECORD_SERIES_LISTED, {"run_id": run_id, "listed": page_json(listed)})
+
+
+def series_listed(conn: Conn, run_id: int) -> list[dict[str, Any]]:
+    """What the earlier pages of a full Outlook round recorded (record_series_listed), page by page."""
+    return [row["listed"] for row in conn.execute(SERIES_LISTED, {"run_id": run_id}).fetchall()]
 
 
 def claim_cursor(conn: Conn, run_id: int, cursor: str | None) -> bool:

@@ -38,7 +38,8 @@ def _seed_google(emu, cal_id: str) -> None:
                                    "recurrence": ["RRULE:FREQ=DAILY;COUNT=8"]})
 
 
-def _seed_outlook(emu, cal_id: str) -> None:
+def _seed_outlook(emu, cal_id: str) -> tuple[str, str, str]:
+    """60 singles and two daily series; (first series' master id, its cancelled day, its exception id)."""
     path = f"/calendars/{quote(cal_id, safe='')}/events"
     zone = "W. Europe Standard Time"
     for i in range(60):
@@ -46,13 +47,24 @@ def _seed_outlook(emu, cal_id: str) -> None:
         emu.outlook("POST", path, {"subject": f"E{i}", "start": {"dateTime": f"{d}T{8 + i % 9:02d}:00:00",
                                                                  "timeZone": zone},
                                    "end": {"dateTime": f"{d}T{9 + i % 9:02d}:00:00", "timeZone": zone}})
+    masters = []
     for i in range(2):
         d = _day(3 + i)
-        emu.outlook("POST", path, {
+        masters.append(emu.outlook("POST", path, {
             "subject": f"Series {i}", "start": {"dateTime": f"{d}T07:00:00", "timeZone": zone},
             "end": {"dateTime": f"{d}T07:30:00", "timeZone": zone},
             "recurrence": {"pattern": {"type": "daily", "interval": 1},
-                           "range": {"type": "numbered", "startDate": d, "numberOfOccurrences": 6}}})
+                           "range": {"type": "numbered", "startDate": d, "numberOfOccurrences": 6}}}))
+    # The first series loses its third occurrence and has its fifth retitled (an exception): a full
+    # round shows the first only by its absence, and the round's pages of 8 split the series' items.
+    first = masters[0]["id"]
+    occurrences = sorted(emu.outlook("GET", f"/events/{quote(first, safe='')}/instances?startDateTime={_day(0)}"
+                                            f"T00:00:00Z&endDateTime={_day(20)}T00:00:00Z")["value"],
+                         key=lambda o: o["start"]["dateTime"])
+    assert len(occurrences) == 6
+    emu.outlook("DELETE", f"/events/{quote(occurrences[2]['id'], safe='')}")
+    emu.outlook("PATCH", f"/events/{quote(occurrences[4]['id'], safe='')}", {"subject": "Series 0 (moved)"})
+    return first, _day(5), occurrences[4]["id"]
 
 
 def _wait_until(check, timeout: float) -> None:
@@ -131,7 +143,8 @@ def test_google_initial_sync_killed_mid_pipeline_resumes_with_exactly_the_provid
 def test_outlook_initial_sync_killed_mid_pipeline_resumes_with_exactly_the_providers_events(
         db, emu, limits_redis) -> None:
     cal = link(db, emu, "outlook")
-    _seed_outlook(emu, cal.ext_calendar_id)
+    master, cancelled_day, exception = _seed_outlook(emu, cal.ext_calendar_id)
+    emu.clear_requests()
     emu.set_latency(200, provider="outlook", endpoint="graph.delta")
     env = ops_env(AUTOSYNC_OUTLOOK_PAGE_SIZE="8", AUTOSYNC_FULL_SYNC_STEP_PAGES="100", AUTOSYNC_RUN_STALE_AFTER="10")
     try:
@@ -142,11 +155,21 @@ def test_outlook_initial_sync_killed_mid_pipeline_resumes_with_exactly_the_provi
     listed = emu.outlook("GET", f"/calendars/{quote(cal.ext_calendar_id, safe='')}/events")["value"]
     provider = {e["id"]: e for e in listed if not e["deleted"]}
     rows = events(db, cal.calendar_id, live_only=True)
-    assert set(rows) == set(provider) and len(provider) == 62
+    assert set(rows) == set(provider) and len(provider) == 63  # with the exception
     for ext_id, item in provider.items():
         assert rows[ext_id]["eventName"] == item["props"]["subject"]
         assert rows[ext_id]["extEtag"] == f'W/"{item["change_key"]}"'  # the content the provider holds now
     _no_duplicates(db, cal.calendar_id)
+    # The series were reconciled from what the round listed, across the kill: the deleted occurrence is a
+    # cancelled instance and an exclusion of its master, the exception is kept, and no series cost a
+    # request of its own (no /instances, no GET of a master).
+    everything = events(db, cal.calendar_id)
+    assert rows[exception]["recurringEventId"] == master and rows[exception]["eventName"] == "Series 0 (moved)"
+    cancelled = [r for r in everything.values() if r["recurringEventId"] == master and not r["status"]]
+    assert [str(r["originalStartDate"]) for r in cancelled] == [cancelled_day]
+    assert [str(d) for d in rows[master]["excludedDates"]] == [cancelled_day]
+    assert emu.requests(provider="outlook", endpoint="graph.instances")["total"] == 0
+    assert emu.requests(provider="outlook", endpoint="graph.events.get")["total"] == 0
 
 
 def test_a_full_listing_of_a_calendar_that_holds_rows_still_tracks_what_it_lists(worker, db, emu) -> None:

@@ -307,7 +307,7 @@ def test_a_database_migrated_by_the_earlier_release_upgrades_without_drift(empty
     upgrade(empty_db, report=lambda _: None)
     with psycopg.connect(empty_db, autocommit=True) as conn:
         # The earlier bookkeeping: keyed by version alone, no notes, 0001 recorded with its earlier
-        # text (the adoption-safe rewrite produces the same schema), nothing after 0004 (0005-0013 undone).
+        # text (the adoption-safe rewrite produces the same schema), nothing after 0004 (0005-0014 undone).
         conn.execute("DELETE FROM autosync_migration WHERE name LIKE '%.concurrent' OR version > 4")
         conn.execute("ALTER TABLE autosync_migration DROP CONSTRAINT autosync_migration_pkey, DROP COLUMN note, "
                      "ADD PRIMARY KEY (version)")
@@ -322,14 +322,15 @@ def test_a_database_migrated_by_the_earlier_release_upgrades_without_drift(empty
                      'DROP COLUMN "lastMessageNumber"')
         conn.execute("ALTER TABLE sync_request DROP COLUMN error")
         conn.execute('ALTER TABLE sync_run DROP COLUMN "emptyAtStart"')
+        conn.execute("DROP TABLE sync_series_listed")
     env = ops_env(AUTOSYNC_DATABASE_URL=empty_db)
     before = cli("db", "status", env=env)
-    assert before.returncode == 1 and before.stdout.splitlines()[-1].startswith("4 applied, 9 pending, 0 drift"), \
+    assert before.returncode == 1 and before.stdout.splitlines()[-1].startswith("4 applied, 10 pending, 0 drift"), \
         before.stdout
     assert [line.split()[1] for line in before.stdout.splitlines() if line.startswith("pending")] == [
         "0001_miplanit_schema.concurrent", "0005_channel_secrets", "0006_leases", "0007_fan_out_claims",
         "0008_series_hints", "0009_metrics_indexes.concurrent", "0010_google_event_types", "0011_run_deletes",
-        "0013_full_sync_empty_start"]
+        "0013_full_sync_empty_start", "0014_series_listed"]
     assert cli("db", "upgrade", env=env).returncode == 0
     after = cli("db", "status", env=env)
     assert after.returncode == 0, after.stdout
