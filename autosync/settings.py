@@ -217,6 +217,8 @@ class Settings:
     # A full listing (first link, invalid cursor, window roll) handles up to this many pages, or this
     # many seconds (and never more than a third of the soft time limit), per task: services/initial.py.
     full_sync_step_pages: int = env("AUTOSYNC_FULL_SYNC_STEP_PAGES", "40", _number(int, 1, 1000))
+    # A full Outlook round's series, reconciled on its last page this many per transaction (memory).
+    full_sync_series_per_part: int = env("AUTOSYNC_FULL_SYNC_SERIES_PER_PART", "250", _number(int, 1, 10000))
     full_sync_step_seconds: float = env("AUTOSYNC_FULL_SYNC_STEP_SECONDS", "20", _number(float, 0.1, 3600))
     google_rate: tuple[int, float] = env("AUTOSYNC_GOOGLE_RATE", "10000/60", _rate)
     google_account_rate: tuple[int, float] = env("AUTOSYNC_GOOGLE_ACCOUNT_RATE", "600/60", _rate)

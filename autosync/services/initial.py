@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from autosync import errors
 from autosync.model import Step
 from autosync.normalize.common import text
 from autosync.providers import Page
@@ -42,6 +43,7 @@ from autosync.providers.http import RequestStats
 from autosync.services.context import App
 from autosync.services.outlook_checks import Stored, _series_ids
 from autosync.services.runs import Next
+from autosync.services.tokens import ensure_token
 from autosync.store.runs import RunContext
 
 # Pages the lister may have out at once (listed or being listed, prepared, or being written): with
@@ -149,6 +151,8 @@ def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, d
             if prepared is None:
                 stored = _outlook_state(app, run, page) if checks_series else None
                 prepared = pull.prepare(app, run, page, window, stored, full_round=True)
+            if checks_series and page.complete and not _reconcile_series(app, run, prepared, window, listed_from):
+                return Next(Step.DONE, run.run_id)  # another delivery of this step moved the run on
             requests = stats.count
             nxt = pull._apply(app, run, prepared, page, requests, window, pages=1, listed_from=(listed_from,))
             stats.settle(requests)  # written with the page (the lister's later ones, with later pages)
@@ -169,19 +173,51 @@ def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, d
         stop.set()
 
 
+def _reconcile_series(app: App, run: RunContext, last: Any, window: tuple[datetime, datetime],
+                      listed_from: str | None) -> bool:
+    """Before a full Outlook round's last page is written: reconcile every series the round touched.
+
+    The last page's own series are recorded first, then the series are read back, reconciled and
+    written a part at a time, each part in its own transaction that leaves the run's cursor where it
+    is (pull.write_part): a step killed in between lists the last page again and does it all again,
+    which rewrites nothing that did not change. Their deletions wait for the last page, as every
+    page's do. False when another delivery of the step has moved the run on.
+    """
+    from autosync.services import outlook_checks, pull
+
+    with app.store.unit() as tx:
+        if last.series_listed:
+            tx.record_series_listed(run.run_id, last.series_listed)
+        masters = sorted(set(tx.series_masters(run.run_id)) | set(last.hinted))
+    last.series_listed = None
+    # A part's size (settings.full_sync_series_per_part) is what bounds the memory this takes (a series'
+    # recorded items and slots, its master and its rows), however many series the calendar has.
+    size = app.settings.full_sync_series_per_part
+    for at in range(0, len(masters), size):
+        chunk = masters[at:at + size]
+        with app.store.unit() as tx:
+            listed = tx.series_listed(run.run_id, chunk)
+            state = tx.outlook_state(run.calendar_id, run.run_id, chunk, [], False)
+        cal = ensure_token(app, run)
+        part = pull.Prepared()
+        try:
+            outlook_checks.reconcile_listed(app, cal, part, chunk, listed, window, state["series"])
+        except errors.AuthInvalid:  # refused mid-part: refresh once, redo the part from scratch
+            part = pull.Prepared()
+            cal = ensure_token(app, run, stale=cal.access_token)
+            outlook_checks.reconcile_listed(app, cal, part, chunk, listed, window, state["series"])
+        if not pull.write_part(app, run, part, window, listed_from):
+            return False
+    return True
+
+
 def _removed(page: Page) -> list[str]:
     return [text(i.get("id")) for i in page.items if isinstance(i, dict) and "@removed" in i]
 
 
 def _outlook_state(app: App, run: RunContext, page: Page) -> Stored:
-    """What the store knows about the series and @removed ids an Outlook page names; for the round's
-    last page, also what its earlier pages listed of their series, and every series they named."""
+    """What the store knows about the series and @removed ids an Outlook page names."""
     with app.store.unit() as tx:
-        listed = tx.series_listed(run.run_id) if page.complete else []
-        named = _series_ids(page.items).union(*(_listed_series(entry) for entry in listed))
-        state = tx.outlook_state(run.calendar_id, run.run_id, sorted(named), _removed(page), page.complete)
-    return Stored(state["series"], state["hinted"], state["removed_stored"], state["live_series"], listed)
-
-
-def _listed_series(listing: dict[str, Any]) -> set[str]:
-    return set(listing.get("slots") or ()) | _series_ids(listing.get("items") or [])
+        state = tx.outlook_state(run.calendar_id, run.run_id, sorted(_series_ids(page.items)), _removed(page),
+                                 page.complete)
+    return Stored(state["series"], state["hinted"], state["removed_stored"], state["live_series"])

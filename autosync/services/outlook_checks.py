@@ -36,7 +36,6 @@ class Stored:
     hinted: list[str] = field(default_factory=list)  # notified masters (last page only)
     removed_stored: list[str] | None = None  # the page's @removed ids that are our live rows (None: unknown)
     live_series: list[str] | None = None  # last page: our live masters, when the round removed ids not ours
-    listed: list[dict[str, Any]] = field(default_factory=list)  # last page of a full round: earlier pages' series
 
     @classmethod
     def of(cls, staged: dict[str, Any]) -> Stored:
@@ -116,74 +115,82 @@ _GONE = object()
 
 def full_round(app: App, cal: CalendarRef, out: Prepared, page: Page, removed: list[str],
                window: tuple[datetime, datetime], stored: Stored) -> None:
-    """A page of a full round: record what it lists of each series; reconcile them all on the last page.
+    """A page of a full round: hold back its series and record what it lists of each.
 
     A full round lists every instance inside the window, so what it lists of a series is what a GET
     of the series' /instances would answer, and asking for it once per series (thousands of requests
-    on a large calendar) is not needed. Each page holds back its series masters and exceptions from
-    its writes and records them, with its occurrences' slots, in its own transaction (``series_listed``);
-    the round's last page reconciles every series the round touched from those records at once, before
-    any of them is written, so the stored exclusions they replace are still there to be read.
+    on a large calendar) is not needed. Each page, the last one included, holds back its series
+    masters and exceptions from its own writes and records them, with its occurrences' slots, in its
+    transaction (``series_listed``); when the round's last page is in, services/initial.py reconciles
+    the series from those records a few hundred at a time (reconcile_listed) before that page is
+    written. No master is written before then, so the stored exclusions it replaces are still there.
     """
     listing = _listing(out, page)
-    if page.complete:
-        _reconcile_round(app, cal, out, [*stored.listed, listing], window, stored)
-    elif listing["items"] or listing["slots"] or listing["skipped"]:
+    if listing:
         out.series_listed = listing
     _outlook_removals(app.outlook, cal, out, page, removed, stored)
 
 
-def _listing(out: Prepared, page: Page) -> dict[str, Any]:
-    """What a page lists of its series: masters and exceptions as listed (taken out of ``out.live``),
-    its occurrences' slot stamps per master, and the masters it lists that could not be read."""
+def _listing(out: Prepared, page: Page) -> dict[str, dict[str, Any]]:
+    """What a page lists of each series: its master and exceptions as listed (taken out of
+    ``out.live``), its occurrences' slot stamps, and whether its master was listed but unreadable."""
     from autosync.normalize.outlook import occurrence_refs
 
     held = {e.ext_id for e in out.live if e.recurring_event_id or e.recurrence}
     out.live = [e for e in out.live if e.ext_id not in held]
-    items = [i for i in page.items if isinstance(i, dict) and "@removed" not in i and text(i.get("id")) in held]
-    slots: dict[str, list[str]] = {}
+    series: dict[str, dict[str, Any]] = {}
+
+    def entry(master_id: str) -> dict[str, Any]:
+        return series.setdefault(master_id, {"items": [], "slots": []})
+
+    for item in page.items:
+        if isinstance(item, dict) and "@removed" not in item and text(item.get("id")) in held:
+            entry(text(item.get("seriesMasterId")) or text(item.get("id")))["items"].append(item)
     for _, master_id, start in occurrence_refs(page.items):
-        slot = start.astimezone(UTC) if isinstance(start, datetime) else start
-        slots.setdefault(master_id, []).append(_stamp(slot))
+        entry(master_id)["slots"].append(_stamp(start.astimezone(UTC) if isinstance(start, datetime) else start))
     bad = {s.ext_id for s in out.skipped}
-    skipped = sorted(text(i.get("id")) for i in page.items if isinstance(i, dict) and i.get("type") == "seriesMaster"
-                     and "@removed" not in i and text(i.get("id")) in bad)
-    return {"items": items, "slots": slots, "skipped": skipped}
+    for item in page.items:
+        if isinstance(item, dict) and item.get("type") == "seriesMaster" and "@removed" not in item \
+                and text(item.get("id")) in bad:
+            entry(text(item.get("id")))["unreadable"] = True
+    for value in series.values():
+        value["slots"] = ",".join(value["slots"])  # one string per series and page, not one per slot
+    return series
 
 
-def _reconcile_round(app: App, cal: CalendarRef, out: Prepared, listings: list[dict[str, Any]],
-                     window: tuple[datetime, datetime], stored: Stored) -> None:
-    """The last page of a full round: every series the round touched (or a notification named),
-    reconciled from what the round listed; a master the round did not list is fetched."""
+def reconcile_listed(app: App, cal: CalendarRef, out: Prepared, masters: list[str],
+                     listed: dict[str, list[dict[str, Any]]], window: tuple[datetime, datetime],
+                     stored_series: dict[str, tuple[bool, list[date]]]) -> None:
+    """Reconcile some series of a full round from what its pages recorded of them (``listed``, per
+    series); a master no page listed (``delta_masters``), or a notified one no page named, is fetched."""
     from autosync.normalize.outlook import event_from_graph
 
     provider = app.outlook
-    items: dict[str, dict[str, Any]] = {}
+    found: dict[str, Event] = {}
+    exceptions: dict[str, list[dict[str, Any]]] = {}
     slots: dict[str, set[datetime | date]] = {}
     unreadable: set[str] = set()
-    for listing in listings:
-        for item in listing.get("items") or []:
-            if isinstance(item, dict):
-                items[text(item.get("id"))] = item  # a later page's copy of an item wins
-        for master_id, stamps in (listing.get("slots") or {}).items():
-            slots.setdefault(master_id, set()).update(_unstamp(s) for s in stamps)
-        unreadable.update(listing.get("skipped") or [])
-    masters: dict[str, Event] = {}
-    exceptions: dict[str, list[dict[str, Any]]] = {}
-    for item_id, item in items.items():
-        master_id = text(item.get("seriesMasterId"))
-        if master_id:
-            exceptions.setdefault(master_id, []).append(item)
-            continue
-        try:
-            masters[item_id] = event_from_graph(item)
-        except errors.NormalizeError as exc:  # an item stored as page_json's stand-in
-            out.skipped.append(Skipped(item_id, exc.reason))
-            unreadable.add(item_id)
-    todo = sorted((set(slots) | set(exceptions) | set(masters) | set(stored.hinted)) - unreadable)
+    for master_id in masters:
+        items: dict[str, dict[str, Any]] = {}
+        for entry in listed.get(master_id, []):
+            for item in entry.get("items") or []:
+                if isinstance(item, dict):
+                    items[text(item.get("id"))] = item
+            slots.setdefault(master_id, set()).update(_unstamp(s) for s in (entry.get("slots") or "").split(",") if s)
+            if entry.get("unreadable"):
+                unreadable.add(master_id)
+        for item_id, item in items.items():
+            if item_id != master_id:
+                exceptions.setdefault(master_id, []).append(item)
+                continue
+            try:
+                found[master_id] = event_from_graph(item)
+            except errors.NormalizeError as exc:  # an item recorded as page_json's stand-in
+                out.skipped.append(Skipped(item_id, exc.reason))
+                unreadable.add(master_id)
+    todo = [m for m in masters if m not in unreadable]
 
     def fetch(master_id: str) -> Event | Skipped | object:
-        """A master the round did not list (``delta_masters``), or a notified one it did not name."""
         raw = provider.master(cal, master_id)
         if raw is None:
             return _GONE
@@ -192,10 +199,10 @@ def _reconcile_round(app: App, cal: CalendarRef, out: Prepared, listings: list[d
         except errors.NormalizeError as exc:
             return Skipped(master_id, exc.reason)
 
-    unlisted = [m for m in todo if m not in masters]
+    unlisted = [m for m in todo if m not in found]
     fetched = dict(zip(unlisted, _each(app, fetch, unlisted), strict=True))
     for master_id in todo:
-        master = masters.get(master_id) or fetched[master_id]
+        master = found.get(master_id) or fetched[master_id]
         if master is _GONE:
             out.deleted.append(master_id)
             continue
@@ -207,7 +214,7 @@ def _reconcile_round(app: App, cal: CalendarRef, out: Prepared, listings: list[d
             out.seen.append(master_id)
         out.live.append(master)
         _reconcile(master, exceptions.get(master_id, []), slots.get(master_id, ()), out, window,
-                   event_from_graph, stored.series.get(master_id, (False, []))[1])
+                   event_from_graph, stored_series.get(master_id, (False, []))[1])
 
 
 def _each(app: App, fetch: Callable[[str], T], ids: list[str]) -> Iterator[T]:

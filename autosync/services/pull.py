@@ -246,6 +246,20 @@ def _apply(app: App, run: RunContext, prepared: Prepared, page: Page, requests: 
     return follow[0] if follow else Next(Step.DONE, run_id)
 
 
+def write_part(app: App, run: RunContext, prepared: Prepared, window: tuple[datetime, datetime],
+               cursor: str | None) -> bool:
+    """Write part of the run's next page ahead of it (the series a full Outlook round reconciles on its
+    last page: services/initial.py), in one transaction that leaves the run's cursor at ``cursor``.
+    Its deletions are recorded for the last page, as an earlier page's are. False, writing nothing,
+    when the run is no longer at ``cursor`` (another delivery of the step moved it on)."""
+    with app.store.unit() as tx:
+        if not tx.claim_cursor(run.run_id, cursor):
+            return False
+        counts, _ = _write(app, tx, run, prepared, Page(items=[], next_page=cursor or "", sync_cursor=None), window)
+        tx.progress(run.run_id, Step.FETCH, cursor, 0, counts)
+    return True
+
+
 def _write(app: App, tx: Tx, run: RunContext, prepared: Prepared, page: Page,
            window: tuple[datetime, datetime]) -> tuple[dict[str, int], str | None]:
     """Write one page; returns its counts and, for a dry run the guard would stop, the guard's reason.
@@ -277,8 +291,11 @@ def _write(app: App, tx: Tx, run: RunContext, prepared: Prepared, page: Page,
         resolved = conflicts.resolve(app, tx, run, prepared.live, prepared.deleted, prepared.cancelled_instances)
         live, cancelled = resolved.live, resolved.cancelled
         found = list(resolved.deleted)
-        for master_id, keep in prepared.series_instances.items():
-            found += tx.stale_instances(calendar_id, master_id, keep)
+        # A full listing that began on an empty calendar wrote every instance row there is, each one
+        # among its series' current ones: nothing can be stale.
+        if not (run.full_sync and run.empty_at_start):
+            for master_id, keep in prepared.series_instances.items():
+                found += tx.stale_instances(calendar_id, master_id, keep)
         if page.complete and run.full_sync and not run.empty_at_start:
             found += tx.unseen(calendar_id, run_id, window[0].date())
         deletes = plan.page_deletes(

@@ -105,12 +105,16 @@ class Tx(Protocol):
         """What the store knows about the series and @removed ids an Outlook page held in memory names."""
         ...
 
-    def record_series_listed(self, run_id: int, listed: dict[str, Any]) -> None:
-        """Record what a page of a full Outlook round listed of its series, for the round's last page."""
+    def record_series_listed(self, run_id: int, listed: dict[str, dict[str, Any]]) -> None:
+        """Record what a page of a full Outlook round listed of each series, for the round's last page."""
         ...
 
-    def series_listed(self, run_id: int) -> list[dict[str, Any]]:
-        """What the pages of a full Outlook round recorded with record_series_listed."""
+    def series_masters(self, run_id: int) -> list[str]:
+        """The series a full Outlook round's pages recorded something of."""
+        ...
+
+    def series_listed(self, run_id: int, masters: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """What a full Outlook round's pages recorded of these series (record_series_listed)."""
         ...
 
     def drop_cursor(self, calendar_id: int) -> None:

@@ -274,10 +274,13 @@ class MemoryTx:
                       final: bool) -> dict[str, Any]:
         raise NotImplementedError("the in-memory store models Google calendars only")
 
-    def record_series_listed(self, run_id: int, listed: dict[str, Any]) -> None:
+    def record_series_listed(self, run_id: int, listed: dict[str, dict[str, Any]]) -> None:
         raise NotImplementedError("the in-memory store models Google calendars only")
 
-    def series_listed(self, run_id: int) -> list[dict[str, Any]]:
+    def series_masters(self, run_id: int) -> list[str]:
+        raise NotImplementedError("the in-memory store models Google calendars only")
+
+    def series_listed(self, run_id: int, masters: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         raise NotImplementedError("the in-memory store models Google calendars only")
 
     def drop_cursor(self, calendar_id: int) -> None:

@@ -119,11 +119,14 @@ class PgTx:
                       final: bool) -> dict[str, Any]:
         return ev_sql.outlook_state(self.conn, calendar_id, run_id, named, removed, final)
 
-    def record_series_listed(self, run_id: int, listed: dict[str, Any]) -> None:
+    def record_series_listed(self, run_id: int, listed: dict[str, dict[str, Any]]) -> None:
         run_sql.record_series_listed(self.conn, run_id, listed)
 
-    def series_listed(self, run_id: int) -> list[dict[str, Any]]:
-        return run_sql.series_listed(self.conn, run_id)
+    def series_masters(self, run_id: int) -> list[str]:
+        return run_sql.series_masters(self.conn, run_id)
+
+    def series_listed(self, run_id: int, masters: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        return run_sql.series_listed(self.conn, run_id, masters)
 
     def drop_cursor(self, calendar_id: int) -> None:
         self.conn.execute(run_sql.DROP_CURSOR, {"calendar_id": calendar_id})

@@ -187,8 +187,11 @@ CLEAN_SEEN = (
     'DELETE FROM sync_seen WHERE "runId" = %(run_id)s'
 )
 # What each page of a full Outlook round listed of its series (services/outlook_checks.full_round).
-RECORD_SERIES_LISTED = 'INSERT INTO sync_series_listed ("runId", listed) VALUES (%(run_id)s, %(listed)s::jsonb)'
-SERIES_LISTED = 'SELECT listed FROM sync_series_listed WHERE "runId" = %(run_id)s'
+RECORD_SERIES_LISTED = 'COPY sync_series_listed ("runId", "masterId", listed) FROM STDIN'
+SERIES_MASTERS = 'SELECT DISTINCT "masterId" FROM sync_series_listed WHERE "runId" = %(run_id)s'
+SERIES_LISTED = (
+    'SELECT "masterId", listed FROM sync_series_listed WHERE "runId" = %(run_id)s AND "masterId" = ANY(%(m)s)'
+)
 
 MARK_DRY_RUN = 'UPDATE sync_run SET "dryRun" = true WHERE "runId" = ANY(%(run_ids)s)'
 CLEAN_PAGES = 'DELETE FROM sync_page WHERE "runId" = %(run_id)s'
@@ -318,15 +321,25 @@ def stage_page(conn: Conn, run_id: int, body: dict[str, Any], next_cursor: str |
     return int(row["pageId"])
 
 
-def record_series_listed(conn: Conn, run_id: int, listed: dict[str, Any]) -> None:
-    """Record what a page of a full Outlook round listed of its series (an item JSON cannot hold is
+def record_series_listed(conn: Conn, run_id: int, listed: dict[str, dict[str, Any]]) -> None:
+    """Record what a page of a full Outlook round listed of each series (an item JSON cannot hold is
     kept as page_json's stand-in, which the normalizer turns into a recorded skip)."""
-    conn.execute(RECORD_SERIES_LISTED, {"run_id": run_id, "listed": page_json(listed)})
+    with conn.cursor() as cur, cur.copy(RECORD_SERIES_LISTED) as copy:
+        for master_id, entry in listed.items():
+            copy.write_row((run_id, master_id, page_json(entry)))
 
 
-def series_listed(conn: Conn, run_id: int) -> list[dict[str, Any]]:
-    """What the earlier pages of a full Outlook round recorded (record_series_listed), page by page."""
-    return [row["listed"] for row in conn.execute(SERIES_LISTED, {"run_id": run_id}).fetchall()]
+def series_masters(conn: Conn, run_id: int) -> list[str]:
+    """The series the pages of a full Outlook round recorded something of."""
+    return sorted(r["masterId"] for r in conn.execute(SERIES_MASTERS, {"run_id": run_id}).fetchall())
+
+
+def series_listed(conn: Conn, run_id: int, masters: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """What the pages of a full Outlook round recorded of these series, per series."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in conn.execute(SERIES_LISTED, {"run_id": run_id, "m": list(masters)}).fetchall():
+        out.setdefault(row["masterId"], []).append(row["listed"])
+    return out
 
 
 def claim_cursor(conn: Conn, run_id: int, cursor: str | None) -> bool:

@@ -146,7 +146,9 @@ def test_outlook_initial_sync_killed_mid_pipeline_resumes_with_exactly_the_provi
     master, cancelled_day, exception = _seed_outlook(emu, cal.ext_calendar_id)
     emu.clear_requests()
     emu.set_latency(200, provider="outlook", endpoint="graph.delta")
-    env = ops_env(AUTOSYNC_OUTLOOK_PAGE_SIZE="8", AUTOSYNC_FULL_SYNC_STEP_PAGES="100", AUTOSYNC_RUN_STALE_AFTER="10")
+    # One series per part: the last page reconciles the two series in two transactions.
+    env = ops_env(AUTOSYNC_OUTLOOK_PAGE_SIZE="8", AUTOSYNC_FULL_SYNC_STEP_PAGES="100", AUTOSYNC_RUN_STALE_AFTER="10",
+                  AUTOSYNC_FULL_SYNC_SERIES_PER_PART="1")
     try:
         _kill_mid_run_then_resume(db, cal, env)
     finally:
