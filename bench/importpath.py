@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from autosync.emulator.generator import generate_google_events
 from autosync.model import Event
 from autosync.normalize.google import page_from_google
@@ -47,10 +49,10 @@ def raw_upsert(conn: Conn, calendar_id: int, user_id: int, rows: list[tuple[Any,
         cur.execute(RAW_MERGE, {"calendar_id": calendar_id, "user_id": user_id})
 
 
-def _calendars(count: int) -> tuple[int, list[int]]:
+def _calendars(count: int, email: str = "import@bench.example") -> tuple[int, list[int]]:
     with transaction() as conn:
         user = conn.execute('INSERT INTO user_main (email, "firstName") VALUES (%s, %s) RETURNING "userId"',
-                            ("import@bench.example", "import")).fetchone()
+                            (email, "import")).fetchone()
         assert user is not None
         ids = conn.execute('INSERT INTO calendar ("userId", "calendarType", "extCalendarId", status) '
                            "SELECT %s, 1, 'import-' || g, true FROM generate_series(1, %s) g "
@@ -98,3 +100,27 @@ def import_path(n: int, repeats: int) -> dict[str, Any]:
         "reimport_unchanged_autosync_events_per_s": round(len(events) / med(product_again)),
         "reimport_unchanged_raw_events_per_s": round(len(events) / med(raw_again)),
     }
+
+
+def own_rows(provider: str, calendar_id: int, limit: int = 10000, repeats: int = 3) -> dict[str, Any]:
+    """The import path for the rows a large calendar's sync just wrote (``calendar_id``): its provider
+    items as stored (``providerData`` of its live rows), normalized again and upserted in one transaction
+    into fresh calendars; median events/s. The generated import path above uses Google items; a Graph
+    item is about three times the JSON, and this says what storing the calendar's own rows costs."""
+    from autosync.normalize.outlook import event_from_graph
+
+    with transaction() as conn:
+        raws = [r["providerData"] for r in conn.execute(
+            'SELECT "providerData" FROM cal_event WHERE "calendarId" = %s AND status AND "providerData" IS NOT NULL '
+            'ORDER BY "eventId" LIMIT %s', (calendar_id, limit)).fetchall()]
+    if provider == "google":
+        events, _ = page_from_google(raws)
+    else:
+        events = [event_from_graph(raw) for raw in raws]
+    events = [e for e in events if not e.cancelled]
+    user_id, cals = _calendars(repeats + 1, email=f"own-rows-{calendar_id}@bench.example")
+    _timed(ev_sql.upsert, cals[-1], user_id, events[:200])  # warm-up, not counted
+    times = [_timed(ev_sql.upsert, cals[r], user_id, events) for r in range(repeats)]
+    return {"events": len(events), "repeats": repeats,
+            "events_per_s": round(len(events) / statistics.median(times)),
+            "avg_provider_json_bytes": round(sum(len(orjson.dumps(e.raw)) for e in events) / max(1, len(events)))}

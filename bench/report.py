@@ -20,6 +20,17 @@ def import_path_ratios(res: dict[str, Any]) -> None:
     for big in res.get("large", []):
         big["import_path_events_per_s"] = rate
         big["import_path_ratio"] = round(big["events_per_s"] / rate, 3) if rate else None
+        own = (big.get("own_rows_import") or {}).get("events_per_s")
+        # Against the import path of the calendar's own rows (Graph items are ~3x Google's JSON).
+        big["own_rows_ratio"] = round(big["events_per_s"] / own, 3) if own else None
+
+
+def _own_rows(big: dict[str, Any]) -> str:
+    own = big.get("own_rows_import")
+    if not own or not big.get("own_rows_ratio"):
+        return ""
+    return (f"; its own rows through the import path {own['events_per_s']}/s ({own['avg_provider_json_bytes']} B "
+            f"of provider JSON each), {big['own_rows_ratio']:.0%} of that")
 
 
 def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -172,7 +183,8 @@ def table(res: dict[str, Any]) -> str:
         ratio = big.get("import_path_ratio")
         lines.append(f"large {big['provider']} calendar ~{big['events_requested']}: {big['rows_imported']} rows in "
                      f"{big['wall_s']:.1f}s = {big['events_per_s']:.0f} events/s"
-                     f"{f' ({ratio:.0%} of the import path)' if ratio is not None else ''}, "
+                     f"{f' ({ratio:.0%} of the import path)' if ratio is not None else ''}"
+                     f"{_own_rows(big)}, "
                      f"{big['requests']} requests, peak worker RSS "
                      f"{big['peak_rss_mb']} MB (idle {big['idle_rss_mb']}), largest message "
                      f"{big['max_message_bytes']} B ({big['max_message_task']})")

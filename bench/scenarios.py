@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 
 from autosync.emulator.client import EmulatorClient
+from bench import importpath
 from bench.cycles import baseline_cycle, product_cycle, push_cycle
 from bench.harness import RssSampler, Services, delta, emulator, reset_state, webhooks, worker_totals, workers
 from bench.workload import change_some, link_all, many_calendars, one_large_calendar
@@ -123,9 +124,12 @@ def large(svc: Services, provider: str, n: int, *, pool: str, concurrency: int) 
             cycle = product_cycle(svc.db_url, emu, 1, work.calendar_type)
         totals = worker_totals()
         with psycopg.connect(svc.db_url) as conn:
-            row = conn.execute("SELECT count(*) FILTER (WHERE status), count(*) FROM cal_event").fetchone()
+            row = conn.execute("SELECT count(*) FILTER (WHERE status), count(*), min(\"calendarId\") "
+                               "FROM cal_event").fetchone()
     assert row is not None
     live, rows = int(row[0]), int(row[1])
+    # What storing this calendar's own rows costs through the import path (the workers are idle now).
+    out["own_rows_import"] = importpath.own_rows(provider, int(row[2]))
     out.update({
         "wall_s": cycle["wall_s"], "rows_imported": rows, "live_events": live,
         "events_per_s": round(rows / cycle["wall_s"], 1), "outcomes": cycle["outcomes"],

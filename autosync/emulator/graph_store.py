@@ -207,11 +207,11 @@ class Store:
             if not e.deleted and e.original_start is not None
         }
         cancelled = set(master.cancelled)
-        out = [
-            Slot(occurrence_id(master.key, epoch(orig)), master, orig, start, end)
-            for orig, start, end in self._expand(master, low, high)
-            if epoch(orig) not in cancelled and epoch(orig) not in exceptions
-        ]
+        out = []
+        for orig, start, end in self._expand(master, low, high):
+            stamp = epoch(orig)
+            if stamp not in cancelled and stamp not in exceptions:
+                out.append(Slot(occurrence_id(master.key, stamp), master, orig, start, end))
         for exc in exceptions.values():
             if overlaps(instant(exc.start, exc.all_day), instant(exc.end, exc.all_day), low, high):
                 assert exc.original_start is not None

@@ -115,11 +115,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
 def epoch(value: datetime) -> int:
-    """Seconds since 1970 for an aware instant."""
-    return int((value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(seconds=1))
+    """Seconds since 1970 for an aware instant (a round snapshot takes several per occurrence)."""
+    return int((value - _EPOCH) // _SECOND)
 
 
 def from_epoch(seconds: int) -> datetime:
     """The aware UTC instant for ``seconds`` since 1970."""
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+    return _EPOCH + timedelta(seconds=seconds)
