@@ -212,9 +212,10 @@ def reconcile_listed(app: App, cal: CalendarRef, out: Prepared, masters: list[st
         assert isinstance(master, Event)
         if master_id in fetched:
             out.seen.append(master_id)
-        out.live.append(master)
-        _reconcile(master, exceptions.get(master_id, []), slots.get(master_id, ()), out, window,
-                   event_from_graph, stored_series.get(master_id, (False, []))[1])
+        # _reconcile rebinds out.live (exceptions go in): append to the list it leaves
+        updated = _reconcile(master, exceptions.get(master_id, []), slots.get(master_id, ()), out, window,
+                             event_from_graph, stored_series.get(master_id, (False, []))[1])
+        out.live.append(updated)
 
 
 def _each(app: App, fetch: Callable[[str], T], ids: list[str]) -> Iterator[T]:
@@ -257,12 +258,13 @@ def _outlook_removals(provider: Any, cal: CalendarRef, out: Prepared, page: Page
 
 def reconcile_series(instances: list[dict], master: Event, out: Prepared, window: tuple[datetime, datetime],
                      normalize: Any, stored_excluded: list[date]) -> None:
-    """Reconcile a series from its /instances answer (see _reconcile)."""
-    _reconcile(master, instances, (), out, window, normalize, stored_excluded)
+    """Reconcile a series from its /instances answer (see _reconcile); ``master`` is in ``out.live``."""
+    updated = _reconcile(master, instances, (), out, window, normalize, stored_excluded)
+    out.live = [updated if e.ext_id == master.ext_id else e for e in out.live]
 
 
 def _reconcile(master: Event, instances: list[dict], occurrences: Any, out: Prepared,
-               window: tuple[datetime, datetime], normalize: Any, stored_excluded: list[date]) -> None:
+               window: tuple[datetime, datetime], normalize: Any, stored_excluded: list[date]) -> Event:
     """Exceptions become instances; occurrences the rule promises but the listing lacks are cancelled.
 
     ``instances`` are raw items (an /instances answer, or the exceptions a full round listed),
@@ -270,6 +272,7 @@ def _reconcile(master: Event, instances: list[dict], occurrences: Any, out: Prep
     occurrences: UTC datetimes, or dates for all-day series).
     The master's exclusions become: those slots, the dates its ``cancelledOccurrences`` named (when it
     was fetched with them), else the stored ones outside the window, which a listing cannot see.
+    Returns the master with those exclusions.
     """
     expected = expected_slots(without_exdates(master), window)  # cancelled ones count as missing
     promised = {s for s in expected if not isinstance(s, datetime)}
@@ -311,9 +314,8 @@ def _reconcile(master: Event, instances: list[dict], occurrences: Any, out: Prep
     # The rule lines stay as Graph's item gives them (EXDATEs for cancelledOccurrences included): the
     # push compares the row with that item, and a recurrence that merely looked changed would be sent
     # back in a PATCH, which makes Outlook drop the series' exceptions and cancellations.
-    updated = replace(master, excluded_dates=dates)
-    out.live = [updated if e.ext_id == master.ext_id else e for e in out.live]
     out.series_instances[master.ext_id] = exception_ids + [f"{master.ext_id}#{_stamp(s)}" for s in missing]
+    return replace(master, excluded_dates=dates)
 
 
 def _stamp(slot: datetime | date) -> str:
@@ -321,6 +323,10 @@ def _stamp(slot: datetime | date) -> str:
 
 
 def _unstamp(stamp: str) -> datetime | date:
+    """The inverse of _stamp (by hand: strptime cost seconds over a large round's slots)."""
+    day = date(int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8]))
     if len(stamp) == 8:
-        return datetime.strptime(stamp, "%Y%m%d").date()
-    return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return day
+    if len(stamp) != 16 or stamp[8] != "T" or stamp[15] != "Z":
+        raise ValueError(f"not a slot stamp: {stamp!r}")
+    return datetime(day.year, day.month, day.day, int(stamp[9:11]), int(stamp[11:13]), int(stamp[13:15]), tzinfo=UTC)
