@@ -33,18 +33,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
-from autosync import errors
 from autosync.model import Step
 from autosync.normalize.common import text
-from autosync.providers import Page
+from autosync.providers import CalendarRef, Page
 from autosync.providers.http import RequestStats
 from autosync.services.context import App
-from autosync.services.outlook_checks import Stored, _series_ids
+from autosync.services.outlook_checks import Stored, _series_ids, reconcile_listed
 from autosync.services.runs import Next
-from autosync.services.tokens import ensure_token
 from autosync.store.runs import RunContext
+
+if TYPE_CHECKING:
+    from autosync.services.pull import Prepared
 
 # Pages the lister may have out at once (listed or being listed, prepared, or being written): with
 # the page the step began with, at most three pages of a listing are in memory, about 40 MB at
@@ -112,13 +114,11 @@ def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, d
                 return
             try:
                 prepared = None
-                if not checks_series:
-                    prepared = pull.prepare(app, run, item, window, full_round=True)
-                    prepared.encoded = app.store.encode(prepared.live)
-                elif not item.complete and not _removed(item):
-                    # An Outlook page needs nothing from the store unless it ends the round (which
-                    # reconciles the round's series) or removes ids (which of them are ours).
-                    prepared = pull.prepare(app, run, item, window, Stored(), full_round=True)
+                # An Outlook page needs nothing from the store unless it ends the round (which
+                # reconciles the round's series) or removes ids (which of them are ours).
+                if not checks_series or (not item.complete and not _removed(item)):
+                    prepared = pull.prepare(app, run, item, window, Stored() if checks_series else None,
+                                            full_round=True)
                     prepared.encoded = app.store.encode(prepared.live)
             except BaseException as exc:  # raised again in the step's thread
                 ready.put(_Failed(exc))
@@ -173,7 +173,7 @@ def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, d
         stop.set()
 
 
-def _reconcile_series(app: App, run: RunContext, last: Any, window: tuple[datetime, datetime],
+def _reconcile_series(app: App, run: RunContext, last: Prepared, window: tuple[datetime, datetime],
                       listed_from: str | None) -> bool:
     """Before a full Outlook round's last page is written: reconcile every series the round touched.
 
@@ -183,7 +183,7 @@ def _reconcile_series(app: App, run: RunContext, last: Any, window: tuple[dateti
     which rewrites nothing that did not change. Their deletions wait for the last page, as every
     page's do. False when another delivery of the step has moved the run on.
     """
-    from autosync.services import outlook_checks, pull
+    from autosync.services import pull
 
     with app.store.unit() as tx:
         if last.series_listed:
@@ -198,17 +198,20 @@ def _reconcile_series(app: App, run: RunContext, last: Any, window: tuple[dateti
         with app.store.unit() as tx:
             listed = tx.series_listed(run.run_id, chunk)
             state = tx.outlook_state(run.calendar_id, run.run_id, chunk, [], False)
-        cal = ensure_token(app, run)
-        part = pull.Prepared()
-        try:
-            outlook_checks.reconcile_listed(app, cal, part, chunk, listed, window, state["series"])
-        except errors.AuthInvalid:  # refused mid-part: refresh once, redo the part from scratch
-            part = pull.Prepared()
-            cal = ensure_token(app, run, stale=cal.access_token)
-            outlook_checks.reconcile_listed(app, cal, part, chunk, listed, window, state["series"])
+        part = pull.with_token(app, run, partial(_reconciled, app, chunk, listed, window, state["series"]))
         if not pull.write_part(app, run, part, window, listed_from):
             return False
     return True
+
+
+def _reconciled(app: App, chunk: list[str], listed: dict[str, list[dict[str, Any]]],
+                window: tuple[datetime, datetime], series: dict[str, Any], cal: CalendarRef) -> Prepared:
+    """One part of a full round's series, reconciled into writes (outlook_checks.reconcile_listed)."""
+    from autosync.services import pull
+
+    part = pull.Prepared()
+    reconcile_listed(app, cal, part, chunk, listed, window, series)
+    return part
 
 
 def _removed(page: Page) -> list[str]:

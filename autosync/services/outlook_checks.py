@@ -78,13 +78,10 @@ def outlook_details(app: App, cal: CalendarRef, out: Prepared, page: Page, remov
         """(the master, its /instances answer): the requests of one series, made in any order."""
         master = masters.get(master_id)
         if master is None:
-            raw = provider.master(cal, master_id)
-            if raw is None:
-                return None, _GONE
-            try:
-                master = event_from_graph(raw)
-            except errors.NormalizeError as exc:
-                return None, Skipped(master_id, exc.reason)
+            got = _fetch_master(provider, cal, master_id)
+            if not isinstance(got, Event):
+                return None, got
+            master = got
         try:
             return master, provider.instances(cal, master_id, window)
         except errors.NotFound:  # the series was deleted after this page was listed
@@ -190,17 +187,8 @@ def reconcile_listed(app: App, cal: CalendarRef, out: Prepared, masters: list[st
                 unreadable.add(master_id)
     todo = [m for m in masters if m not in unreadable]
 
-    def fetch(master_id: str) -> Event | Skipped | object:
-        raw = provider.master(cal, master_id)
-        if raw is None:
-            return _GONE
-        try:
-            return event_from_graph(raw)
-        except errors.NormalizeError as exc:
-            return Skipped(master_id, exc.reason)
-
     unlisted = [m for m in todo if m not in found]
-    fetched = dict(zip(unlisted, _each(app, fetch, unlisted), strict=True))
+    fetched = dict(zip(unlisted, _each(app, lambda m: _fetch_master(provider, cal, m), unlisted), strict=True))
     for master_id in todo:
         master = found.get(master_id) or fetched[master_id]
         if master is _GONE:
@@ -212,10 +200,21 @@ def reconcile_listed(app: App, cal: CalendarRef, out: Prepared, masters: list[st
         assert isinstance(master, Event)
         if master_id in fetched:
             out.seen.append(master_id)
-        # _reconcile rebinds out.live (exceptions go in): append to the list it leaves
-        updated = _reconcile(master, exceptions.get(master_id, []), slots.get(master_id, ()), out, window,
-                             event_from_graph, stored_series.get(master_id, (False, []))[1])
-        out.live.append(updated)
+        out.live.append(_reconcile(master, exceptions.get(master_id, []), slots.get(master_id, ()), out, window,
+                                   event_from_graph, stored_series.get(master_id, (False, []))[1]))
+
+
+def _fetch_master(provider: Any, cal: CalendarRef, master_id: str) -> Event | Skipped | object:
+    """A series master by id: the Event, a Skipped for one that cannot be read, or _GONE."""
+    from autosync.normalize.outlook import event_from_graph
+
+    raw = provider.master(cal, master_id)
+    if raw is None:
+        return _GONE
+    try:
+        return event_from_graph(raw)
+    except errors.NormalizeError as exc:
+        return Skipped(master_id, exc.reason)
 
 
 def _each(app: App, fetch: Callable[[str], T], ids: list[str]) -> Iterator[T]:
@@ -260,7 +259,7 @@ def reconcile_series(instances: list[dict], master: Event, out: Prepared, window
                      normalize: Any, stored_excluded: list[date]) -> None:
     """Reconcile a series from its /instances answer (see _reconcile); ``master`` is in ``out.live``."""
     updated = _reconcile(master, instances, (), out, window, normalize, stored_excluded)
-    out.live = [updated if e.ext_id == master.ext_id else e for e in out.live]
+    out.live[:] = [updated if e.ext_id == master.ext_id else e for e in out.live]
 
 
 def _reconcile(master: Event, instances: list[dict], occurrences: Any, out: Prepared,
@@ -277,7 +276,7 @@ def _reconcile(master: Event, instances: list[dict], occurrences: Any, out: Prep
     expected = expected_slots(without_exdates(master), window)  # cancelled ones count as missing
     promised = {s for s in expected if not isinstance(s, datetime)}
     present: set[datetime | date] = set()
-    exception_ids: list[str] = []
+    exceptions: dict[str, Event] = {}
     for item in instances:
         kind = item.get("type")
         try:
@@ -292,9 +291,9 @@ def _reconcile(master: Event, instances: list[dict], occurrences: Any, out: Prep
         if slot is not None:
             present.add(slot)
         if kind == "exception":
-            event = replace(event, recurring_event_id=master.ext_id)
-            out.live = [e for e in out.live if e.ext_id != event.ext_id] + [event]
-            exception_ids.append(event.ext_id)
+            exceptions[event.ext_id] = replace(event, recurring_event_id=master.ext_id)
+    if exceptions:  # they replace the page's copies of them, in place (callers hold on to out.live)
+        out.live[:] = [e for e in out.live if e.ext_id not in exceptions] + list(exceptions.values())
     for slot in occurrences:
         if master.all_day:
             # A bare occurrence carries no isAllDay, so its start was read as a time: the midnight of
@@ -314,7 +313,7 @@ def _reconcile(master: Event, instances: list[dict], occurrences: Any, out: Prep
     # The rule lines stay as Graph's item gives them (EXDATEs for cancelledOccurrences included): the
     # push compares the row with that item, and a recurrence that merely looked changed would be sent
     # back in a PATCH, which makes Outlook drop the series' exceptions and cancellations.
-    out.series_instances[master.ext_id] = exception_ids + [f"{master.ext_id}#{_stamp(s)}" for s in missing]
+    out.series_instances[master.ext_id] = list(exceptions) + [f"{master.ext_id}#{_stamp(s)}" for s in missing]
     return replace(master, excluded_dates=dates)
 
 

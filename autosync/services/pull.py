@@ -7,9 +7,10 @@ services/initial.py, which lists, prepares and writes page after page in the sam
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from autosync import errors, metrics
 from autosync.model import Event, Skipped, Step
@@ -25,6 +26,7 @@ from autosync.store.events import FOREIGN_REMOVALS, Encoded
 from autosync.store.runs import NO_COUNTS, RunContext
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class MassDeleteBlocked(errors.AutosyncError):
@@ -194,18 +196,28 @@ def prepare(app: App, run: RunContext, page: Page, window: tuple[datetime, datet
     out.live, out.cancelled_instances, out.deleted = sorted_.live, sorted_.cancelled_instances, sorted_.deleted
     out.seen = [e.ext_id for e in events] + [s.ext_id for s in out.skipped if s.ext_id]
     if app.provider(run.calendar_type).checks_series:
-        cal = ensure_token(app, run)
         known = stored or Stored()
-        before = out.copy()
         details = outlook_checks.full_round if full_round else outlook_checks.outlook_details
-        try:
-            details(app, cal, out, page, removed, window, known)
-        except errors.AuthInvalid:  # refused mid-page: refresh once, redo the checks from scratch
-            out = before
-            fresh = ensure_token(app, run, stale=cal.access_token)
-            details(app, fresh, out, page, removed, window, known)
+        normalized = out
+
+        def checked(cal: CalendarRef) -> Prepared:
+            done = normalized.copy()  # a retry starts again from the normalized page
+            details(app, cal, done, page, removed, window, known)
+            return done
+
+        out = with_token(app, run, checked)
         out.hinted = list(known.hinted)
     return out
+
+
+def with_token(app: App, run: RunContext, call: Callable[[CalendarRef], T]) -> T:
+    """``call(cal)`` with the calendar's token; when the provider refuses that token midway (it can
+    expire between two requests of one step), refresh it once and make the whole call again."""
+    cal = ensure_token(app, run)
+    try:
+        return call(cal)
+    except errors.AuthInvalid:
+        return call(ensure_token(app, run, stale=cal.access_token))
 
 
 def _apply(app: App, run: RunContext, prepared: Prepared, page: Page, requests: int,

@@ -330,8 +330,8 @@ def record_series_listed(conn: Conn, run_id: int, listed: dict[str, dict[str, An
 
 
 def series_masters(conn: Conn, run_id: int) -> list[str]:
-    """The series the pages of a full Outlook round recorded something of."""
-    return sorted(r["masterId"] for r in conn.execute(SERIES_MASTERS, {"run_id": run_id}).fetchall())
+    """The series the pages of a full Outlook round recorded something of (in no order)."""
+    return [r["masterId"] for r in conn.execute(SERIES_MASTERS, {"run_id": run_id}).fetchall()]
 
 
 def series_listed(conn: Conn, run_id: int, masters: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
