@@ -114,3 +114,30 @@ def test_a_token_refused_while_checking_a_series_is_refreshed_once(worker, db, e
     statuses = [r["status"] for r in emu.requests(provider="outlook", endpoint="graph.instances")["requests"]]
     assert statuses == [401, 200]
     assert any(r["recurrence"] for r in events(db, cal.calendar_id).values())
+
+
+def test_a_token_refused_while_a_full_round_fetches_an_unlisted_master_is_refreshed_once(worker, db, emu) -> None:
+    # A full round whose pages list no series master: its last page fetches the master (its series
+    # reconciled from what the round listed, no /instances); the token is refused there once.
+    cal = link(db, emu, "outlook")
+    sync(cal.user_id)
+    start = (datetime.now(UTC) + timedelta(days=2)).date()
+    master = _create(emu, cal.ext_calendar_id, {
+        "subject": "Series", "start": {"dateTime": f"{start}T09:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": f"{start}T09:30:00", "timeZone": "UTC"},
+        "recurrence": {"pattern": {"type": "daily", "interval": 1},
+                       "range": {"type": "numbered", "startDate": start.isoformat(), "numberOfOccurrences": 3}}})
+    emu.outlook("POST", "/config", {"delta_masters": "none"})
+    emu.invalidate_cursors(cal.ext_calendar_id)
+    emu.add_fault(provider="outlook", endpoint="graph.events.get", count=1, status=401,
+                  body={"error": {"code": "InvalidAuthenticationToken",
+                                  "message": "Access token has expired or is not yet valid."}})
+    emu.clear_requests()
+    [run] = sync(cal.user_id)["runs"]
+    assert run["outcome"] == "ok" and run["fullSync"], run
+    assert emu.requests(provider="outlook", endpoint=TOKEN)["total"] == 1
+    statuses = [r["status"] for r in emu.requests(provider="outlook", endpoint="graph.events.get")["requests"]]
+    assert statuses == [401, 200]
+    assert emu.requests(provider="outlook", endpoint="graph.instances")["total"] == 0
+    row = events(db, cal.calendar_id)[master["id"]]
+    assert row["status"] and row["recurrence"]
