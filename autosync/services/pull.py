@@ -316,7 +316,8 @@ def _write(app: App, tx: Tx, run: RunContext, prepared: Prepared, page: Page,
         to_delete = deletes.apply
         if page.complete:
             refused = _guard(app, tx, run, to_delete)
-        merged = tx.upsert(calendar_id, user_id, live, prepared.encoded)
+        merged = tx.upsert(calendar_id, user_id, live, prepared.encoded,
+                           fresh=bool(run.full_sync and run.empty_at_start))
         prepared.skipped.extend(merged.skipped)
         cancelled_n = tx.cancel_instances(calendar_id, user_id, cancelled)
         deleted_n = tx.delete_events(calendar_id, to_delete)

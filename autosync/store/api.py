@@ -233,8 +233,11 @@ class Tx(Protocol):
         ...
 
     def upsert(self, calendar_id: int, user_id: int, events: Sequence[Event],
-               encoded: Encoded | None = None) -> Upserted:
-        """Write live events; ``encoded``: their rows built ahead by ``Store.encode`` (optional)."""
+               encoded: Encoded | None = None, *, fresh: bool = False) -> Upserted:
+        """Write live events; ``encoded``: their rows built ahead by ``Store.encode`` (optional);
+        ``fresh``: the calendar held no live provider rows when this full listing began, so the rows
+        are expected to be new (a store may insert them without merging, as long as the result is
+        the same as a merge's)."""
         ...
 
     def cancel_instances(self, calendar_id: int, user_id: int, events: Sequence[Event]) -> int:

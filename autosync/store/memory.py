@@ -366,7 +366,7 @@ class MemoryTx:
         return len(self._rows(calendar_id))
 
     def upsert(self, calendar_id: int, user_id: int, events: Sequence[Event],
-               encoded: Encoded | None = None) -> Upserted:
+               encoded: Encoded | None = None, *, fresh: bool = False) -> Upserted:
         out = Upserted()
         for event in events:
             values = _columns(event)

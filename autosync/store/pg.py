@@ -235,8 +235,8 @@ class PgTx:
         return ev_sql.count_live(self.conn, calendar_id)
 
     def upsert(self, calendar_id: int, user_id: int, events: Sequence[Event],
-               encoded: Encoded | None = None) -> Upserted:
-        return ev_sql.upsert(self.conn, calendar_id, user_id, events, encoded)
+               encoded: Encoded | None = None, *, fresh: bool = False) -> Upserted:
+        return ev_sql.upsert(self.conn, calendar_id, user_id, events, encoded, fresh=fresh)
 
     def cancel_instances(self, calendar_id: int, user_id: int, events: Sequence[Event]) -> int:
         return ev_sql.cancel_instances(self.conn, calendar_id, user_id, events)
