@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from celery import Celery, bootsteps
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
 from autosync.errors import ConfigError
 from autosync.settings import get_settings
@@ -105,10 +112,29 @@ import autosync.tasks  # noqa: E402,F401  (registers the tasks)
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
+# The modules the tasks import when they first run (autosync.tasks imports them lazily, which keeps
+# the CLI and the app's enqueue path light). A worker loads them once, before its pool starts, so
+# prefork children share them instead of each paying for them in its first task.
+STEP_MODULES = ("autosync.services.pull", "autosync.services.initial", "autosync.services.watch",
+                "autosync.services.syncback", "autosync.services.notices", "autosync.services.adhoc")
+
+
 @worker_init.connect
 def _tune_gc(**_: object) -> None:
     """Set in the worker's main process, before its pool starts: prefork children inherit it."""
     gc.set_threshold(*GC_THRESHOLDS)
+    for name in STEP_MODULES:
+        importlib.import_module(name)
+
+
+@worker_process_init.connect
+def _open_pool(**_: object) -> None:
+    """A prefork child connects to PostgreSQL as it starts, not in its first task (a new calendar's
+    first sync after a deploy would otherwise wait for it)."""
+    from autosync.store.db import pool
+
+    with contextlib.suppress(Exception):  # a database that is down is the first task's to report
+        pool()
 
 
 @worker_process_shutdown.connect
