@@ -181,12 +181,12 @@ def _emulator_pid(port: int) -> int:
     raise RuntimeError("emulator process not found")
 
 
-def _spy(pid: int, out: Path, rate: int, subprocesses: bool) -> subprocess.Popen:
+def _spy(pid: int, out: Path, rate: int, subprocesses: bool, gil: bool = False) -> subprocess.Popen:
     spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
     if spy is None:
         raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
-    args = [spy, "record", "--format", "raw", "--idle", "--threads", "--rate", str(rate), "--pid", str(pid),
-            "--output", str(out)]
+    args = [spy, "record", "--format", "raw", "--gil" if gil else "--idle", "--threads", "--rate", str(rate),
+            "--pid", str(pid), "--output", str(out)]
     if subprocesses:
         args.append("--subprocesses")
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     res: dict[str, Any] = {"provider": args.provider, "events_requested": args.events, "pool": args.pool,
-                           "concurrency": args.concurrency, "rate_hz": args.rate}
+                           "concurrency": args.concurrency, "rate_hz": args.rate, "gil": bool(args.gil)}
     with redis_server(svc):
         svc.apply()
         create_database(svc)
@@ -274,8 +274,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 pids = {"worker": procs[0].pid, "emulator": _emulator_pid(svc.emulator_port)}
                 res["unprofiled"] = [_one_sync(svc, work, admin, pids) for _ in range(args.repeat)]
                 if args.rate:
-                    spies = [(_spy(procs[0].pid, out_dir / "worker.txt", args.rate, args.pool != "solo"),
-                              "worker"),
+                    spies = [(_spy(procs[0].pid, out_dir / "worker.txt", args.rate, args.pool != "solo",
+                                   args.gil), "worker"),
                              (_spy(_emulator_pid(svc.emulator_port), out_dir / "emulator.txt", args.rate, False),
                               "emulator")]
                     res["profiled"] = _one_sync(svc, work, admin, pids)
@@ -292,9 +292,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def tables(res: dict[str, Any], out_dir: Path) -> None:
-    """Classify the recorded stacks into ``res['worker']`` and ``res['emulator']``."""
-    res["worker"] = worker_table(parse_raw(out_dir / "worker.txt"))
+    """Classify the recorded stacks into ``res['worker']`` (or ``res['worker_gil']``) and ``res['emulator']``."""
+    if res.get("gil"):
+        res["worker_gil"] = gil_table(parse_raw(out_dir / "worker.txt"))
+    else:
+        res["worker"] = worker_table(parse_raw(out_dir / "worker.txt"))
     res["emulator"] = emulator_table(parse_raw(out_dir / "emulator.txt"))
+
+
+# --gil: what the worker's threads hold the GIL for (one process runs the sync's Python on one core at
+# a time, so this is the worker's share of the machine). First matching frame wins, outermost rules
+# first where one runs inside another (the content hash inside row building).
+GIL_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("content hash (Event.content_hash)", ("content_hash (",)),
+    ("COPY rows formatted (psycopg)", ("write_row (",)),
+    ("Outlook: slots of listed occurrences", ("occurrence_refs (", "_listing (")),
+    ("Outlook: series reconciled", ("_reconcile (", "reconcile_listed (", "_reconcile_series (")),
+    ("normalize", ("page_from_google (", "page_from_graph (", "event_from_graph (")),
+    ("rows built (row_of, encode)", ("row_of (", "encode (", "_encoded (")),
+    ("JSON parsing of the answer", ("json_body (",)),
+    ("HTTP client (requests)", ("Session.send (",)),
+    ("other SQL round trips (psycopg)", ("execute (", "commit (", "getconn (", "putconn (")),
+)
+
+
+def gil_table(stacks: list[tuple[str, str, list[str], int]]) -> dict[str, int]:
+    """Samples per bucket over every thread of the worker (py-spy --gil: only the GIL's holder)."""
+    table: Counter[str] = Counter()
+    for _, _, frames, n in stacks:
+        bucket = next((b for b, pats in GIL_RULES if any(_is(f, p) for f in frames for p in pats)), "other Python")
+        table[bucket] += n
+    return dict(table)
 
 
 def render(res: dict[str, Any]) -> str:
@@ -305,13 +333,21 @@ def render(res: dict[str, Any]) -> str:
                      f" events/s, {r['requests']} requests {r['requests_by_endpoint']}, outcomes {r['outcomes']}")
         cpu = r.get("cpu_s") or {}
         lines.append(f"    CPU s during it: {cpu} = {sum(cpu.values()):.2f} s over {r['wall_s']:.2f} s of wall")
-    if "worker" not in res:
+    if "worker" not in res and "worker_gil" not in res:
         return "\n".join(lines)
     prof = res["profiled"]
     pages = max(1, sum(v for k, v in prof["requests_by_endpoint"].items() if k in LISTINGS))
     lines.append(f"  profiled sync: {prof['rows']} rows in {prof['wall_s']:.2f} s = {prof['events_per_s']:.0f} "
                  f"events/s; {pages} provider pages")
     ms = 1000 / res["rate_hz"] / pages
+    if "worker_gil" in res:
+        held = sum(res["worker_gil"].values())
+        lines += ["", f"worker, the thread holding the GIL: {held} samples at {res['rate_hz']} Hz "
+                      f"({held / res['rate_hz']:.2f} s, {held / res['rate_hz'] / prof['wall_s']:.0%} of the wall)",
+                  f"  {'bucket':<48}{'share':>8}{'ms/page':>10}"]
+        for bucket, n in sorted(res["worker_gil"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {bucket:<48}{n / held:>8.1%}{n * ms:>10.1f}")
+        return "\n".join(lines + _emulator_lines(res, ms))
     worker = dict(res["worker"])
     # py-spy ran a little before and after the sync, with the worker waiting for a message: that
     # much waiting is not the sync's.
@@ -323,13 +359,17 @@ def render(res: dict[str, Any]) -> str:
                   f"({total / res['rate_hz']:.2f} s)", f"  {'bucket':<48}{'share':>8}{'ms/page':>10}"]
     for bucket, n in sorted(worker.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {bucket:<48}{n / total:>8.1%}{n * ms:>10.1f}")
+    return "\n".join(lines + _emulator_lines(res, ms))
+
+
+def _emulator_lines(res: dict[str, Any], ms: float) -> list[str]:
     emu = {k: v for k, v in res["emulator"].items() if k != "idle"}
     busy = sum(emu.values())
-    lines += ["", f"emulator, every thread, idle left out: {busy} busy samples ({busy / res['rate_hz']:.2f} s)",
-              f"  {'bucket':<48}{'share':>8}{'ms/page':>10}"]
+    lines = ["", f"emulator, every thread, idle left out: {busy} busy samples ({busy / res['rate_hz']:.2f} s)",
+             f"  {'bucket':<48}{'share':>8}{'ms/page':>10}"]
     for bucket, n in sorted(emu.items(), key=lambda kv: -kv[1]):
-        lines.append(f"  {bucket:<48}{n / busy:>8.1%}{n * ms:>10.1f}")
-    return "\n".join(lines)
+        lines.append(f"  {bucket:<48}{n / max(1, busy):>8.1%}{n * ms:>10.1f}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool", default="solo", choices=["prefork", "threads", "solo"])
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--outlook-page-size", type=int, help="AUTOSYNC_OUTLOOK_PAGE_SIZE for the worker")
+    p.add_argument("--gil", action="store_true",
+                   help="sample only the worker's thread holding the GIL, every thread: where its Python time goes")
     p.add_argument("--out", default="/tmp/autosync-profile")
     p.add_argument("--classify", action="store_true", help="only re-read the stacks saved in --out")
     args = p.parse_args(argv)
