@@ -267,7 +267,10 @@ def write_part(app: App, run: RunContext, prepared: Prepared, window: tuple[date
     with app.store.unit() as tx:
         if not tx.claim_cursor(run.run_id, cursor):
             return False
-        counts, _ = _write(app, tx, run, prepared, Page(items=[], next_page=cursor or "", sync_cursor=None), window)
+        # Written as a page that is not the round's last (``complete`` is ``next_page is None``): a
+        # part applies no deletions and commits no sync cursor; the last page itself does both.
+        not_last = Page(items=[], next_page=cursor or "", sync_cursor=None)
+        counts, _ = _write(app, tx, run, prepared, not_last, window)
         tx.progress(run.run_id, Step.FETCH, cursor, 0, counts)
     return True
 

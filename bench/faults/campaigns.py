@@ -58,6 +58,13 @@ class Campaign:
         self.cycle = 0
         self.next_change = time.monotonic()
 
+    def calendars(self) -> list[dict[str, Any]]:
+        """The linked calendars as the app's tables hold them now."""
+        from autosync.demo.seed import linked_calendars
+
+        with self.system.connect() as conn:
+            return linked_calendars(conn)
+
     def changes(self) -> None:
         """One round of changes on both sides every sync interval."""
         if time.monotonic() >= self.next_change:
@@ -222,11 +229,8 @@ def r3_throttling(sizes: Sizes) -> dict[str, Any]:
     c = Campaign("R3 throttling", sizes)
     try:
         from autosync.demo.check import PROVIDER
-        from autosync.demo.seed import linked_calendars
 
-        client = c.system.demo.client
-        with c.system.connect() as conn:
-            cals = linked_calendars(conn)
+        client, cals = c.system.demo.client, c.calendars()
         retry_after = 3
         phases: dict[str, Any] = {}
         # 1. one Google and one Outlook account: every call answers 429 / 403 rateLimitExceeded.
@@ -434,13 +438,9 @@ def r4_hostile_payloads(sizes: Sizes) -> dict[str, Any]:
 
 def r5_revoked(sizes: Sizes) -> dict[str, Any]:
     """invalid_grant mid-run: the user revoked access while a run of the calendar is open."""
-    from autosync.demo.seed import linked_calendars
-
     c = Campaign("R5 revoked grants", sizes)
     try:
-        client = c.system.demo.client
-        with c.system.connect() as conn:
-            cals = linked_calendars(conn)
+        client, cals = c.system.demo.client, c.calendars()
         picked = [x for x in cals if x["calendarType"] == 1][: (sizes.revokes + 1) // 2] + \
                  [x for x in cals if x["calendarType"] == 2][: sizes.revokes // 2]
         results = []
@@ -505,15 +505,12 @@ HOSTILE_TEXT = [
 
 def r6_round_trip(sizes: Sizes) -> dict[str, Any]:
     """Hostile text in every text field, app -> provider and provider -> app."""
-    from autosync.demo.seed import linked_calendars
     from autosync.normalize.google import event_from_google
     from autosync.normalize.outlook import event_from_graph
 
     c = Campaign("R6 round trip", sizes)
     try:
-        client = c.system.demo.client
-        with c.system.connect() as conn:
-            cals = linked_calendars(conn)
+        client, cals = c.system.demo.client, c.calendars()
         sent: list[dict[str, Any]] = []
         day = datetime.now(UTC).date() + timedelta(days=3)
         n = 0
