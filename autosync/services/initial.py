@@ -179,15 +179,19 @@ def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, d
     else:  # one page (most calendars) or a budget of one: nothing to overlap, no thread to start
         ready.put(_END)
     page, prepared, listed_from = first, None, run.page_cursor
+    fresh_ok = True  # until a page's fresh COPY meets an existing row (pull.Prepared.fresh_ok)
     with _short_switch() if pipelined else contextlib.nullcontext(), _stopping(stop):
         while True:
             if prepared is None:
                 stored = _outlook_state(app, run, page) if checks_series else None
                 prepared = pull.prepare(app, run, page, window, stored, full_round=True)
-            if checks_series and page.complete and not _reconcile_series(app, run, prepared, window, listed_from):
+            if checks_series and page.complete and not _reconcile_series(app, run, prepared, window, listed_from,
+                                                                         fresh_ok):
                 return Next(Step.DONE, run.run_id)  # another delivery of this step moved the run on
             requests = stats.count
+            prepared.fresh_ok = fresh_ok
             nxt = pull._apply(app, run, prepared, page, requests, window, pages=1, listed_from=(listed_from,))
+            fresh_ok = fresh_ok and not prepared.fresh_refused
             stats.settle(requests)  # written with the page (the lister's later ones, with later pages)
             if page is not first:
                 slots.release()
@@ -214,7 +218,7 @@ def _stopping(stop: threading.Event) -> Iterator[None]:
 
 
 def _reconcile_series(app: App, run: RunContext, last: Prepared, window: tuple[datetime, datetime],
-                      listed_from: str | None) -> bool:
+                      listed_from: str | None, fresh_ok: bool = True) -> bool:
     """Before a full Outlook round's last page is written: reconcile every series the round touched.
 
     The last page's own series are recorded first, then the series are read back, reconciled and
@@ -239,8 +243,10 @@ def _reconcile_series(app: App, run: RunContext, last: Prepared, window: tuple[d
             listed = tx.series_listed(run.run_id, chunk)
             state = tx.outlook_state(run.calendar_id, run.run_id, chunk, [], False)
         part = pull.with_token(app, run, partial(_reconciled, app, chunk, listed, window, state["series"]))
+        part.fresh_ok = fresh_ok
         if not pull.write_part(app, run, part, window, listed_from):
             return False
+        fresh_ok = fresh_ok and not part.fresh_refused
     return True
 
 

@@ -47,6 +47,11 @@ class Prepared:
     hinted: list[str] = field(default_factory=list)  # notified Outlook series this page dealt with
     encoded: Encoded | None = None  # the live events' rows, built ahead (services.initial)
     series_listed: dict[str, Any] | None = None  # a full Outlook round's page: its series (outlook_checks)
+    # A full listing of an emptied calendar: whether this page may COPY its rows in without a merge
+    # (store.events.COPY_FRESH), and whether that met an existing row (services/initial then stops
+    # trying for the rest of the step: a calendar linked again over its dead rows would pay twice).
+    fresh_ok: bool = True
+    fresh_refused: bool = False
 
     def copy(self) -> Prepared:
         """An independent copy (the Outlook checks extend the lists in place)."""
@@ -320,7 +325,8 @@ def _write(app: App, tx: Tx, run: RunContext, prepared: Prepared, page: Page,
         if page.complete:
             refused = _guard(app, tx, run, to_delete)
         merged = tx.upsert(calendar_id, user_id, live, prepared.encoded,
-                           fresh=bool(run.full_sync and run.empty_at_start))
+                           fresh=bool(run.full_sync and run.empty_at_start and prepared.fresh_ok))
+        prepared.fresh_refused = merged.merged_instead
         prepared.skipped.extend(merged.skipped)
         cancelled_n = tx.cancel_instances(calendar_id, user_id, cancelled)
         deleted_n = tx.delete_events(calendar_id, to_delete)

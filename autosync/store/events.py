@@ -49,10 +49,10 @@ MERGE = (
     "RETURNING (xmax = 0) AS inserted"
 )
 # A full listing of a calendar that held no live provider rows when it began inserts new rows only:
-# they go straight into cal_event, with no staging table and no merge (about a sixth less time on
-# the write path, bench/importpath.py's ``fresh`` figures). "syncedAt" is the transaction's now(),
-# as the merge writes it. A row that does exist after all (a dead row of a calendar linked again, an
-# event listed on two pages) fails the COPY with a unique violation, and the page takes the merge.
+# they go straight into cal_event, with no staging table and no merge (a sixth less time on the write
+# path: BENCHMARKS.md, "Phase 5"). "syncedAt" is the transaction's now(), as the merge writes it. A
+# row that does exist after all (a dead row of a calendar linked again, an event listed on two pages)
+# fails the COPY with a unique violation, and the page takes the merge (``Upserted.merged_instead``).
 COPY_FRESH = f'COPY cal_event ("calendarId", "createdBy", "syncedAt", {_q}) FROM STDIN'
 # Cancelled occurrences: keep whatever the row knew, mark it cancelled (insert if new).
 CANCEL_INSTANCES = (
@@ -238,6 +238,7 @@ class Upserted:
     updated: int = 0
     unchanged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    merged_instead: bool = False  # asked for the fresh COPY, which met an existing row
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,7 @@ def upsert(conn: Conn, calendar_id: int, user_id: int, events: Sequence[Event],
         inserted = _insert_fresh(conn, calendar_id, user_id, events, encoded)
         if inserted is not None:
             return inserted
-    result = Upserted()
+    result = Upserted(merged_instead=fresh)
     conn.execute(CREATE_STAGING)
     with conn.cursor() as cur:
         with cur.copy(COPY_STAGING) as copy:

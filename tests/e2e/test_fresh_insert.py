@@ -51,6 +51,7 @@ def test_rows_of_an_empty_calendar_are_copied_in_without_staging(db, database_ur
     calendar_id, user_id = _calendar(db)
     result, staged = _upsert(database_url, calendar_id, user_id, [_event(n) for n in range(5)])
     assert (result.inserted, result.updated, result.unchanged, staged) == (5, 0, 0, False)
+    assert not result.merged_instead
     rows = events(db, calendar_id)
     assert sorted(rows) == [f"fresh-{n}" for n in range(5)]
     row = rows["fresh-3"]
@@ -66,6 +67,7 @@ def test_a_row_that_exists_after_all_sends_the_page_to_the_merge(db, database_ur
     result, staged = _upsert(database_url, calendar_id, user_id, [_event(n) for n in range(5)])
     # The COPY failed on fresh-2 and wrote nothing; the merge wrote all five, fresh-2 revived.
     assert (result.inserted, result.updated, result.unchanged, staged) == (4, 1, 0, True)
+    assert result.merged_instead
     rows = events(db, calendar_id)
     assert len(rows) == 5 and all(r["status"] for r in rows.values())
     assert rows["fresh-2"]["eventName"] == "Event 2"
@@ -92,3 +94,33 @@ def test_a_calendar_linked_again_over_its_dead_rows_ends_with_exactly_the_provid
     rows = events(db, cal.calendar_id)
     assert len(rows) == 6 and all(r["status"] for r in rows.values())
     assert sorted(r["eventName"] for r in rows.values()) == [f"Meeting {n}" for n in range(6)]
+
+
+def test_a_step_whose_first_page_meets_existing_rows_merges_the_rest_at_once(
+        small_pages, db, emu, monkeypatch) -> None:
+    cal = link(db, emu, "google")
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    for n in range(30):  # four pages of 8
+        when = start + timedelta(hours=7 * n)
+        emu.google_insert(cal.ext_calendar_id, {
+            "summary": f"Slot {n}", "start": {"dateTime": when.isoformat()},
+            "end": {"dateTime": (when + timedelta(minutes=30)).isoformat()}})
+    sync(cal.user_id)
+    _kill_rows(db, cal.calendar_id)
+    emu.invalidate_cursors(cal.ext_calendar_id)
+    copies: list[bool] = []
+    real = ev_sql._insert_fresh
+
+    def counted(*args, **kwargs):  # the real COPY, counted
+        result = real(*args, **kwargs)
+        copies.append(result is not None)
+        return result
+
+    monkeypatch.setattr(ev_sql, "_insert_fresh", counted)
+    sync(cal.user_id)
+    run = run_rows(db, cal.calendar_id)[-1]
+    assert run["outcome"] == "ok" and run["emptyAtStart"] and run["pagesFetched"] == 4
+    # The first page's COPY met the dead rows; the step's three other pages went to the merge at once.
+    assert copies == [False]
+    rows = events(db, cal.calendar_id)
+    assert len(rows) == 30 and all(r["status"] for r in rows.values())

@@ -5,15 +5,11 @@ number of pages ahead of the writer, and a step's budget wastes no request."""
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import psycopg
-import pytest
 from celery import Celery
 
 from tests.e2e.helpers import events, link, run_rows, sync
@@ -193,20 +189,6 @@ def test_a_full_listing_of_a_calendar_that_holds_rows_still_tracks_what_it_lists
     assert rows["gone-at-google"]["status"] is False
     assert len(events(db, cal.calendar_id, live_only=True)) == 123
 
-
-
-@pytest.fixture()
-def small_pages(worker: object) -> Iterator[None]:
-    """The in-process worker listing Google pages of 8 events."""
-    from autosync.services import context as ctxmod
-    from autosync.settings import get_settings
-
-    saved = ctxmod._ctx, ctxmod._pid
-    ctxmod._ctx, ctxmod._pid = ctxmod.build(replace(get_settings(), google_page_size=8)), os.getpid()
-    try:
-        yield
-    finally:
-        ctxmod._ctx, ctxmod._pid = saved
 
 
 def test_a_pipelined_step_that_fails_after_committing_pages_counts_each_provider_request_once(
