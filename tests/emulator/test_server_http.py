@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+import socket
+import struct
 import time
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import requests
 
@@ -82,3 +85,18 @@ def test_admin_client_accounts_and_calendars(admin: EmulatorClient) -> None:
     assert extra.endswith("@group.calendar.google.com")
     state = admin.state()
     assert [c["calendar_id"] for c in state["accounts"][0]["calendars"]] == ["bob@example.com", extra]
+
+
+def test_a_client_that_hangs_up_before_its_answer_leaves_no_traceback(
+        server: Emulator, admin: EmulatorClient, guser: GoogleUser, capsys) -> None:
+    admin.set_latency(150, provider="google", endpoint="google.events.list")
+    host, port = urlsplit(server.base_url).hostname, urlsplit(server.base_url).port
+    request = (f"GET {urlsplit(guser.url()).path} HTTP/1.1\r\nHost: {host}\r\n"
+               f"Authorization: {guser.session.headers['Authorization']}\r\n\r\n").encode()
+    for _ in range(3):  # as a killed worker does: ask, then drop the connection with a reset
+        with socket.create_connection((host, port)) as conn:
+            conn.sendall(request)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(0.6)  # the answers are written (and fail) after the 150 ms
+    assert guser.list().status_code == 200  # the server goes on
+    assert "Traceback" not in capsys.readouterr().err
