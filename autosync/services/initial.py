@@ -75,14 +75,15 @@ def _short_switch() -> Iterator[None]:
     with _switch_lock:
         if _switch_users == 0:
             _switch_saved = sys.getswitchinterval()
-            sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL))
+            if _switch_saved > SWITCH_INTERVAL:  # one already shorter is left alone (and not re-set:
+                sys.setswitchinterval(SWITCH_INTERVAL)  # CPython keeps whole microseconds, rounding down)
         _switch_users += 1
     try:
         yield
     finally:
         with _switch_lock:
             _switch_users -= 1
-            if _switch_users == 0:
+            if _switch_users == 0 and _switch_saved > SWITCH_INTERVAL:
                 sys.setswitchinterval(_switch_saved)
 
 
