@@ -26,14 +26,13 @@ step ends, so no request is wasted unless the step fails or another delivery is 
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import queue
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -181,7 +180,7 @@ def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, d
         ready.put(_END)
     page, prepared, listed_from = first, None, run.page_cursor
     fresh_ok = True  # until a page's fresh COPY meets an existing row (pull.Prepared.fresh_ok)
-    with _short_switch() if pipelined else contextlib.nullcontext(), _stopping(stop):
+    with _short_switch() if pipelined else nullcontext(), _stopping(stop):
         while True:
             if prepared is None:
                 stored = _outlook_state(app, run, page) if checks_series else None
