@@ -83,6 +83,10 @@ class Adapter(Protocol):
     lifecycle_path: str | None  # the receiver's route for its channel lifecycle events, if any
     max_watch_ttl: int | None  # the longest channel lifetime it grants, in seconds (None: none documented)
 
+    @property
+    def page_size(self) -> int:
+        """Items one listing page holds at most."""
+
     def zone_hint(self, row: dict[str, Any]) -> str | None:
         """The zone to read the provider copy of an app row with, where the copy may leave it unnamed."""
 

@@ -150,6 +150,11 @@ class GoogleProvider:
         self.settings = settings
         self.edge = edge
 
+    @property
+    def page_size(self) -> int:
+        """Items one listing page holds at most (the size autosync asks for)."""
+        return self.settings.google_page_size
+
     def _limits(self, account: str) -> tuple[list[Limit], list[str]]:
         app_count, app_period = self.settings.google_rate
         acc_count, acc_period = self.settings.google_account_rate

@@ -132,6 +132,11 @@ class OutlookProvider:
         self.edge = edge
         self._select_cancelled = True  # whether masters are fetched with $select=...cancelledOccurrences
 
+    @property
+    def page_size(self) -> int:
+        """Items one listing page holds at most (the size autosync asks for)."""
+        return self.settings.outlook_page_size
+
     def _prefer(self) -> dict[str, str]:
         # Prefer headers are not part of the delta token: send them on every request (provider rule 14).
         return {"Prefer": f'outlook.timezone="UTC", odata.maxpagesize={self.settings.outlook_page_size}, '

@@ -7,7 +7,7 @@ round trip through PostgreSQL as jsonb. Here one task handles a budget of pages 
 ``full_sync_step_pages`` / ``full_sync_step_seconds``) in three stages, each on its own thread:
 
 - a lister asks for page after page, each with the token the previous answer carried, as soon as
-  that answer is in (it runs at most two pages ahead of the writer);
+  that answer is in (it runs a few pages ahead of the writer: ``pages_ahead``);
 - a preparer normalizes each listed page and builds its rows (pure Python; an Outlook page that ends
   the round or removes ids is passed on for the writer to prepare, as those read the store);
 - the step's own thread writes page after page, in listing order.
@@ -50,10 +50,19 @@ from autosync.store.runs import RunContext
 if TYPE_CHECKING:
     from autosync.services.pull import Prepared
 
-# Pages the lister may have out at once (listed or being listed, prepared, or being written): with
-# the page the step began with, at most three pages of a listing are in memory, about 40 MB at
-# Google's 2,500 events a page. Three is what keeps the three stages busy together.
-AHEAD = 2
+# How far the lister may read ahead of the writer (pages listed or being listed, prepared, or being
+# written, beyond the one the step's thread writes), counted in items: memory goes with items, and
+# a Google page holds 2,500 events (about 13 MB once parsed) where a Graph page holds 1,000 items,
+# most of them bare occurrences. So two Google pages (about 40 MB in all with the one being written)
+# and five Graph pages. Graph pages come every 47 ms or so and the three stages' times vary from page
+# to page: five instead of two made an Outlook 50k sync 7-8 % faster, while more than two gained
+# Google nothing (BENCHMARKS.md, "Phase 5").
+AHEAD_ITEMS = 5000
+
+
+def pages_ahead(page_size: int) -> int:
+    """Pages the lister may have out beyond the one being written: AHEAD_ITEMS' worth, 2 to 8."""
+    return max(2, min(8, AHEAD_ITEMS // max(1, page_size)))
 
 
 # CPython's GIL switch interval while a listing's threads run. The writer (the step's own thread)
@@ -113,7 +122,8 @@ def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, d
     run = replace(run, pending_deletes=True)
     checks_series = app.provider(run.calendar_type).checks_series
     stop = threading.Event()
-    slots = threading.Semaphore(AHEAD)  # released as the step's thread finishes a listed page
+    slots = threading.Semaphore(pages_ahead(app.provider(run.calendar_type).page_size))  # released as the
+    # step's thread finishes a listed page
     listed: queue.Queue[Any] = queue.Queue()  # bounded by the slots
     ready: queue.Queue[Any] = queue.Queue()
 

@@ -236,8 +236,11 @@ def test_a_duplicate_delivery_of_a_pipelined_step_never_writes_a_page_twice(smal
     assert run["pagesFetched"] == 16  # 123 events (3 of them series) in pages of 8
 
 
-def test_the_lister_stays_two_pages_ahead_of_a_writer_that_cannot_write(db, emu, limits_redis) -> None:
-    from autosync.services.initial import AHEAD
+def test_the_lister_stays_its_pages_ahead_of_a_writer_that_cannot_write(db, emu, limits_redis) -> None:
+    from autosync.services.initial import pages_ahead
+
+    ahead = pages_ahead(8)
+    assert ahead == 8  # 5,000 items' worth of pages of 8, at most 8 pages
 
     cal = link(db, emu, "google")
     _seed_google(emu, cal.ext_calendar_id)
@@ -251,9 +254,9 @@ def test_the_lister_stays_two_pages_ahead_of_a_writer_that_cannot_write(db, emu,
                         '"startDate", "endDate") VALUES (%s, %s, %s, %s, true, current_date, current_date)',
                         (cal.calendar_id, cal.user_id, first, "Held"))
         assert cli("sync", "--user", str(cal.user_id), env=env).returncode == 0
-        _wait_until(lambda: _listings(emu) >= 1 + AHEAD, 30)
+        _wait_until(lambda: _listings(emu) >= 1 + ahead, 30)
         time.sleep(1.5)  # time enough for any further page (the emulator answers in milliseconds)
-        assert _listings(emu) == 1 + AHEAD  # page 1, being written, and two pages read ahead: no more
+        assert _listings(emu) == 1 + ahead  # page 1, being written, and the pages read ahead: no more
         assert run_rows(db, cal.calendar_id)[-1]["pagesFetched"] == 0
         blocker.rollback()
         _wait_until(lambda: _finished(db, cal.calendar_id), 60)

@@ -1,4 +1,4 @@
-"""The GIL switch interval a full listing's pipeline runs under (services/initial._short_switch)."""
+"""services/initial: the GIL switch interval a full listing runs under, and how far its lister reads ahead."""
 
 from __future__ import annotations
 
@@ -48,3 +48,9 @@ def test_an_interval_already_shorter_is_left_as_it_is() -> None:
         assert sys.getswitchinterval() == shorter
     finally:
         sys.setswitchinterval(before)
+
+
+def test_the_lister_reads_ahead_by_items_two_to_eight_pages() -> None:
+    assert initial.pages_ahead(2500) == 2  # Google's pages
+    assert initial.pages_ahead(1000) == 5  # Graph's
+    assert initial.pages_ahead(8) == 8 and initial.pages_ahead(100_000) == 2 and initial.pages_ahead(0) == 8
