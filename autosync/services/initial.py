@@ -120,10 +120,10 @@ def full_pages(app: App, run: RunContext, first: Page, window: tuple[datetime, d
     # The run was loaded before this step's first page: pages written by this step may record
     # deletions (pull._write), so its later pages, and the last one, must look for them.
     run = replace(run, pending_deletes=True)
-    checks_series = app.provider(run.calendar_type).checks_series
+    provider = app.provider(run.calendar_type)
+    checks_series = provider.checks_series
     stop = threading.Event()
-    slots = threading.Semaphore(pages_ahead(app.provider(run.calendar_type).page_size))  # released as the
-    # step's thread finishes a listed page
+    slots = threading.Semaphore(pages_ahead(provider.page_size))  # released as the step's thread writes a page
     listed: queue.Queue[Any] = queue.Queue()  # bounded by the slots
     ready: queue.Queue[Any] = queue.Queue()
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from autosync import errors
 from autosync.model import Event, Skipped
 from autosync.normalize.common import text
+from autosync.normalize.outlook import event_from_graph, occurrence_refs
 from autosync.providers import CalendarRef, Page
 from autosync.services.context import App
 from autosync.services.series import expected_slots, pin_all_day, without_exdates
@@ -58,8 +59,6 @@ def _series_ids(items: list[Any]) -> set[str]:
 def outlook_details(app: App, cal: CalendarRef, out: Prepared, page: Page, removed: list[str],
                     window: tuple[datetime, datetime], stored: Stored) -> None:
     """Check the series a page touches through /instances, and apply its @removed ids."""
-    from autosync.normalize.outlook import event_from_graph
-
     provider = app.outlook
     masters = {e.ext_id: e for e in out.live if e.recurrence and not e.recurring_event_id}
     # Series this page touches: the masters it lists and the masters its occurrences and exceptions
@@ -131,8 +130,6 @@ def full_round(app: App, cal: CalendarRef, out: Prepared, page: Page, removed: l
 def _listing(out: Prepared, page: Page) -> dict[str, dict[str, Any]]:
     """What a page lists of each series: its master and exceptions as listed (taken out of
     ``out.live``), its occurrences' slot stamps, and whether its master was listed but unreadable."""
-    from autosync.normalize.outlook import occurrence_refs
-
     held = {e.ext_id for e in out.live if e.recurring_event_id or e.recurrence}
     out.live = [e for e in out.live if e.ext_id not in held]
     series: dict[str, dict[str, Any]] = {}
@@ -160,8 +157,6 @@ def reconcile_listed(app: App, cal: CalendarRef, out: Prepared, masters: list[st
                      stored_series: dict[str, tuple[bool, list[date]]]) -> None:
     """Reconcile some series of a full round from what its pages recorded of them (``listed``, per
     series); a master no page listed (``delta_masters``), or a notified one no page named, is fetched."""
-    from autosync.normalize.outlook import event_from_graph
-
     provider = app.outlook
     found: dict[str, Event] = {}
     exceptions: dict[str, list[dict[str, Any]]] = {}
@@ -186,7 +181,6 @@ def reconcile_listed(app: App, cal: CalendarRef, out: Prepared, masters: list[st
                 out.skipped.append(Skipped(item_id, exc.reason))
                 unreadable.add(master_id)
     todo = [m for m in masters if m not in unreadable]
-
     unlisted = [m for m in todo if m not in found]
     fetched = dict(zip(unlisted, _each(app, lambda m: _fetch_master(provider, cal, m), unlisted), strict=True))
     for master_id in todo:
@@ -206,8 +200,6 @@ def reconcile_listed(app: App, cal: CalendarRef, out: Prepared, masters: list[st
 
 def _fetch_master(provider: Any, cal: CalendarRef, master_id: str) -> Event | Skipped | object:
     """A series master by id: the Event, a Skipped for one that cannot be read, or _GONE."""
-    from autosync.normalize.outlook import event_from_graph
-
     raw = provider.master(cal, master_id)
     if raw is None:
         return _GONE
